@@ -1,0 +1,63 @@
+"""Build a backend from its config. One place that knows every backend kind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pedagogy.backends.base import Backend
+from pedagogy.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from pedagogy.config import BackendConfig
+    from pedagogy.domains.base import Domain
+
+BackendFactory = Callable[["BackendConfig", "Domain"], Backend]
+
+
+def _scripted(cfg: BackendConfig, domain: Domain) -> Backend:
+    from pedagogy.backends.scripted import ScriptedBackend
+
+    return ScriptedBackend.from_domain(domain, model=cfg.model or None)
+
+
+def _transformers(cfg: BackendConfig, domain: Domain) -> Backend:
+    from pedagogy.backends.transformers import TransformersBackend
+
+    return TransformersBackend(cfg.model, **cfg.options)
+
+
+def _litellm(cfg: BackendConfig, domain: Domain) -> Backend:
+    from pedagogy.backends.litellm import LiteLLMBackend
+
+    return LiteLLMBackend(
+        cfg.model,
+        api_base=cfg.api_base,
+        api_key_env=cfg.api_key_env,
+        max_concurrency=cfg.max_concurrency,
+        **cfg.options,
+    )
+
+
+BACKENDS: dict[str, BackendFactory] = {
+    "scripted": _scripted,
+    "transformers": _transformers,
+    "litellm": _litellm,
+}
+
+
+def register_backend(kind: str, factory: BackendFactory) -> None:
+    """Make a custom backend kind available to configs."""
+    BACKENDS[kind] = factory
+
+
+def check_backend_kind(kind: str) -> None:
+    if kind not in BACKENDS:
+        raise UnknownNameError("backend", kind, list(BACKENDS))
+
+
+def build_backend(cfg: BackendConfig, domain: Domain, **overrides: Any) -> Backend:
+    check_backend_kind(cfg.kind)
+    if overrides:
+        cfg = cfg.model_copy(update=overrides)
+    return BACKENDS[cfg.kind](cfg, domain)

@@ -1,0 +1,118 @@
+"""The Domain protocol: where problems come from and how answers are checked.
+
+A domain owns its world: it poses problems for a (skill, level) from a seeded RNG, parses an
+answer out of a model's response, verifies it, and optionally writes a worked solution (which
+enables the offline scripted teacher).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem posed to the student."""
+
+    domain: str
+    """Name of the domain that made it."""
+    skill: str
+    """Skill (e.g. a reasoning-gym dataset name)."""
+    level: int
+    """Difficulty level, 0 = easiest."""
+    prompt: str
+    """What the student is shown."""
+    answer: str
+    """The reference answer."""
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """Domain-specific data needed to verify or solve (JSON-serialisable)."""
+    source: str = "procedural"
+    """procedural | teacher-refined | generator | file."""
+    parent_id: str | None = None
+    """The problem this one was derived from, if any."""
+
+    @property
+    def id(self) -> str:
+        """Stable content id: the same problem always gets the same id."""
+        key = json.dumps([self.domain, self.skill, self.level, self.prompt, self.answer])
+        return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+    @property
+    def arm(self) -> str:
+        return arm_name(self.skill, self.level)
+
+
+def arm_name(skill: str, level: int) -> str:
+    return f"{skill}@{level}"
+
+
+def parse_arm(arm: str) -> tuple[str, int]:
+    skill, _, level = arm.rpartition("@")
+    if not skill or not level.isdigit():
+        from pedagogy.errors import ConfigError
+
+        raise ConfigError(f"bad arm {arm!r}: expected 'skill@level', e.g. 'chain_sum@0'")
+    return skill, int(level)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of checking one answer."""
+
+    correct: bool
+    score: float
+    """In [0, 1]; 1.0 = fully correct."""
+    parsed_answer: str | None
+    """The answer extracted from the response, None if none could be found."""
+    verifier: str = "programmatic"
+    detail: str = ""
+
+
+
+
+def extract_final_answer(response: str) -> str | None:
+    """The text after the last 'A:' / 'Answer:' line; else the last non-empty line."""
+    if not response or not response.strip():
+        return None
+    matches = list(re.finditer(r"(?:^|\n)\s*(?:A|Answer|ANSWER|Final answer)\s*:\s*([^\n]*)", response))
+    if matches:
+        ans = matches[-1].group(1).strip()
+        return ans or None
+    lines = [ln.strip() for ln in response.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else None
+
+
+@runtime_checkable
+class Domain(Protocol):
+    """Problems for (skill, level) arms, and their checker."""
+
+    name: str
+
+    def skills(self) -> list[str]:
+        """The skills this domain can pose."""
+        ...
+
+    def levels(self, skill: str) -> list[int]:
+        """The difficulty levels of a skill, easiest first."""
+        ...
+
+    def generate(self, rng: random.Random, n: int, skill: str, level: int) -> list[Problem]:
+        """n problems of one skill and level, fully determined by rng's state."""
+        ...
+
+    def parse_answer(self, response: str) -> str | None:
+        """Extract the final answer from a model response."""
+        ...
+
+    def verify(self, problem: Problem, response: str) -> Verdict:
+        """Check a model response (the full text) against the problem."""
+        ...
+
+    def solve(self, problem: Problem) -> str | None:
+        """A worked solution ending in an answer line, or None if this domain cannot solve."""
+        ...

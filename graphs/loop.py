@@ -1,0 +1,319 @@
+"""The loop graph: plan round -> run episodes -> update curriculum -> maybe train -> evaluate ->
+promote or roll back -> next round.
+
+The graph's state is small and JSON-able (round, plan, sampler state, promoted version); heavy
+runtime objects (store, backends, domain) live in a `Session` the nodes are bound to. With a
+LangGraph checkpointer the state is saved after every node, so a killed run resumes at the node it
+was in: episodes are written idempotently, keyed by (run, round, index), so re-running
+`run_episodes` completes the round's plan with nothing lost and nothing done twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+from pedagogy.agents.curriculum import build_sampler
+from pedagogy.agents.roles import Generator
+from pedagogy.config import RunConfig
+from pedagogy.domains.base import Domain, Problem, parse_arm
+from pedagogy.graphs.episode import Agents, build_episode_graph
+from pedagogy.memory.base import Store
+from pedagogy.memory.records import (
+    CurriculumStateRecord,
+    EpisodeRecord,
+    EvaluationRecord,
+    ModelVersionRecord,
+    TrainingJobRecord,
+)
+from pedagogy.training.data import examples_from_episodes, mix_examples
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+def _no_events(kind: str, data: dict[str, Any]) -> None:
+    return None
+
+
+@dataclass
+class Session:
+    """Runtime objects the loop's nodes work with (never checkpointed)."""
+
+    config: RunConfig
+    run_id: str
+    store: Store
+    domain: Domain
+    agents: Agents
+    generator: Generator
+    student_backend: Any
+    """A backend with reload(path, version_id) (transformers)."""
+    heldout: dict[tuple[str, int], list[Problem]]
+    arms: list[str]
+    models_dir: Path
+    emit: EventSink = _no_events
+    episode_graph: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.episode_graph = build_episode_graph(self.agents)
+
+    def sampler(self, state: dict[str, Any] | None):
+        c = self.config.curriculum
+        options = {} if c.sampler == "uniform" else {
+            "temperature": c.temperature, "alpha": c.alpha, "explore": c.explore,
+        }
+        sampler = build_sampler(c.sampler, self.arms, self.config.seed, **options)
+        if state:
+            sampler.load_state(state)
+        return sampler
+
+
+class LoopState(TypedDict, total=False):
+    round: int
+    """The round in progress (0 before the first)."""
+    plan: list[dict[str, Any]]
+    sampler_state: dict[str, Any]
+    student_version: str
+    student_path: str
+    accuracy: float
+    """Mean held-out accuracy of the promoted student."""
+    candidate: dict[str, Any] | None
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+async def evaluate_version(session: Session, version_id: str, round_: int) -> float:
+    """Held-out accuracy per (skill, level) of the loaded student, recorded; returns the mean."""
+    from pedagogy.training.evaluate import evaluate
+
+    t0 = time.perf_counter()
+    results = await evaluate(session.student_backend, session.domain, session.heldout)
+    records = [
+        EvaluationRecord(session.run_id, round_, version_id, skill, level, n, correct)
+        for (skill, level), (correct, n) in sorted(results.items())
+    ]
+    session.store.record_evaluations(records)
+    mean = sum(r.accuracy for r in records) / max(len(records), 1)
+    session.emit("evaluated", {
+        "round": round_, "version": version_id, "mean": mean,
+        "per_arm": {f"{r.skill}@{r.level}": r.accuracy for r in records},
+        "seconds": time.perf_counter() - t0,
+    })
+    return mean
+
+
+# -- nodes ---------------------------------------------------------------------------------------
+
+
+async def evaluate_base(state: LoopState, session: Session) -> dict[str, Any]:
+    """Held-out accuracy of the starting student, before any teaching (round 0)."""
+    if "accuracy" in state:
+        return {}
+    mean = await evaluate_version(session, state["student_version"], 0)
+    return {"accuracy": mean, "round": 0}
+
+
+async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
+    """Choose the round's arms and pose its problems; the plan is checkpointed with the state."""
+    round_ = state.get("round", 0) + 1
+    sampler = session.sampler(state.get("sampler_state"))
+    probs = sampler.probabilities()
+    arms = sampler.sample(session.config.episodes.per_round)
+    counts: dict[str, int] = {}
+    for arm in arms:
+        counts[arm] = counts.get(arm, 0) + 1
+    plan: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    for arm in sorted(counts):
+        skill, level = parse_arm(arm)
+        rng = random.Random(f"{session.config.seed}:{round_}:{arm}")
+        posed = await session.generator.pose(rng, counts[arm], skill, level)
+        problems.extend(posed)
+        for p in posed:
+            plan.append({"arm": arm, "problem_id": p.id, "seed": rng.randrange(2**31)})
+    rng = random.Random(f"{session.config.seed}:{round_}:order")
+    rng.shuffle(plan)
+    for i, item in enumerate(plan):
+        item["index"] = i
+    session.store.add_problems(problems)
+    new_state = sampler.state()
+    session.store.save_curriculum_state(
+        CurriculumStateRecord(session.run_id, round_, {"probabilities": probs, "counts": counts, "sampler": new_state})
+    )
+    session.emit("round_planned", {"round": round_, "episodes": len(plan), "counts": counts})
+    return {"round": round_, "plan": plan, "sampler_state": new_state, "candidate": None}
+
+
+async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
+    """Run every planned episode not yet recorded, concurrently; write them in batches."""
+    round_ = state["round"]
+    store = session.store
+    done = store.done_episode_indices(session.run_id, round_)
+    todo = [item for item in state["plan"] if item["index"] not in done]
+    if done:
+        earlier = store.episodes(session.run_id, round_)
+        session.agents.teacher.new_round(sum(1 for e in earlier if e.explained))
+    else:
+        session.agents.teacher.new_round(0)
+    problems = store.get_problems([item["problem_id"] for item in todo])
+    batch: list[EpisodeRecord] = []
+    total = len(state["plan"])
+    finished = len(done)
+    session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
+
+    async def one(item: dict[str, Any]) -> EpisodeRecord:
+        out = await session.episode_graph.ainvoke({
+            "episode_id": uuid.uuid4().hex,
+            "run_id": session.run_id,
+            "round": round_,
+            "index": item["index"],
+            "seed": item["seed"],
+            "problem": problems[item["problem_id"]],
+        })
+        return out["record"]
+
+    write_batch = session.config.episodes.write_batch
+    for fut in asyncio.as_completed([one(item) for item in todo]):
+        batch.append(await fut)
+        if len(batch) >= write_batch:
+            store.record_episodes(batch)
+            finished += len(batch)
+            batch = []
+            session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
+    if batch:
+        store.record_episodes(batch)
+        finished += len(batch)
+    session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
+    return {}
+
+
+async def update_curriculum(state: LoopState, session: Session) -> dict[str, Any]:
+    """Reward each arm by its learning progress on this round's first attempts."""
+    round_ = state["round"]
+    results: dict[str, tuple[int, int]] = {}
+    for ep in session.store.episodes(session.run_id, round_):
+        c, n = results.get(ep.arm, (0, 0))
+        results[ep.arm] = (c + int(ep.correct_first), n + 1)
+    sampler = session.sampler(state.get("sampler_state"))
+    rewards = sampler.update(results)
+    new_state = sampler.state()
+    planned = next((s for s in session.store.curriculum_states(session.run_id) if s.round == round_), None)
+    record = dict(planned.state) if planned else {}
+    record.update({"results": results, "rewards": rewards, "sampler": new_state, "values": dict(getattr(sampler, "values", {}))})
+    session.store.save_curriculum_state(CurriculumStateRecord(session.run_id, round_, record))
+    session.emit("curriculum_updated", {"round": round_, "results": results, "rewards": rewards})
+    return {"sampler_state": new_state}
+
+
+def _should_train(state: LoopState, session: Session) -> str:
+    return "train" if state["round"] % session.config.training.every_rounds == 0 else "next"
+
+
+async def train(state: LoopState, session: Session) -> dict[str, Any]:
+    """Fine-tune the promoted student on verified data (new + earlier), registering a candidate."""
+    from pedagogy.training.sft import SFTJobConfig, run_sft
+
+    cfg, store, run_id, round_ = session.config.training, session.store, session.run_id, state["round"]
+    for job in store.training_jobs(run_id):
+        if job.status == "running":  # left behind by a killed process
+            store.finish_training_job(job.id, "interrupted", job.metrics, None)
+    episodes = store.episodes(run_id, with_turns=True)
+    problems = store.get_problems(list({e.problem_id for e in episodes}))
+    items = examples_from_episodes(episodes, problems, session.domain)
+    positives = [i for i in items if i.polarity == "positive"]
+    new_ids = {e.id for e in episodes if e.round == round_}
+    new = [i for i in positives if i.episode_id in new_ids]
+    if len(new) < cfg.min_new_examples:
+        session.emit("training_skipped", {"round": round_, "new_examples": len(new)})
+        return {"candidate": None}
+    earlier = [i for i in positives if i.episode_id not in new_ids]
+    chosen = mix_examples(new, earlier, cfg.max_examples, random.Random(f"{session.config.seed}:{round_}:mix"))
+    versions = store.model_versions(run_id, "student")
+    number = max((v.number for v in versions), default=0) + 1
+    job = TrainingJobRecord(
+        id=uuid.uuid4().hex, run_id=run_id, round=round_, kind=cfg.kind,
+        config=cfg.model_dump(), base_version_id=state["student_version"],
+    )
+    store.start_training_job(job)
+    for item in chosen:
+        item.job_id = job.id
+    store.add_dataset_items(chosen)
+    out_path = session.models_dir / f"student-v{number}"
+    session.emit("training_started", {"round": round_, "examples": len(chosen), "new": len(new)})
+    job_cfg = SFTJobConfig(
+        learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, max_seconds=cfg.max_seconds,
+        max_steps=cfg.max_steps, lora=cfg.lora, lora_r=cfg.lora_r, seed=session.config.seed + round_,
+    )
+    try:
+        result = await asyncio.to_thread(
+            run_sft, state["student_path"], out_path, [(i.prompt, i.completion) for i in chosen], job_cfg
+        )
+    except Exception as err:
+        store.finish_training_job(job.id, "failed", {"error": str(err)}, None)
+        raise
+    version = ModelVersionRecord(
+        id=uuid.uuid4().hex, run_id=run_id, role="student", number=number, path=str(out_path),
+        parent_id=state["student_version"], training_job_id=job.id, status="candidate",
+    )
+    store.add_model_version(version)
+    metrics = {"steps": result.steps, "train_loss": result.train_loss, "seconds": result.seconds,
+               "examples": len(chosen), "new_examples": len(new)}
+    store.finish_training_job(job.id, "completed", metrics, version.id)
+    session.emit("training_finished", {"round": round_, **metrics})
+    return {"candidate": {"id": version.id, "path": str(out_path), "job_id": job.id}}
+
+
+async def evaluate_and_promote(state: LoopState, session: Session) -> dict[str, Any]:
+    """Evaluate the candidate; promote it if not worse than the current student, else roll back."""
+    cand = state.get("candidate")
+    if not cand:
+        return {}
+    backend = session.student_backend
+    await asyncio.to_thread(backend.reload, cand["path"], cand["id"])
+    mean = await evaluate_version(session, cand["id"], state["round"])
+    tol = session.config.evaluation.tolerance
+    if mean >= state["accuracy"] - tol:
+        session.store.set_model_status(cand["id"], "promoted")
+        session.emit("promoted", {"round": state["round"], "version": cand["id"], "mean": mean})
+        return {"student_version": cand["id"], "student_path": cand["path"], "accuracy": mean, "candidate": None}
+    session.store.set_model_status(cand["id"], "rolled_back")
+    await asyncio.to_thread(backend.reload, state["student_path"], state["student_version"])
+    session.emit("rolled_back", {"round": state["round"], "version": cand["id"], "mean": mean, "kept": state["accuracy"]})
+    return {"candidate": None}
+
+
+def _next_or_end(state: LoopState, session: Session) -> str:
+    return "plan_round" if state["round"] < session.config.rounds else END
+
+
+def build_loop_graph(session: Session, checkpointer: Any = None):
+    """Compile the loop graph bound to `session` (checkpointed when a checkpointer is given)."""
+    g = StateGraph(LoopState)
+    g.add_node("evaluate_base", partial(evaluate_base, session=session))
+    g.add_node("plan_round", partial(plan_round, session=session))
+    g.add_node("run_episodes", partial(run_episodes, session=session))
+    g.add_node("update_curriculum", partial(update_curriculum, session=session))
+    g.add_node("train", partial(train, session=session))
+    g.add_node("evaluate_and_promote", partial(evaluate_and_promote, session=session))
+    g.add_edge(START, "evaluate_base")
+    g.add_edge("evaluate_base", "plan_round")
+    g.add_edge("plan_round", "run_episodes")
+    g.add_edge("run_episodes", "update_curriculum")
+    g.add_conditional_edges(
+        "update_curriculum", partial(_should_train, session=session),
+        {"train": "train", "next": "evaluate_and_promote"},
+    )
+    g.add_edge("train", "evaluate_and_promote")
+    g.add_conditional_edges(
+        "evaluate_and_promote", partial(_next_or_end, session=session), ["plan_round", END]
+    )
+    return g.compile(checkpointer=checkpointer)

@@ -1,0 +1,263 @@
+"""The `pedagogy` command line. Every flag has help; errors are one line with the fix, exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pedagogy.errors import PedagogyError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Teach a small model from a bigger one — and prove that it learned.")
+audit_app = typer.Typer(no_args_is_help=True, help="Answer lineage questions about models.")
+app.add_typer(audit_app, name="audit")
+console = Console()
+err_console = Console(stderr=True)
+
+DB_HELP = "Database URL or SQLite file path (default: the config's db, else pedagogy-runs/pedagogy.db)."
+
+
+def _fail(err: PedagogyError) -> None:
+    err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    raise typer.Exit(err.exit_code)
+
+
+def _store(db: str | None):
+    from pedagogy.config import load_config
+    from pedagogy.runner import open_run_store
+
+    return open_run_store(db or load_config(None).db_url())
+
+
+def _arm_table(summary: dict[str, Any]) -> Table:
+    initial, final = summary["heldout_initial"], summary["heldout_final"]
+    table = Table(title="held-out accuracy per level")
+    table.add_column("arm")
+    table.add_column("practised")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    for arm in sorted(set(initial) | set(final)):
+        table.add_row(
+            arm, "yes" if arm in summary["practised_arms"] else "-",
+            f"{initial.get(arm, 0):.2f}", f"{final.get(arm, 0):.2f}",
+        )
+    return table
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (default: the embedded default; see `pedagogy init`)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="Number of teaching rounds."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Run seed (curriculum, problems, model init)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a killed or interrupted run by id."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress, only the final report."),
+) -> None:
+    """Run the teaching loop (no arguments: the embedded default)."""
+    from pedagogy.config import load_config
+    from pedagogy.progress import LiveProgress
+    from pedagogy.report import plot_learning_curve, run_summary
+    from pedagogy.runner import run_loop
+
+    try:
+        cfg = load_config(config)
+        update: dict[str, Any] = {}
+        if db is not None:
+            update["db"] = db
+        if rounds is not None:
+            update["rounds"] = rounds
+        if seed is not None:
+            update["seed"] = seed
+        cfg = cfg.model_copy(update=update)
+        with LiveProgress(console, enabled=not quiet) as progress:
+            result = asyncio.run(run_loop(cfg, resume=resume, emit=progress.event))
+        store = _store(cfg.db_url())
+        summary = run_summary(store, result.run_id)
+        png = plot_learning_curve(summary, result.run_dir / "learning_curve.png")
+    except PedagogyError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; continue with `pedagogy run --resume RUN_ID`")
+        raise typer.Exit(130) from None
+    console.print(_arm_table(summary))
+    console.print(f"run        {result.run_id} ({result.status}, {result.seconds:.0f} s)")
+    console.print(f"database   {result.db_url}")
+    console.print(f"models     {result.run_dir / 'models'}")
+    console.print(f"curve      {png}")
+    console.print(f"next       pedagogy show {result.run_id}  |  pedagogy replay {result.run_id}")
+
+
+@app.command("runs")
+def runs_(
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List runs."""
+    try:
+        rows = _store(db).list_runs()
+    except PedagogyError as err:
+        _fail(err)
+    data = [
+        {"id": r.id, "name": r.name, "status": r.status, "seed": r.seed,
+         "created_at": r.created_at.isoformat() if r.created_at else None, "error": r.error}
+        for r in rows
+    ]
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    table = Table("id", "name", "status", "created", "error")
+    for r in data:
+        table.add_row(r["id"], r["name"], r["status"], (r["created_at"] or "")[:19], r["error"] or "")
+    console.print(table)
+
+
+@app.command()
+def show(
+    run_id: str = typer.Argument(..., help="Run id (see `pedagogy runs`)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (shape in README)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also save the learning curve PNG here."),
+) -> None:
+    """Rounds, held-out accuracy per round and level, model versions, counts, tokens, cost."""
+    from pedagogy.report import plot_learning_curve, run_summary
+
+    try:
+        summary = run_summary(_store(db), run_id)
+    except PedagogyError as err:
+        _fail(err)
+    if plot is not None:
+        plot_learning_curve(summary, plot)
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+        return
+    r = summary["run"]
+    console.print(f"run {r['id']} · {r['name']} · {r['status']}" + (f" · {r['error']}" if r["error"] else ""))
+    arms = sorted({a for rd in summary["rounds"] for a in rd.get("heldout", {})})
+    table = Table(title="held-out accuracy of the student in service, per round")
+    table.add_column("round", justify="right")
+    for a in arms:
+        table.add_column(a, justify="right")
+    table.add_column("episodes", justify="right")
+    table.add_column("first-try", justify="right")
+    table.add_column("explained", justify="right")
+    for rd in summary["rounds"]:
+        table.add_row(
+            str(rd["round"]), *[f"{rd.get('heldout', {}).get(a, 0):.2f}" for a in arms],
+            str(rd.get("episodes", 0)), str(rd.get("correct_first", 0)), str(rd.get("explained", 0)),
+        )
+    console.print(table)
+    vt = Table("version", "status", "job", "path", title="model versions")
+    for v in summary["model_versions"]:
+        vt.add_row(f"v{v['number']} {v['id'][:12]}", v["status"], (v["training_job_id"] or "-")[:12], v["path"])
+    console.print(vt)
+    tt = Table("agent", "calls", "prompt tokens", "completion tokens", "cost (USD)", title="tokens")
+    for agent, t in summary["tokens"].items():
+        cost = t.get("cost")
+        tt.add_row(agent, str(int(t.get("calls", 0))), str(int(t.get("prompt_tokens", 0))),
+                   str(int(t.get("completion_tokens", 0))), "-" if cost is None else f"{cost:.4f}")
+    console.print(tt)
+    c = summary["counts"]
+    console.print(f"episodes {c['episodes']} · correct first try {c['correct_first']} · explained {c['explained']} · training jobs {c['training_jobs']}")
+
+
+@app.command()
+def replay(
+    run_id: str = typer.Argument(..., help="Run id."),
+    episode: Optional[str] = typer.Option(None, "--episode", help="Replay one episode by id."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Exact replay from recorded responses: reports model calls (must be 0) and mismatches (must be 0)."""
+    from pedagogy.memory.replay import replay_run
+
+    try:
+        report = replay_run(_store(db), run_id, episode)
+    except PedagogyError as err:
+        _fail(err)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        console.print(f"replayed {report.episodes} episodes · model calls {report.model_calls} · mismatches {report.mismatches}")
+        for d in report.details:
+            for m in d.mismatches:
+                console.print(f"  {d.episode_id}: {m}")
+    if report.model_calls or report.mismatches:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    run_id: str = typer.Argument(..., help="Run id."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl (OpenAI chat format) or hf (datasets.save_to_disk)."),
+    out: Path = typer.Option(..., "--out", help="Output file (jsonl) or directory (hf)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Export chat-format training records carrying their lineage ids."""
+    from pedagogy.errors import ConfigError
+    from pedagogy.memory.export import export_run
+
+    try:
+        if fmt not in ("jsonl", "hf"):
+            raise ConfigError(f"--format {fmt!r}: choose jsonl or hf")
+        n = export_run(_store(db), run_id, fmt, out)
+    except PedagogyError as err:
+        _fail(err)
+    console.print(f"wrote {n} records to {out}")
+
+
+@audit_app.command("model")
+def audit_model_cmd(
+    version: str = typer.Argument(..., help="Model version id (see `pedagogy show RUN`)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Which episodes and turns trained a model version (from the lineage graph)."""
+    from pedagogy.memory.lineage import audit_model
+
+    try:
+        audit = audit_model(_store(db), version)
+    except PedagogyError as err:
+        _fail(err)
+    data = audit.to_dict()
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    for key, value in data.items():
+        if isinstance(value, list) and len(value) > 8:
+            value = f"{len(value)} items: {', '.join(map(str, value[:5]))}, ..."
+        console.print(f"{key:>22}  {value}")
+
+
+@app.command()
+def init(
+    path: Path = typer.Argument(Path("pedagogy.yaml"), help="Where to write the commented default config."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented default config."""
+    from pedagogy.config import DEFAULT_CONFIG_PATH
+
+    if path.exists() and not force:
+        err_console.print(f"[bold red]error:[/] {path} exists; pass --force to overwrite")
+        raise typer.Exit(2)
+    path.write_text(DEFAULT_CONFIG_PATH.read_text())
+    console.print(f"wrote {path}; run it with `pedagogy run --config {path}`")
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except PedagogyError as err:  # raised outside a command body
+        err_console.print(f"error: {err}")
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

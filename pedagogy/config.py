@@ -1,0 +1,175 @@
+"""Run configuration: one pydantic model, loaded from YAML, validated with errors that name the fix.
+
+`pedagogy init` writes the commented default (`default_config.yaml` beside this file); running
+with no config uses the same values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pedagogy.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackendConfig(_Strict):
+    """How one agent's model is called."""
+
+    kind: str = "scripted"
+    """scripted | transformers | litellm | vllm"""
+    model: str = ""
+    """transformers: a local directory, a hub id, or 'tiny' (build the tiny default student);
+    litellm: any litellm model string, e.g. 'openai/gpt-4o-mini'."""
+    api_base: str | None = None
+    api_key_env: str | None = None
+    """NAME of the environment variable holding the API key (the key itself is never stored)."""
+    max_concurrency: int = Field(8, ge=1)
+    max_tokens: int = Field(96, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Backend-specific options (e.g. max_batch_size, num_threads, lora)."""
+
+
+class DomainConfig(_Strict):
+    name: str = "reasoning_gym"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class GeneratorConfig(_Strict):
+    kind: Literal["procedural", "llm"] = "procedural"
+    backend: BackendConfig | None = None
+
+
+class VerifierConfig(_Strict):
+    kind: Literal["programmatic", "llm_judge"] = "programmatic"
+    backend: BackendConfig | None = None
+
+
+class CurriculumConfig(_Strict):
+    sampler: Literal["bandit", "uniform"] = "bandit"
+    temperature: float = Field(0.3, gt=0)
+    """Boltzmann temperature over arm values (lower = greedier)."""
+    alpha: float = Field(0.5, gt=0, le=1)
+    """TD(0) step size for arm values."""
+    explore: float = Field(0.1, ge=0, le=1)
+    """Share of episodes drawn uniformly, so no arm starves."""
+    arms: list[str] | None = None
+    """Restrict to these 'skill@level' arms; default: every skill and level of the domain."""
+
+
+class EpisodesConfig(_Strict):
+    per_round: int = Field(256, ge=1)
+    reattempt: bool = True
+    """After an explanation, let the student try again with the explanation in context."""
+    explain_budget: int | None = Field(None, ge=0)
+    """Explanations the teacher may give per round (None = every wrong attempt)."""
+    write_batch: int = Field(64, ge=1)
+    """Episodes per database transaction."""
+
+
+class TrainingConfig(_Strict):
+    every_rounds: int = Field(1, ge=1)
+    min_new_examples: int = Field(1, ge=0)
+    kind: Literal["sft"] = "sft"
+    lora: bool = False
+    lora_r: int = Field(8, ge=1)
+    learning_rate: float = Field(2e-3, gt=0)
+    batch_size: int = Field(32, ge=1)
+    max_seconds: float = Field(30.0, gt=0)
+    """Time budget of one fine-tuning job."""
+    max_steps: int | None = Field(None, ge=1)
+    max_examples: int | None = Field(None, ge=1)
+    """Cap on examples per job (newest first, the rest sampled from earlier data)."""
+
+
+class EvaluationConfig(_Strict):
+    heldout_per_arm: int = Field(100, ge=1)
+    seed: int = 1_000_003
+    """Seed of the fixed held-out set (distinct from the run seed)."""
+    tolerance: float = Field(0.0, ge=0, le=1)
+    """Promote a candidate whose mean held-out accuracy is at least the current one minus this."""
+
+
+class RunConfig(_Strict):
+    """Everything a run needs. Stored with the run so `--resume` rebuilds the same agents."""
+
+    name: str = "default"
+    seed: int = 0
+    rounds: int = Field(8, ge=1)
+    db: str | None = None
+    """SQLAlchemy URL or file path; default: <workdir>/pedagogy.db"""
+    workdir: str = "pedagogy-runs"
+    """Where the database (by default), model versions, checkpoints and plots go."""
+    domain: DomainConfig = Field(default_factory=DomainConfig)
+    teacher: BackendConfig = Field(default_factory=BackendConfig)
+    student: BackendConfig = Field(
+        default_factory=lambda: BackendConfig(kind="transformers", model="tiny")
+    )
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    verifier: VerifierConfig = Field(default_factory=VerifierConfig)
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
+    episodes: EpisodesConfig = Field(default_factory=EpisodesConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    def db_url(self) -> str:
+        return self.db or str(Path(self.workdir) / "pedagogy.db")
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key; remove it or check the spelling against `pedagogy init`"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {where}: {msg}{more}"
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err, source)) from None
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """The default config, or the file at `path` layered over it."""
+    base = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    if path is None:
+        return config_from_dict(base, str(DEFAULT_CONFIG_PATH))
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist; create one with `pedagogy init`")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}:{where}: not valid YAML ({getattr(err, 'problem', err)}); fix the syntax") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
+    return config_from_dict(_merge(base, data), str(p))
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options":
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out

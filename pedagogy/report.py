@@ -1,0 +1,109 @@
+"""What a run did, as one JSON-able summary: `pedagogy show` prints it, plots draw from it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from pedagogy.memory.base import Store
+
+
+def run_summary(store: Store, run_id: str) -> dict[str, Any]:
+    """The documented shape of `pedagogy show RUN --json` (see README)."""
+    run = store.get_run(run_id)
+    versions = store.model_versions(run_id)
+    evals = store.evaluations(run_id)
+    jobs = store.training_jobs(run_id)
+    episodes = store.episodes(run_id)
+    by_version: dict[str, dict[str, float]] = defaultdict(dict)
+    for e in evals:
+        by_version[e.model_version_id][f"{e.skill}@{e.level}"] = e.accuracy
+    status_of = {v.id: v.status for v in versions}
+    rounds: dict[int, dict[str, Any]] = {}
+    for e in evals:
+        r = rounds.setdefault(e.round, {"round": e.round, "evaluated": {}})
+        r["evaluated"].setdefault(e.model_version_id, {})[f"{e.skill}@{e.level}"] = e.accuracy
+    ep_by_round: dict[int, list] = defaultdict(list)
+    for ep in episodes:
+        ep_by_round[ep.round].append(ep)
+    for rnd in sorted(set(rounds) | set(ep_by_round)):
+        r = rounds.setdefault(rnd, {"round": rnd, "evaluated": {}})
+        eps = ep_by_round.get(rnd, [])
+        arms: dict[str, int] = defaultdict(int)
+        for ep in eps:
+            arms[ep.arm] += 1
+        r["episodes"] = len(eps)
+        r["correct_first"] = sum(ep.correct_first for ep in eps)
+        r["explained"] = sum(ep.explained for ep in eps)
+        r["arms"] = dict(sorted(arms.items()))
+    # held-out accuracy of the student in service after each round
+    current: dict[str, float] = {}
+    curve = []
+    for rnd in sorted(rounds):
+        for vid, acc in rounds[rnd]["evaluated"].items():
+            if status_of.get(vid) in ("base", "promoted"):
+                current = acc
+        rounds[rnd]["heldout"] = dict(current)
+        curve.append({"round": rnd, "heldout": dict(current)})
+    initial = curve[0]["heldout"] if curve else {}
+    final = curve[-1]["heldout"] if curve else {}
+    practised = sorted({ep.arm for ep in episodes})
+    return {
+        "run": {
+            "id": run.id, "name": run.name, "status": run.status, "error": run.error, "seed": run.seed,
+            "created_at": run.created_at.isoformat() if run.created_at else None,
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        },
+        "rounds": [rounds[r] for r in sorted(rounds)],
+        "heldout_initial": initial,
+        "heldout_final": final,
+        "practised_arms": practised,
+        "model_versions": [
+            {"id": v.id, "number": v.number, "status": v.status, "path": v.path,
+             "parent_id": v.parent_id, "training_job_id": v.training_job_id}
+            for v in sorted(versions, key=lambda v: (v.role, v.number))
+        ],
+        "training_jobs": [
+            {"id": j.id, "round": j.round, "kind": j.kind, "status": j.status, "metrics": j.metrics,
+             "output_version_id": j.output_version_id}
+            for j in jobs
+        ],
+        "counts": {
+            "episodes": len(episodes),
+            "correct_first": sum(ep.correct_first for ep in episodes),
+            "explained": sum(ep.explained for ep in episodes),
+            "model_versions": len(versions),
+            "training_jobs": len(jobs),
+        },
+        "tokens": store.token_totals(run_id),
+    }
+
+
+def plot_learning_curve(summary: dict[str, Any], path: str | Path) -> Path:
+    """Held-out accuracy per arm over rounds, one line per (skill, level)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    curve = [r for r in summary["rounds"] if r.get("heldout")]
+    arms = sorted({a for r in curve for a in r["heldout"]})
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for arm in arms:
+        xs = [r["round"] for r in curve if arm in r["heldout"]]
+        ys = [r["heldout"][arm] for r in curve if arm in r["heldout"]]
+        style = "-o" if arm in summary["practised_arms"] else ":x"
+        ax.plot(xs, ys, style, label=arm, markersize=3)
+    ax.set_xlabel("round (0 = before teaching)")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"run {summary['run']['id']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

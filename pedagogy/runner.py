@@ -1,0 +1,217 @@
+"""Start or resume a run: validate everything first, then create the run row, then loop.
+
+Order matters for bad input: config, names, database, endpoints and model directories are all
+checked before anything is written, so a bad input leaves no run row behind; a failure after the
+run row exists marks the run failed with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pedagogy.agents.roles import Generator, Student, Teacher, Verifier
+from pedagogy.backends.registry import build_backend, check_backend_kind
+from pedagogy.config import RunConfig, config_from_dict
+from pedagogy.domains.base import arm_name
+from pedagogy.errors import ConfigError, PedagogyError
+from pedagogy.graphs.episode import Agents
+from pedagogy.graphs.loop import EventSink, LoopState, Session, build_loop_graph, _no_events
+from pedagogy.memory.records import ModelVersionRecord, RunRecord
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    db_url: str
+    run_dir: Path
+    seconds: float
+
+
+def _new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def open_run_store(db: str):
+    from pedagogy.memory.store import open_store
+
+    if "://" not in db:
+        Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return open_store(db)
+
+
+def _domain_arms(config: RunConfig, domain) -> list[str]:
+    arms = [arm_name(s, lv) for s in domain.skills() for lv in domain.levels(s)]
+    if config.curriculum.arms:
+        unknown = [a for a in config.curriculum.arms if a not in arms]
+        if unknown:
+            raise ConfigError(
+                f"curriculum.arms: {unknown[0]!r} is not an arm of domain {config.domain.name!r}; "
+                f"choose from {', '.join(arms)}"
+            )
+        arms = list(config.curriculum.arms)
+    return arms
+
+
+def build_domain_from(config: RunConfig):
+    from pedagogy.domains.registry import build_domain
+
+    try:
+        return build_domain(config.domain.name, **config.domain.options)
+    except TypeError as err:
+        raise ConfigError(f"domain.options for {config.domain.name!r}: {err}; fix the option names") from None
+
+
+def _check_backend_kinds(config: RunConfig) -> None:
+    for role, cfg in (("teacher", config.teacher), ("student", config.student),
+                      ("generator", config.generator.backend), ("verifier", config.verifier.backend)):
+        if cfg is not None:
+            check_backend_kind(cfg.kind)
+    if config.student.kind != "transformers":
+        raise ConfigError(
+            f"student.kind {config.student.kind!r}: the student must be a trainable local model; "
+            "use kind: transformers (model: tiny, a local directory or a hub id)"
+        )
+    for role, sub in (("generator", config.generator), ("verifier", config.verifier)):
+        if sub.kind != ("procedural" if role == "generator" else "programmatic") and sub.backend is None:
+            raise ConfigError(f"{role}.kind {sub.kind!r} needs {role}.backend; add one or use the default kind")
+
+
+async def _check_reachable(backend) -> None:
+    check = getattr(backend, "check", None)
+    if check is not None:
+        await check()
+
+
+@contextlib.asynccontextmanager
+async def _checkpointer(db_url: str, run_dir: Path) -> AsyncIterator[Any]:
+    if db_url.startswith("postgresql"):
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        conn = db_url.replace("postgresql+psycopg://", "postgresql://")
+        async with AsyncPostgresSaver.from_conn_string(conn) as saver:
+            await saver.setup()
+            yield saver
+    else:
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        async with AsyncSqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
+            yield saver
+
+
+async def run_loop(
+    config: RunConfig,
+    *,
+    resume: str | None = None,
+    emit: EventSink = _no_events,
+) -> RunResult:
+    """Start a new run from `config`, or resume run `resume` (its stored config wins)."""
+    t0 = time.perf_counter()
+    store = open_run_store(config.db_url())
+    db_url = config.db_url()
+    if resume is not None:
+        run = store.get_run(resume)
+        stored = config_from_dict(run.config, f"run {resume}")
+        config = stored.model_copy(update={"db": db_url})
+        run_id = resume
+    else:
+        run_id = _new_run_id()
+    run_dir = Path(config.workdir) / "runs" / run_id
+    models_dir = run_dir / "models"
+
+    # Validate every name, endpoint and model before writing anything.
+    _check_backend_kinds(config)
+    domain = build_domain_from(config)
+    arms = _domain_arms(config, domain)
+    teacher_backend = build_backend(config.teacher, domain)
+    await _check_reachable(teacher_backend)
+    gen_backend = build_backend(config.generator.backend, domain) if config.generator.kind == "llm" else None
+    judge_backend = build_backend(config.verifier.backend, domain) if config.verifier.kind == "llm_judge" else None
+    for b in (gen_backend, judge_backend):
+        if b is not None:
+            await _check_reachable(b)
+
+    if resume is None:
+        base_path = config.student.model
+        if base_path == "tiny":
+            from pedagogy.training.tiny import build_tiny_student
+
+            base_path = str(models_dir / "student-v0")
+            tiny_opts = dict(config.student.options.get("tiny", {}))
+            build_tiny_student(base_path, seed=config.seed, **tiny_opts)
+        student_path, student_version = base_path, f"{run_id}-student-v0"
+    else:
+        promoted = [v for v in store.model_versions(run_id, "student") if v.status in ("base", "promoted")]
+        if not promoted:
+            raise PedagogyError(f"run {run_id} has no student model version; it cannot be resumed — start a new run")
+        latest = max(promoted, key=lambda v: v.number)
+        student_path, student_version = latest.path, latest.id
+    backend_opts = {k: v for k, v in config.student.options.items() if k != "tiny"}
+    student_backend = build_backend(
+        config.student.model_copy(update={"model": student_path, "options": backend_opts}), domain
+    )
+    if hasattr(student_backend, "version_id"):
+        student_backend.version_id = student_version
+
+    if resume is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        store.create_run(RunRecord(run_id, config.name, config.model_dump(), config.seed))
+        store.add_model_version(ModelVersionRecord(
+            id=student_version, run_id=run_id, role="student", number=0, path=student_path, status="base",
+        ))
+    else:
+        store.set_run_status(run_id, "running")
+    emit("run_started", {"run_id": run_id, "resumed": resume is not None, "db": store.url, "run_dir": str(run_dir)})
+
+    from pedagogy.training.evaluate import build_heldout
+
+    heldout = build_heldout(domain, arms, config.evaluation.heldout_per_arm, config.evaluation.seed)
+    session = Session(
+        config=config, run_id=run_id, store=store, domain=domain,
+        agents=Agents(
+            student=Student(student_backend, max_tokens=config.student.max_tokens, temperature=config.student.temperature),
+            teacher=Teacher(teacher_backend, budget=config.episodes.explain_budget, max_tokens=config.teacher.max_tokens),
+            verifier=Verifier(domain, judge_backend),
+            reattempt=config.episodes.reattempt,
+        ),
+        generator=Generator(domain, gen_backend), student_backend=student_backend,
+        heldout=heldout, arms=arms, models_dir=models_dir, emit=emit,
+    )
+    status = "failed"
+    try:
+        async with _checkpointer(db_url, run_dir) as saver:
+            graph = build_loop_graph(session, saver)
+            cfg = {"configurable": {"thread_id": run_id}, "recursion_limit": 10 * config.rounds + 20}
+            initial: LoopState = {"round": 0, "student_version": student_version, "student_path": student_path}
+            snapshot = await graph.aget_state(cfg) if resume is not None else None
+            if snapshot is None or not snapshot.values:
+                await graph.ainvoke(initial, cfg)
+            elif snapshot.next:
+                await graph.ainvoke(None, cfg)
+        status = "completed"
+        store.set_run_status(run_id, status)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        status = "interrupted"
+        store.set_run_status(run_id, status, "interrupted by the user; continue with --resume")
+        raise
+    except PedagogyError as err:
+        store.set_run_status(run_id, "failed", str(err))
+        raise
+    except Exception as err:
+        store.set_run_status(run_id, "failed", f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        close = getattr(student_backend, "close", None)
+        if close is not None:
+            close()
+    result = RunResult(run_id, status, store.url, run_dir, time.perf_counter() - t0)
+    emit("run_finished", {"run_id": run_id, "status": status, "seconds": result.seconds})
+    return result

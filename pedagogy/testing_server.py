@@ -1,0 +1,256 @@
+"""A tiny OpenAI-compatible HTTP server for tests and examples.
+
+Remote backends (litellm against a vLLM or Ollama server, or an API) are best tested over real
+HTTP, not with a patched client: that exercises the URL, the headers, the JSON and the error
+mapping. This server speaks just enough of the OpenAI API for that, from the standard library
+only, on 127.0.0.1 with a free port, in a daemon thread:
+
+    with OpenAICompatServer(lambda body: "42") as srv:
+        backend = LiteLLMBackend("openai/local", api_base=srv.base_url)
+
+It records every request body and its headers, can fail the next few requests with an HTTP error
+(to test retries) and can delay every answer (to test bounded concurrency).
+
+Token counts in `usage` are whitespace-split words (prompt: over every message's content;
+completion: over the answer), which is enough to check that accounting flows through.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Responder = Callable[[dict[str, Any]], str]
+"""Maps a chat-completions request body to the assistant's text."""
+
+
+def echo_last_user(body: dict[str, Any]) -> str:
+    """The default responder: the content of the last user message."""
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            return _text(message.get("content"))
+    return ""
+
+
+def _text(content: Any) -> str:
+    # OpenAI content is a string or a list of parts like {"type": "text", "text": "..."}.
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+class OpenAICompatServer:
+    """Serves POST /v1/chat/completions and GET /v1/models on 127.0.0.1 (a free port)."""
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        model: str = "local",
+        delay_s: float = 0.0,
+    ):
+        if delay_s < 0:
+            raise ValueError(f"delay_s must be >= 0, got {delay_s!r}")
+        self.responder: Responder = responder or echo_last_user
+        self.model = model
+        self.delay_s = delay_s
+        self.requests: list[dict[str, Any]] = []
+        """Every chat-completions request body, in arrival order."""
+        self.headers: list[dict[str, str]] = []
+        """The headers of every request (any path), in arrival order."""
+        self.max_in_flight = 0
+        """The most chat-completion requests that were being answered at once."""
+        self._in_flight = 0
+        self._fail_left = 0
+        self._fail_status = 500
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> OpenAICompatServer:
+        """Bind a free port and serve in a daemon thread; returns self."""
+        if self._httpd is not None:
+            return self
+        self._httpd = _QuietHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        # A short poll interval makes stop() return in ~50 ms instead of the default 0.5 s.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="openai-compat-server",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd = self._thread = None
+
+    def __enter__(self) -> OpenAICompatServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("the server is not running; call start() or use it in a `with`")
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """What an OpenAI client takes as its base URL, e.g. http://127.0.0.1:PORT/v1."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- behaviour switches ----------------------------------------------------------------
+
+    def fail_next(self, n: int, status: int = 500) -> None:
+        """Answer the next n requests (any path) with HTTP `status` and an OpenAI error body."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n!r}")
+        with self._lock:
+            self._fail_left, self._fail_status = n, status
+
+    # -- called from handler threads -------------------------------------------------------
+
+    def _take_failure(self) -> int | None:
+        with self._lock:
+            if self._fail_left > 0:
+                self._fail_left -= 1
+                return self._fail_status
+            return None
+
+    def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.requests.append(body)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            text = self.responder(body)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        prompt_tokens = sum(_words(_text(m.get("content"))) for m in body.get("messages") or [])
+        completion_tokens = _words(text)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model") or self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    def _models(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "pedagogy"}],
+        }
+
+
+class _QuietHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True  # a handler still sleeping in `delay_s` must not block stop()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out and hung up is expected in tests; anything else is printed.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+def _error_body(status: int, message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "server_error", "code": status}}
+
+
+def _make_handler(server: OpenAICompatServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        # Keep-alive plus no Nagle: without both each response costs ~40 ms (MEASURED.md).
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _read_body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def _record_headers(self) -> None:
+            with server._lock:
+                server.headers.append({k.lower(): v for k, v in self.headers.items()})
+
+        def do_GET(self) -> None:
+            self._record_headers()
+            status = server._take_failure()
+            if status is not None:
+                self._send(status, _error_body(status, "injected failure"))
+            elif self.path.rstrip("/") == "/v1/models":
+                self._send(200, server._models())
+            else:
+                self._send(404, _error_body(404, f"no route GET {self.path}"))
+
+        def do_POST(self) -> None:
+            raw = self._read_body()  # always drain, so the kept-alive connection stays usable
+            self._record_headers()
+            status = server._take_failure()
+            if status is not None:
+                self._send(status, _error_body(status, "injected failure"))
+                return
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                self._send(404, _error_body(404, f"no route POST {self.path}"))
+                return
+            try:
+                body = json.loads(raw or b"{}")
+            except json.JSONDecodeError as e:
+                self._send(400, _error_body(400, f"request body is not JSON: {e}"))
+                return
+            try:
+                payload = server._complete(body)
+            except Exception as e:  # a responder bug must reach the client, not kill the thread
+                self._send(500, _error_body(500, f"responder failed: {type(e).__name__}: {e}"))
+                return
+            self._send(200, payload)
+
+    return Handler

@@ -1,0 +1,81 @@
+"""Training data from memory: verified teacher explanations and correct student attempts.
+
+Each job trains on the newest examples *and* earlier ones: measured here, fine-tuning on new
+levels alone erased old ones (.98 -> .07 held-out accuracy).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from pedagogy.domains.base import Domain, Problem
+from pedagogy.memory.records import DatasetItemRecord, EpisodeRecord
+
+
+def _prompt_of(turn_request: dict) -> str:
+    messages = turn_request.get("messages") or []
+    users = [m.get("content", "") for m in messages if m.get("role") == "user"]
+    return users[-1] if users else ""
+
+
+def examples_from_episodes(
+    episodes: Sequence[EpisodeRecord], problems: dict[str, Problem], domain: Domain
+) -> list[DatasetItemRecord]:
+    """Positive and negative examples an episode yields (job_id left empty).
+
+    Positives: the teacher's explanation when the domain verifies it, and every correct student
+    attempt (as the completion of the plain problem prompt). Negatives: wrong first attempts.
+    """
+    items: list[DatasetItemRecord] = []
+    for ep in episodes:
+        problem = problems.get(ep.problem_id)
+        if problem is None:
+            continue
+        verdict_by_turn = {v.turn_id: v for v in ep.verdicts}
+        for turn in ep.turns:
+            if turn.error or not turn.response.strip():
+                continue
+            if turn.agent == "teacher":
+                if domain.verify(problem, turn.response).correct:
+                    items.append(DatasetItemRecord("", ep.id, turn.id, "positive", problem.prompt, turn.response))
+            elif turn.agent == "student":
+                verdict = verdict_by_turn.get(turn.id)
+                if verdict is None:
+                    continue
+                if verdict.correct:
+                    items.append(DatasetItemRecord("", ep.id, turn.id, "positive", problem.prompt, turn.response))
+                elif turn.request.get("purpose") == "attempt":
+                    items.append(DatasetItemRecord("", ep.id, turn.id, "negative", _prompt_of(turn.request), turn.response))
+    return items
+
+
+def mix_examples(
+    new: Sequence[DatasetItemRecord],
+    earlier: Sequence[DatasetItemRecord],
+    max_examples: int | None,
+    rng: random.Random,
+) -> list[DatasetItemRecord]:
+    """All new examples plus earlier ones, deduplicated; capped with earlier data sampled.
+
+    Under a cap, up to half goes to the newest round and the rest is sampled from earlier rounds.
+    """
+    seen: set[tuple[str, str]] = set()
+
+    def dedupe(items: Sequence[DatasetItemRecord]) -> list[DatasetItemRecord]:
+        out = []
+        for it in items:
+            key = (it.prompt, it.completion)
+            if key not in seen:
+                seen.add(key)
+                out.append(it)
+        return out
+
+    new_u = dedupe(new)
+    old_u = dedupe(earlier)
+    if max_examples is None or len(new_u) + len(old_u) <= max_examples:
+        return new_u + old_u
+    n_new = min(len(new_u), max(max_examples // 2, max_examples - len(old_u)))
+    chosen_new = rng.sample(new_u, n_new)
+    chosen_old = rng.sample(old_u, min(len(old_u), max_examples - n_new))
+    return chosen_new + chosen_old
