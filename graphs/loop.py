@@ -60,10 +60,12 @@ class Session:
     arms: list[str]
     models_dir: Path
     emit: EventSink = _no_events
+    graph_factory: Callable[[Agents], Any] = build_episode_graph
+    """Builds the episode graph from the agents; swap it for a custom graph."""
     episode_graph: Any = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.episode_graph = build_episode_graph(self.agents)
+        self.episode_graph = self.graph_factory(self.agents)
 
     def sampler(self, state: dict[str, Any] | None):
         c = self.config.curriculum

@@ -9,7 +9,7 @@ outcome) is compared with what was stored (mismatches must be 0).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +77,10 @@ class ReplayReport:
         }
 
 
-async def replay_episode(episode: EpisodeRecord, store: Store, domain: Domain, *, reattempt: bool, judged: bool) -> EpisodeReplay:
+async def replay_episode(
+    episode: EpisodeRecord, store: Store, domain: Domain, *, reattempt: bool, judged: bool,
+    episode_graph: Callable[..., Any] | None = None,
+) -> EpisodeReplay:
     from pedagogy.agents.roles import Student, Teacher, Verifier
     from pedagogy.graphs.episode import Agents, build_episode_graph
 
@@ -93,7 +96,7 @@ async def replay_episode(episode: EpisodeRecord, store: Store, domain: Domain, *
         reattempt=reattempt,
     )
     problem = store.get_problems([episode.problem_id])[episode.problem_id]
-    out = await build_episode_graph(agents).ainvoke({
+    out = await (episode_graph or build_episode_graph)(agents).ainvoke({
         "episode_id": episode.id, "run_id": episode.run_id, "round": episode.round,
         "index": episode.index, "seed": episode.seed, "problem": problem,
     })
@@ -113,8 +116,13 @@ async def replay_episode(episode: EpisodeRecord, store: Store, domain: Domain, *
     return EpisodeReplay(episode.id, calls, mismatches)
 
 
-def replay_run(store: Store, run_id: str, episode_id: str | None = None) -> ReplayReport:
-    """Replay every episode of a run (or one), with zero model calls."""
+def replay_run(
+    store: Store, run_id: str, episode_id: str | None = None, episode_graph: Callable[..., Any] | None = None
+) -> ReplayReport:
+    """Replay every episode of a run (or one), with zero model calls.
+
+    Runs made with a custom episode graph replay through the same factory (`episode_graph`).
+    """
     from pedagogy.config import config_from_dict
     from pedagogy.errors import StoreError
     from pedagogy.runner import build_domain_from
@@ -133,7 +141,7 @@ def replay_run(store: Store, run_id: str, episode_id: str | None = None) -> Repl
     async def all_() -> list[EpisodeReplay]:
         return [
             await replay_episode(ep, store, domain, reattempt=config.episodes.reattempt,
-                                 judged=config.verifier.kind == "llm_judge")
+                                 judged=config.verifier.kind == "llm_judge", episode_graph=episode_graph)
             for ep in episodes
         ]
 

@@ -124,6 +124,10 @@ class RunConfig(_Strict):
     def db_url(self) -> str:
         return self.db or str(Path(self.workdir) / "pedagogy.db")
 
+    def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
+        """A validated copy with nested overrides merged in, e.g. {"training": {"max_seconds": 5}}."""
+        return config_from_dict(_merge(self.model_dump(), overrides), "overrides")
+
 
 def _format_validation(err: ValidationError, source: str) -> str:
     first = err.errors()[0]

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +22,7 @@ from pedagogy.backends.registry import build_backend, check_backend_kind
 from pedagogy.config import RunConfig, config_from_dict
 from pedagogy.domains.base import arm_name
 from pedagogy.errors import ConfigError, PedagogyError
-from pedagogy.graphs.episode import Agents
+from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.graphs.loop import EventSink, LoopState, Session, build_loop_graph, _no_events
 from pedagogy.memory.records import ModelVersionRecord, RunRecord
 
@@ -112,8 +112,13 @@ async def run_loop(
     *,
     resume: str | None = None,
     emit: EventSink = _no_events,
+    episode_graph: Callable[[Agents], Any] = build_episode_graph,
 ) -> RunResult:
-    """Start a new run from `config`, or resume run `resume` (its stored config wins)."""
+    """Start a new run from `config`, or resume run `resume` (its stored config wins).
+
+    `episode_graph` builds the graph each episode runs through (default: the ready-made one);
+    a custom graph must return {"record": EpisodeRecord} like `graphs.episode.record`.
+    """
     t0 = time.perf_counter()
     store = open_run_store(config.db_url())
     db_url = config.db_url()
@@ -183,7 +188,7 @@ async def run_loop(
             reattempt=config.episodes.reattempt,
         ),
         generator=Generator(domain, gen_backend), student_backend=student_backend,
-        heldout=heldout, arms=arms, models_dir=models_dir, emit=emit,
+        heldout=heldout, arms=arms, models_dir=models_dir, emit=emit, graph_factory=episode_graph,
     )
     status = "failed"
     try:

@@ -1,0 +1,111 @@
+"""The whole loop on a real SQLite file with the tiny model: run, show, replay, kill -9 + resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pedagogy.cli import app
+from pedagogy.memory.store import open_store
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def _run_id(store):
+    (run,) = store.list_runs()
+    return run.id
+
+
+def test_two_round_loop_show_replay_export_audit(quick_config, tmp_path):
+    cfg = quick_config()
+    db = str(tmp_path / "work" / "pedagogy.db")
+    result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "held-out accuracy per level" in result.output
+    store = open_store(db)
+    run_id = _run_id(store)
+    assert store.get_run(run_id).status == "completed"
+    png = tmp_path / "work" / "runs" / run_id / "learning_curve.png"
+    assert png.stat().st_size > 1000
+
+    eps = store.episodes(run_id)
+    assert sorted((e.round, e.index) for e in eps) == [(r, i) for r in (1, 2) for i in range(48)]
+    jobs = store.training_jobs(run_id)
+    assert [j.status for j in jobs] == ["completed", "completed"]
+    assert store.verify_chain(run_id) == []
+
+    shown = runner.invoke(app, ["show", run_id, "--db", db, "--json"])
+    assert shown.exit_code == 0, shown.output
+    summary = json.loads(shown.output)
+    assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
+    assert set(summary["heldout_final"]) == {"chain_sum@0", "chain_sum@1"}
+    assert summary["counts"]["episodes"] == 96
+    assert summary["tokens"]["student"]["completion_tokens"] > 0
+    assert len(summary["model_versions"]) == 3
+
+    rep = runner.invoke(app, ["replay", run_id, "--db", db, "--json"])
+    assert rep.exit_code == 0, rep.output
+    report = json.loads(rep.output)
+    assert report == {**report, "episodes": 96, "model_calls": 0, "mismatches": 0}
+
+    out = tmp_path / "export.jsonl"
+    exp = runner.invoke(app, ["export", run_id, "--db", db, "--format", "jsonl", "--out", str(out)])
+    assert exp.exit_code == 0, exp.output
+    first = json.loads(out.read_text().splitlines()[0])
+    assert first["messages"][-1]["role"] == "assistant" and first["lineage"]["run_id"] == run_id
+
+    trained = [v for v in summary["model_versions"] if v["number"] == 2][0]
+    aud = runner.invoke(app, ["audit", "model", trained["id"], "--db", db, "--json"])
+    assert aud.exit_code == 0, aud.output
+    assert aud.output.count(run_id) >= 1
+
+
+def _pedagogy(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "pedagogy.cli", *args], **kw)
+
+
+def test_sigkill_then_resume_runs_every_planned_episode_once(quick_config, tmp_path):
+    cfg = quick_config(rounds=3, episodes={"per_round": 48, "write_batch": 8})
+    db = str(tmp_path / "work" / "pedagogy.db")
+    proc = _pedagogy("run", "--config", str(cfg), "--quiet", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    killed_at = None
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+            if not Path(db).exists():
+                continue
+            store = open_store(db)
+            runs = store.list_runs()
+            if runs and len(store.episodes(runs[0].id, 2)) > 0:
+                killed_at = len(store.episodes(runs[0].id))
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+    assert killed_at is not None, "the run finished or stalled before it could be killed"
+    store = open_store(db)
+    run_id = _run_id(store)
+    assert store.get_run(run_id).status == "running"  # killed: nothing could mark it
+    resumed = subprocess.run(
+        [sys.executable, "-m", "pedagogy.cli", "run", "--db", db, "--resume", run_id, "--quiet"],
+        capture_output=True, text=True, timeout=300, env={**os.environ},
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    store = open_store(db)
+    eps = store.episodes(run_id)
+    keys = [(e.round, e.index) for e in eps]
+    assert len(keys) == len(set(keys))
+    assert sorted(keys) == [(r, i) for r in (1, 2, 3) for i in range(48)]
+    assert store.get_run(run_id).status == "completed"
+    jobs = store.training_jobs(run_id)
+    assert sum(j.status == "completed" for j in jobs) == 3
