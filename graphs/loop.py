@@ -63,9 +63,11 @@ class Session:
     graph_factory: Callable[[Agents], Any] = build_episode_graph
     """Builds the episode graph from the agents; swap it for a custom graph."""
     episode_graph: Any = field(default=None, init=False)
+    heldout_prompts: set[str] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.episode_graph = self.graph_factory(self.agents)
+        self.heldout_prompts = {p.prompt for ps in self.heldout.values() for p in ps}
 
     def sampler(self, state: dict[str, Any] | None):
         c = self.config.curriculum
@@ -113,6 +115,25 @@ async def evaluate_version(session: Session, version_id: str, round_: int) -> fl
     return mean
 
 
+async def _pose_outside_heldout(session: Session, rng: random.Random, n: int, skill: str, level: int) -> list[Problem]:
+    """n problems for the arm, avoiding held-out prompts while the level has others to give.
+
+    Small levels (1-digit a+b has ~200 problems) run out: then training problems repeat, and
+    only a level with nothing outside the held-out set trains on held-out problems.
+    """
+    held = session.heldout_prompts
+    kept: list[Problem] = []
+    seen_any: list[Problem] = []
+    for _ in range(4):
+        posed = await session.generator.pose(rng, max(n - len(kept), 8), skill, level)
+        seen_any.extend(posed)
+        kept.extend(p for p in posed if p.prompt not in held)
+        if len(kept) >= n:
+            return kept[:n]
+    pool = kept or seen_any
+    return [pool[i % len(pool)] for i in range(n)]
+
+
 # -- nodes ---------------------------------------------------------------------------------------
 
 
@@ -138,7 +159,7 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     for arm in sorted(counts):
         skill, level = parse_arm(arm)
         rng = random.Random(f"{session.config.seed}:{round_}:{arm}")
-        posed = await session.generator.pose(rng, counts[arm], skill, level)
+        posed = await _pose_outside_heldout(session, rng, counts[arm], skill, level)
         problems.extend(posed)
         for p in posed:
             plan.append({"arm": arm, "problem_id": p.id, "seed": rng.randrange(2**31)})

@@ -41,11 +41,18 @@ class ReplayBackend:
                 out.append(Completion(text="", model=self.model, error="no recorded response"))
                 continue
             t = self._turns.pop(0)
-            out.append(Completion(
-                text=t.response, model=t.model, prompt_tokens=t.prompt_tokens,
-                completion_tokens=t.completion_tokens, latency_s=0.0, cost=t.cost,
-                model_version=t.model_version, error=t.error,
-            ))
+            out.append(
+                Completion(
+                    text=t.response,
+                    model=t.model,
+                    prompt_tokens=t.prompt_tokens,
+                    completion_tokens=t.completion_tokens,
+                    latency_s=0.0,
+                    cost=t.cost,
+                    model_version=t.model_version,
+                    error=t.error,
+                )
+            )
         return out
 
 
@@ -71,14 +78,24 @@ class ReplayReport:
             "model_calls": self.model_calls,
             "mismatches": self.mismatches,
             "mismatched_episodes": [
-                {"episode_id": d.episode_id, "model_calls": d.model_calls, "mismatches": d.mismatches}
-                for d in self.details if d.mismatches or d.model_calls
+                {
+                    "episode_id": d.episode_id,
+                    "model_calls": d.model_calls,
+                    "mismatches": d.mismatches,
+                }
+                for d in self.details
+                if d.mismatches or d.model_calls
             ],
         }
 
 
 async def replay_episode(
-    episode: EpisodeRecord, store: Store, domain: Domain, *, reattempt: bool, judged: bool,
+    episode: EpisodeRecord,
+    store: Store,
+    domain: Domain,
+    *,
+    reattempt: bool,
+    judged: bool,
     episode_graph: Callable[..., Any] | None = None,
 ) -> EpisodeReplay:
     from pedagogy.agents.roles import Student, Teacher, Verifier
@@ -96,10 +113,16 @@ async def replay_episode(
         reattempt=reattempt,
     )
     problem = store.get_problems([episode.problem_id])[episode.problem_id]
-    out = await (episode_graph or build_episode_graph)(agents).ainvoke({
-        "episode_id": episode.id, "run_id": episode.run_id, "round": episode.round,
-        "index": episode.index, "seed": episode.seed, "problem": problem,
-    })
+    out = await (episode_graph or build_episode_graph)(agents).ainvoke(
+        {
+            "episode_id": episode.id,
+            "run_id": episode.run_id,
+            "round": episode.round,
+            "index": episode.index,
+            "seed": episode.seed,
+            "problem": problem,
+        }
+    )
     rec: EpisodeRecord = out["record"]
     mismatches = []
     for key, stored in episode.decisions.items():
@@ -108,7 +131,9 @@ async def replay_episode(
             mismatches.append(f"{key}: stored {stored!r}, replayed {got!r}")
     for key in ("outcome", "correct_first", "correct_final", "explained"):
         if getattr(rec, key) != getattr(episode, key):
-            mismatches.append(f"{key}: stored {getattr(episode, key)!r}, replayed {getattr(rec, key)!r}")
+            mismatches.append(
+                f"{key}: stored {getattr(episode, key)!r}, replayed {getattr(rec, key)!r}"
+            )
     unused = sum(b.unused for b in backends.values())
     if unused:
         mismatches.append(f"{unused} recorded turns were not requested on replay")
@@ -117,7 +142,10 @@ async def replay_episode(
 
 
 def replay_run(
-    store: Store, run_id: str, episode_id: str | None = None, episode_graph: Callable[..., Any] | None = None
+    store: Store,
+    run_id: str,
+    episode_id: str | None = None,
+    episode_graph: Callable[..., Any] | None = None,
 ) -> ReplayReport:
     """Replay every episode of a run (or one), with zero model calls.
 
@@ -140,8 +168,14 @@ def replay_run(
 
     async def all_() -> list[EpisodeReplay]:
         return [
-            await replay_episode(ep, store, domain, reattempt=config.episodes.reattempt,
-                                 judged=config.verifier.kind == "llm_judge", episode_graph=episode_graph)
+            await replay_episode(
+                ep,
+                store,
+                domain,
+                reattempt=config.episodes.reattempt,
+                judged=config.verifier.kind == "llm_judge",
+                episode_graph=episode_graph,
+            )
             for ep in episodes
         ]
 

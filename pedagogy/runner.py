@@ -147,11 +147,14 @@ async def run_loop(
     if resume is None:
         base_path = config.student.model
         if base_path == "tiny":
-            from pedagogy.training.tiny import build_tiny_student
+            from pedagogy.training.tiny import TinyStudentConfig, build_tiny_student
 
             base_path = str(models_dir / "student-v0")
-            tiny_opts = dict(config.student.options.get("tiny", {}))
-            build_tiny_student(base_path, seed=config.seed, **tiny_opts)
+            try:
+                tiny = TinyStudentConfig(**dict(config.student.options.get("tiny") or {}))
+            except TypeError as err:
+                raise ConfigError(f"student.options.tiny: {err}; see TinyStudentConfig for the fields") from None
+            build_tiny_student(base_path, tiny, seed=config.seed)
         student_path, student_version = base_path, f"{run_id}-student-v0"
     else:
         promoted = [v for v in store.model_versions(run_id, "student") if v.status in ("base", "promoted")]
@@ -214,9 +217,9 @@ async def run_loop(
         store.set_run_status(run_id, "failed", f"{type(err).__name__}: {err}")
         raise
     finally:
-        close = getattr(student_backend, "close", None)
-        if close is not None:
-            close()
+        aclose = getattr(student_backend, "aclose", None)
+        if aclose is not None:
+            await aclose()
     result = RunResult(run_id, status, store.url, run_dir, time.perf_counter() - t0)
     emit("run_finished", {"run_id": run_id, "status": status, "seconds": result.seconds})
     return result

@@ -13,7 +13,7 @@ runner = CliRunner()
 
 def _run(args):
     result = runner.invoke(app, args)
-    text = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    text = result.output  # stdout and stderr together
     assert "Traceback" not in text
     return result.exit_code, text
 

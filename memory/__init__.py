@@ -1,0 +1,67 @@
+"""pedagogy.memory: what happened, in SQL.
+
+`open_store(url)` gives a `Store` (SQLite file or PostgreSQL) that records runs, problems, episodes
+with their hash-chained turns, curriculum states, training jobs, model versions and evaluations.
+`lineage_graph` / `audit_model` answer "what data made this model"; `export_run` writes chat-format
+training data. The last two import networkx / datasets, so they load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pedagogy.memory.base import Store
+from pedagogy.memory.records import (
+    CurriculumStateRecord,
+    DatasetItemRecord,
+    EpisodeRecord,
+    EvaluationRecord,
+    ExplanationRecord,
+    ModelVersionRecord,
+    RunRecord,
+    TrainingJobRecord,
+    TurnRecord,
+    VerdictRecord,
+)
+from pedagogy.memory.store import SQLStore, mask_url, open_store
+
+if TYPE_CHECKING:
+    from pedagogy.memory.export import export_run
+    from pedagogy.memory.lineage import ModelAudit, audit_model, lineage_graph
+
+_LAZY = {
+    "lineage_graph": "pedagogy.memory.lineage",
+    "audit_model": "pedagogy.memory.lineage",
+    "ModelAudit": "pedagogy.memory.lineage",
+    "export_run": "pedagogy.memory.export",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'pedagogy.memory' has no attribute {name!r}")
+
+
+__all__ = [
+    "CurriculumStateRecord",
+    "DatasetItemRecord",
+    "EpisodeRecord",
+    "EvaluationRecord",
+    "ExplanationRecord",
+    "ModelAudit",
+    "ModelVersionRecord",
+    "RunRecord",
+    "SQLStore",
+    "Store",
+    "TrainingJobRecord",
+    "TurnRecord",
+    "VerdictRecord",
+    "audit_model",
+    "export_run",
+    "lineage_graph",
+    "mask_url",
+    "open_store",
+]

@@ -1,0 +1,132 @@
+"""Export a run's training data as chat-format records (OpenAI JSONL or a Hugging Face dataset).
+
+Each record is `{"messages": [{"role": "user", ...}, {"role": "assistant", ...}], "lineage": {...}}`
+where lineage names the run, episode, turn, problem, training job (None when the record does not
+come from a job) and polarity, so that every exported example can be traced back.
+
+The records are the run's dataset items, i.e. exactly what its training jobs saw. A run that has
+not trained yet exports its verified positive turns instead: the student attempts a verifier judged
+correct and the teacher's explanations, each with the request messages it answered.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pedagogy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pedagogy.memory.base import Store
+
+FORMATS = ("jsonl", "hf")
+
+
+def export_run(store: Store, run_id: str, fmt: str, out: Path | str) -> int:
+    """Write the run's training records to `out` (a .jsonl file, or a directory for "hf").
+
+    Returns the number of records written.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    records = training_records(store, run_id)
+    out = Path(out)
+    if fmt == "jsonl":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    else:
+        import datasets
+
+        text = datasets.Value("string")
+        features = datasets.Features(
+            {
+                "messages": [{"role": text, "content": text}],
+                "lineage": {
+                    k: text
+                    for k in ("run_id", "episode_id", "turn_id", "problem_id", "job_id", "polarity")
+                },
+            }
+        )
+        if records:
+            dataset = datasets.Dataset.from_list(records, features=features)
+        else:
+            # from_list([]) loses the columns, and a zero-shard save cannot be loaded back.
+            empty = features.arrow_schema.empty_table()
+            dataset = datasets.Dataset(empty, info=datasets.DatasetInfo(features=features))
+        bars = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()  # the caller reports the count; keep the terminal quiet
+        try:
+            dataset.save_to_disk(str(out), num_shards=1 if not records else None)
+        finally:
+            if bars:
+                datasets.enable_progress_bars()
+    return len(records)
+
+
+def training_records(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """The chat-format records `export_run` writes, in run order."""
+    store.get_run(run_id)  # a clear error for an unknown run
+    jobs = store.training_jobs(run_id)
+    if not jobs:
+        return _from_turns(store, run_id)
+    problem_of = {e.id: e.problem_id for e in store.episodes(run_id)}
+    records = []
+    for job in jobs:
+        for item in store.dataset_items(job.id):
+            if item.episode_id not in problem_of:  # an item reused from an earlier run
+                problem_of[item.episode_id] = store.get_episode(item.episode_id).problem_id
+            records.append(
+                _record(
+                    [{"role": "user", "content": item.prompt}],
+                    item.completion,
+                    run_id=run_id,
+                    episode_id=item.episode_id,
+                    turn_id=item.turn_id,
+                    problem_id=problem_of[item.episode_id],
+                    job_id=job.id,
+                    polarity=item.polarity,
+                )
+            )
+    return records
+
+
+def _from_turns(store: Store, run_id: str) -> list[dict[str, Any]]:
+    episodes = store.episodes(run_id, with_turns=True)
+    problems = store.get_problems([e.problem_id for e in episodes])
+    records = []
+    for e in episodes:
+        correct = {v.turn_id for v in e.verdicts if v.correct}
+        explained = {x.turn_id for x in e.explanations}
+        for t in e.turns:
+            if t.error or not t.response or (t.id not in correct and t.id not in explained):
+                continue
+            messages = t.request.get("messages") if isinstance(t.request, dict) else None
+            if not messages:
+                problem = problems.get(e.problem_id)
+                messages = [{"role": "user", "content": problem.prompt if problem else ""}]
+            records.append(
+                _record(
+                    messages,
+                    t.response,
+                    run_id=run_id,
+                    episode_id=e.id,
+                    turn_id=t.id,
+                    problem_id=e.problem_id,
+                    job_id=None,
+                    polarity="positive",
+                )
+            )
+    return records
+
+
+def _record(
+    messages: list[dict[str, Any]], completion: str, **lineage: str | None
+) -> dict[str, Any]:
+    chat = [
+        {"role": str(m.get("role", "user")), "content": str(m.get("content", ""))} for m in messages
+    ]
+    chat.append({"role": "assistant", "content": completion})
+    return {"messages": chat, "lineage": lineage}

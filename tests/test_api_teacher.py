@@ -1,0 +1,47 @@
+"""The teacher through litellm, over real HTTP, to an OpenAI-compatible server on 127.0.0.1."""
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from pedagogy.cli import app
+from pedagogy.domains.arithmetic import worked_solution
+from pedagogy.memory.store import open_store
+from pedagogy.testing import OpenAICompatServer
+
+pytestmark = pytest.mark.slow
+
+
+def teacher(body: dict) -> str:
+    """A stand-in API teacher: solves the problem named in the prompt, step by step."""
+    text = body["messages"][-1]["content"]
+    m = re.search(r"Problem: (\S+)=", text)
+    return worked_solution(m.group(1)) if m else "ok"
+
+
+def test_litellm_teacher_end_to_end(quick_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("PEDAGOGY_TEST_KEY", "sk-test-secret-123")
+    with OpenAICompatServer(teacher) as server:
+        cfg = quick_config(
+            rounds=1,
+            teacher={"kind": "litellm", "model": "openai/teacher", "api_base": server.base_url,
+                     "api_key_env": "PEDAGOGY_TEST_KEY"},
+        )
+        result = CliRunner().invoke(app, ["run", "--config", str(cfg), "--quiet"])
+        assert result.exit_code == 0, result.output
+        explain_calls = [r for r in server.requests if "worked solution" in r["messages"][-1]["content"]]
+    db = tmp_path / "work" / "pedagogy.db"
+    store = open_store(str(db))
+    (run,) = store.list_runs()
+    eps = store.episodes(run.id, with_turns=True)
+    teacher_turns = [t for e in eps for t in e.turns if t.agent == "teacher"]
+    assert teacher_turns and len(teacher_turns) == len(explain_calls)
+    assert all(t.backend == "litellm" and t.prompt_tokens > 0 and t.completion_tokens > 0 for t in teacher_turns)
+    assert all(t.error is None and t.response.splitlines()[-1].startswith("A:") for t in teacher_turns)
+    totals = store.token_totals(run.id)
+    assert totals["teacher"]["completion_tokens"] == sum(t.completion_tokens for t in teacher_turns)
+    # the key reached the server but never the database
+    for f in tmp_path.joinpath("work").rglob("*"):
+        if f.is_file():
+            assert b"sk-test-secret-123" not in f.read_bytes(), f
