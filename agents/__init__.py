@@ -1,6 +1,11 @@
 """Roles (teacher, student, generator, verifier) and curriculum samplers."""
 
-from pedagogy.agents.curriculum import BanditSampler, CurriculumSampler, UniformSampler, build_sampler
+from pedagogy.agents.curriculum import (
+    BanditSampler,
+    CurriculumSampler,
+    UniformSampler,
+    build_sampler,
+)
 from pedagogy.agents.roles import Generator, Student, Teacher, Verifier, make_turn
 
 __all__ = [

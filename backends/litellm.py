@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from pedagogy.backends.base import ChatRequest, Completion
-
 from pedagogy.errors import BackendError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -24,7 +24,8 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 from pedagogy.backends.base import ChatRequest, Completion
 from pedagogy.errors import ConfigError, ModelLoadError
 
-__all__ = ["TransformersBackend", "load_model", "render_prompt"]
+__all__ = ["TransformersBackend", "load_model", "quiet_progress", "render_prompt"]
 
 _WEIGHT_FILES = (
     "model.safetensors",
@@ -40,6 +41,29 @@ _WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
+
+
+@contextmanager
+def quiet_progress() -> Iterator[None]:
+    """Silence transformers' and datasets' progress bars (loading, saving, mapping) for a block.
+
+    A round loads and saves models several times; their bars would clutter the live display.
+    The previous setting is restored afterwards.
+    """
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_on = hf_logging.is_progress_bar_enabled()
+    ds_off = datasets.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if hf_on:
+            hf_logging.enable_progress_bar()
+        if not ds_off:
+            datasets.enable_progress_bars()
 
 
 def render_prompt(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
@@ -78,8 +102,7 @@ def _check_local_dir(path: Path) -> None:
         json.loads(config.read_text())
     except (OSError, ValueError) as e:
         raise ModelLoadError(
-            f"{str(path)!r} has a corrupt config.json ({e}); re-save the model with "
-            "save_pretrained"
+            f"{str(path)!r} has a corrupt config.json ({e}); re-save the model with save_pretrained"
         ) from e
     if not any((path / f).is_file() for f in _WEIGHT_FILES):
         raise ModelLoadError(
@@ -90,8 +113,6 @@ def _check_local_dir(path: Path) -> None:
 
 def load_model(name: str | Path, *, device: str = "cpu", dtype: Any = None):
     """(model, tokenizer) for a local directory, an adapter directory or a hub id, in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     name = str(name)
     local = _looks_local(name)
     path = Path(name).expanduser()
@@ -101,17 +122,8 @@ def load_model(name: str | Path, *, device: str = "cpu", dtype: Any = None):
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path) if local else name, **kwargs)
-        if local and (path / "adapter_config.json").is_file():
-            from peft import PeftModel
-
-            adapter = json.loads((path / "adapter_config.json").read_text())
-            base = AutoModelForCausalLM.from_pretrained(
-                adapter["base_model_name_or_path"], **kwargs
-            )
-            model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
-        else:
-            model = AutoModelForCausalLM.from_pretrained(str(path) if local else name, **kwargs)
+        with quiet_progress():
+            model, tokenizer = _from_pretrained(name, path, local, kwargs)
     except ModelLoadError:
         raise
     except Exception as e:  # noqa: BLE001 - every loader failure becomes one actionable line
@@ -130,6 +142,20 @@ def load_model(name: str | Path, *, device: str = "cpu", dtype: Any = None):
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def _from_pretrained(name: str, path: Path, local: bool, kwargs: dict[str, Any]):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = str(path) if local else name
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    if local and (path / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        adapter = json.loads((path / "adapter_config.json").read_text())
+        base = AutoModelForCausalLM.from_pretrained(adapter["base_model_name_or_path"], **kwargs)
+        return PeftModel.from_pretrained(base, str(path)).merge_and_unload(), tokenizer
+    return AutoModelForCausalLM.from_pretrained(source, **kwargs), tokenizer
 
 
 @dataclass

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from pedagogy.domains.base import Problem, Verdict, extract_final_answer
-
 from pedagogy.errors import ConfigError, UnknownNameError
 
 __all__ = ["JsonlDomain", "normalise_answer"]

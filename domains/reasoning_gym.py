@@ -27,7 +27,6 @@ from typing import Any
 
 from pedagogy.domains.arithmetic import ExpressionError, compact_expression, worked_solution
 from pedagogy.domains.base import Problem, Verdict, extract_final_answer
-
 from pedagogy.errors import ConfigError, UnknownNameError
 
 __all__ = [

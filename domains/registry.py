@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 from pedagogy.domains.base import Domain
-
 from pedagogy.errors import ConfigError, UnknownNameError
 
 __all__ = ["DomainFactory", "build_domain", "known_domains", "register_domain"]

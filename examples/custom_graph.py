@@ -11,7 +11,15 @@ from functools import partial
 from langgraph.graph import END, START, StateGraph
 
 from pedagogy.config import load_config
-from pedagogy.graphs.episode import Agents, EpisodeState, attempt, decide, explain, reattempt, record
+from pedagogy.graphs.episode import (
+    Agents,
+    EpisodeState,
+    attempt,
+    decide,
+    explain,
+    reattempt,
+    record,
+)
 from pedagogy.memory.records import VerdictRecord
 from pedagogy.runner import run_loop
 

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -53,11 +53,11 @@ def _arm_table(summary: dict[str, Any]) -> Table:
 
 @app.command()
 def run(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (default: the embedded default; see `pedagogy init`)."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
-    rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="Number of teaching rounds."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Run seed (curriculum, problems, model init)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a killed or interrupted run by id."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (default: the embedded default; see `pedagogy init`)."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    rounds: int | None = typer.Option(None, "--rounds", min=1, help="Number of teaching rounds."),
+    seed: int | None = typer.Option(None, "--seed", help="Run seed (curriculum, problems, model init)."),
+    resume: str | None = typer.Option(None, "--resume", help="Continue a killed or interrupted run by id."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress, only the final report."),
 ) -> None:
     """Run the teaching loop (no arguments: the embedded default)."""
@@ -96,7 +96,7 @@ def run(
 
 @app.command("runs")
 def runs_(
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List runs."""
@@ -121,9 +121,9 @@ def runs_(
 @app.command()
 def show(
     run_id: str = typer.Argument(..., help="Run id (see `pedagogy runs`)."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (shape in README)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Also save the learning curve PNG here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also save the learning curve PNG here."),
 ) -> None:
     """Rounds, held-out accuracy per round and level, model versions, counts, tokens, cost."""
     from pedagogy.report import plot_learning_curve, run_summary
@@ -170,8 +170,8 @@ def show(
 @app.command()
 def replay(
     run_id: str = typer.Argument(..., help="Run id."),
-    episode: Optional[str] = typer.Option(None, "--episode", help="Replay one episode by id."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    episode: str | None = typer.Option(None, "--episode", help="Replay one episode by id."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Exact replay from recorded responses: reports model calls (must be 0) and mismatches (must be 0)."""
@@ -197,7 +197,7 @@ def export(
     run_id: str = typer.Argument(..., help="Run id."),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl (OpenAI chat format) or hf (datasets.save_to_disk)."),
     out: Path = typer.Option(..., "--out", help="Output file (jsonl) or directory (hf)."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Export chat-format training records carrying their lineage ids."""
     from pedagogy.errors import ConfigError
@@ -215,7 +215,7 @@ def export(
 @audit_app.command("model")
 def audit_model_cmd(
     version: str = typer.Argument(..., help="Model version id (see `pedagogy show RUN`)."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Which episodes and turns trained a model version (from the lineage graph)."""

@@ -23,7 +23,7 @@ from pedagogy.config import RunConfig, config_from_dict
 from pedagogy.domains.base import arm_name
 from pedagogy.errors import ConfigError, PedagogyError
 from pedagogy.graphs.episode import Agents, build_episode_graph
-from pedagogy.graphs.loop import EventSink, LoopState, Session, build_loop_graph, _no_events
+from pedagogy.graphs.loop import EventSink, LoopState, Session, _no_events, build_loop_graph
 from pedagogy.memory.records import ModelVersionRecord, RunRecord
 
 
@@ -71,8 +71,7 @@ def build_domain_from(config: RunConfig):
 
 
 def _check_backend_kinds(config: RunConfig) -> None:
-    for role, cfg in (("teacher", config.teacher), ("student", config.student),
-                      ("generator", config.generator.backend), ("verifier", config.verifier.backend)):
+    for cfg in (config.teacher, config.student, config.generator.backend, config.verifier.backend):
         if cfg is not None:
             check_backend_kind(cfg.kind)
     if config.student.kind != "transformers":

@@ -2,7 +2,12 @@ import json
 
 import pytest
 
-from pedagogy.agents.curriculum import BanditSampler, CurriculumSampler, UniformSampler, build_sampler
+from pedagogy.agents.curriculum import (
+    BanditSampler,
+    CurriculumSampler,
+    UniformSampler,
+    build_sampler,
+)
 from pedagogy.errors import ConfigError, UnknownNameError
 
 ARMS = ["s@0", "s@1", "s@2"]

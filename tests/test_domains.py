@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from pedagogy.domains import (
     MEASURED_CHAIN_SUM_LEVELS,
     Domain,
@@ -25,7 +26,6 @@ from pedagogy.domains import (
     worked_solution,
 )
 from pedagogy.domains import registry as domain_registry
-
 from pedagogy.errors import ConfigError, UnknownNameError
 
 # -- a custom domain, as a user would write one ----------------------------------------------

@@ -11,9 +11,9 @@ import urllib.request
 from dataclasses import asdict
 
 import pytest
+
 from pedagogy.backends.base import Backend, ChatRequest
 from pedagogy.backends.litellm import NO_KEY, LiteLLMBackend
-
 from pedagogy.errors import BackendError
 from pedagogy.testing_server import OpenAICompatServer
 

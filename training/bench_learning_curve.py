@@ -31,6 +31,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--seconds-per-round", type=float, default=d.seconds_per_round, help="training budget"
     )
     p.add_argument(
+        "--steps-per-round",
+        type=int,
+        default=None,
+        help="fixed optimiser steps per round instead of a time budget (reproducible sweeps)",
+    )
+    p.add_argument(
         "--problems-per-round", type=int, default=d.problems_per_round, help="new problems/round"
     )
     p.add_argument(
@@ -124,8 +130,8 @@ async def _bench(args: argparse.Namespace) -> dict:
         config = SFTJobConfig(
             learning_rate=args.lr,
             batch_size=args.batch_size,
-            max_steps=100_000,
-            max_seconds=args.seconds_per_round,
+            max_steps=args.steps_per_round or 100_000,
+            max_seconds=None if args.steps_per_round else args.seconds_per_round,
             warmup_steps=args.warmup,
             seed=args.seed + r,
             threads=args.threads,

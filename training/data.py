@@ -38,15 +38,27 @@ def examples_from_episodes(
                 continue
             if turn.agent == "teacher":
                 if domain.verify(problem, turn.response).correct:
-                    items.append(DatasetItemRecord("", ep.id, turn.id, "positive", problem.prompt, turn.response))
+                    items.append(
+                        DatasetItemRecord(
+                            "", ep.id, turn.id, "positive", problem.prompt, turn.response
+                        )
+                    )
             elif turn.agent == "student":
                 verdict = verdict_by_turn.get(turn.id)
                 if verdict is None:
                     continue
                 if verdict.correct:
-                    items.append(DatasetItemRecord("", ep.id, turn.id, "positive", problem.prompt, turn.response))
+                    items.append(
+                        DatasetItemRecord(
+                            "", ep.id, turn.id, "positive", problem.prompt, turn.response
+                        )
+                    )
                 elif turn.request.get("purpose") == "attempt":
-                    items.append(DatasetItemRecord("", ep.id, turn.id, "negative", _prompt_of(turn.request), turn.response))
+                    items.append(
+                        DatasetItemRecord(
+                            "", ep.id, turn.id, "negative", _prompt_of(turn.request), turn.response
+                        )
+                    )
     return items
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from pedagogy.errors import TrainingError
 
-__all__ = ["SFTJobConfig", "SFTResult", "run_sft", "warm_up", "is_adapter_dir"]
+__all__ = ["SFTJobConfig", "SFTResult", "build_trainer", "is_adapter_dir", "run_sft", "warm_up"]
 
 
 @dataclass
@@ -47,9 +47,10 @@ class SFTJobConfig:
     learning_rate: float = 2e-3
     batch_size: int = 32
     max_steps: int | None = None
-    """Stop after this many optimiser steps; None = run `epochs` epochs (or until `max_seconds`)."""
-    epochs: float = 1.0
-    """Used only when `max_steps` is None."""
+    """Stop after this many optimiser steps (or earlier, at `max_seconds`)."""
+    epochs: float | None = None
+    """Passes over the data when `max_steps` is None. None: one epoch, or with `max_seconds`
+    set, as many passes as the time budget allows (the data is cycled)."""
     max_seconds: float | None = None
     """Wall-clock budget for the whole job (setup included); training stops at the next step."""
     warmup_steps: int = 20
@@ -90,8 +91,10 @@ class SFTJobConfig:
                 "use max_seconds to bound a job by time"
             )
         if self.max_seconds is not None and self.max_seconds <= 0:
-            raise ConfigError(f"SFTJobConfig.max_seconds must be > 0 or None, got {self.max_seconds}")
-        if self.max_steps is None and self.epochs <= 0:
+            raise ConfigError(
+                f"SFTJobConfig.max_seconds must be > 0 or None, got {self.max_seconds}"
+            )
+        if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"SFTJobConfig.epochs must be > 0, got {self.epochs}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +126,7 @@ class SFTResult:
 
 
 _warm_thread: threading.Thread | None = None
+_UNBOUNDED_STEPS = 10_000_000
 
 
 def warm_up(background: bool = True) -> None:
@@ -247,8 +251,11 @@ def _sft_args(config: SFTJobConfig, out_path: Path, n_examples: int):
     from trl import SFTConfig
 
     steps = config.max_steps
+    if steps is None and config.epochs is None and config.max_seconds is not None:
+        steps = _UNBOUNDED_STEPS  # the time budget ends the job
     if steps is None:
-        steps = max(1, math.ceil(config.epochs * n_examples / config.batch_size))
+        epochs = 1.0 if config.epochs is None else config.epochs
+        steps = max(1, math.ceil(epochs * n_examples / config.batch_size))
     return SFTConfig(
         output_dir=str(out_path / ".trainer"),
         max_steps=steps,
@@ -283,6 +290,51 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def build_trainer(
+    base_path: str | Path,
+    examples: Sequence[tuple[str, str]],
+    config: SFTJobConfig | None = None,
+    *,
+    out_path: str | Path,
+    callbacks: Sequence[Any] = (),
+):
+    """The configured `SFTTrainer` (dataset tokenised, labels masked) without training it.
+
+    `run_sft` uses it; it is public so tests and notebooks can inspect what the trainer sees.
+    """
+    config = config or SFTJobConfig()
+    rows = _check_examples(examples)
+    base_path, out_path = Path(base_path), Path(out_path)
+
+    import datasets
+    import torch
+    from transformers import PrinterCallback, ProgressCallback
+    from trl import SFTTrainer
+
+    from pedagogy.backends.transformers import quiet_progress
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    with quiet_progress():
+        model, tokenizer = _load(base_path, config)
+        try:
+            trainer = SFTTrainer(
+                model=model,
+                args=_sft_args(config, out_path, len(rows)),
+                train_dataset=datasets.Dataset.from_list(rows),
+                processing_class=tokenizer,
+                callbacks=list(callbacks),
+            )
+        except Exception as e:  # noqa: BLE001
+            raise TrainingError(
+                f"cannot set up fine-tuning of {str(base_path)!r} on {len(rows)} examples: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer
+
+
 def run_sft(
     base_path: str | Path,
     out_path: str | Path,
@@ -296,54 +348,37 @@ def run_sft(
     `progress` receives each logged row (loss, learning_rate, step, ...) as training runs.
     Raises `TrainingError` for bad input, an unloadable base model, or a failed training step.
     """
+    from pedagogy.backends.transformers import quiet_progress
+
     config = config or SFTJobConfig()
     t0 = time.monotonic()
     deadline = None if config.max_seconds is None else t0 + config.max_seconds
-    rows = _check_examples(examples)
-    base_path, out_path = Path(base_path), Path(out_path)
-
-    import datasets
-    import torch
-    from transformers import PrinterCallback, ProgressCallback
-    from trl import SFTTrainer
-
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    model, tokenizer = _load(base_path, config)
+    out_path = Path(out_path)
     time_budget, log_sink = _callbacks(deadline, progress)
-    bars_were_off = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
+    trainer = build_trainer(
+        base_path, examples, config, out_path=out_path, callbacks=[time_budget, log_sink]
+    )
+    setup_seconds = time.monotonic() - t0
     try:
-        trainer = SFTTrainer(
-            model=model,
-            args=_sft_args(config, out_path, len(rows)),
-            train_dataset=datasets.Dataset.from_list(rows),
-            processing_class=tokenizer,
-            callbacks=[time_budget, log_sink],
-        )
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
-        setup_seconds = time.monotonic() - t0
         output = trainer.train()
     except Exception as e:  # noqa: BLE001
         raise TrainingError(
-            f"fine-tuning {str(base_path)!r} on {len(rows)} examples failed: "
+            f"fine-tuning {str(base_path)!r} on {len(examples)} examples failed: "
             f"{type(e).__name__}: {e}"
         ) from e
-    finally:
-        if not bars_were_off:
-            datasets.enable_progress_bars()
 
     model = trainer.model
     if config.lora and config.merge_lora:
         model = model.merge_and_unload()
-    out_path.mkdir(parents=True, exist_ok=True)
     try:
-        model.save_pretrained(out_path)
-        tokenizer.save_pretrained(out_path)
+        out_path.mkdir(parents=True, exist_ok=True)
+        with quiet_progress():
+            model.save_pretrained(out_path)
+            trainer.processing_class.save_pretrained(out_path)
     except Exception as e:  # noqa: BLE001
         raise TrainingError(f"cannot save the fine-tuned model to {str(out_path)!r}: {e}") from e
-    _remove_tree(out_path / ".trainer")
+    finally:
+        _remove_tree(out_path / ".trainer")
 
     losses = [row["loss"] for row in log_sink.history if "loss" in row]
     return SFTResult(
@@ -354,7 +389,7 @@ def run_sft(
         setup_seconds=setup_seconds,
         final_loss=losses[-1] if losses else None,
         stopped_by_time=time_budget.stopped,
-        n_examples=len(rows),
+        n_examples=len(examples),
         log_history=log_sink.history,
     )
 

@@ -84,7 +84,9 @@ class TinyStudentConfig:
             )
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position"):
             if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"TinyStudentConfig.{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"TinyStudentConfig.{name} must be positive, got {getattr(self, name)}"
+                )
 
 
 def llama_config(config: TinyStudentConfig, tokenizer):
