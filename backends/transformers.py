@@ -232,7 +232,11 @@ class TransformersBackend:
         return list(await asyncio.gather(*futures))
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
-        """Sum of log-probabilities of each continuation given its (already rendered) prompt."""
+        """Sum of log-probabilities of each continuation given its (already rendered) prompt.
+
+        Synchronous and batched (`max_batch_size` rows per forward); from async code call it
+        through `asyncio.to_thread` so the event loop keeps serving.
+        """
         if len(prompts) != len(continuations):
             raise ConfigError(
                 f"score got {len(prompts)} prompts but {len(continuations)} continuations; "
@@ -276,14 +280,13 @@ class TransformersBackend:
 
     def _ensure_batcher(self) -> asyncio.Queue[_Pending]:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._batcher is None or self._batcher.done():
+        queue = self._queue
+        if queue is None or self._loop is not loop or self._batcher is None or self._batcher.done():
             # A new event loop (e.g. a second asyncio.run) needs its own queue and task.
-            self._loop = loop
-            self._queue = asyncio.Queue()
-            self._batcher = loop.create_task(self._batch_forever(self._queue))
-        if self._queue is None:  # pragma: no cover - set together with the task above
-            raise RuntimeError("batcher queue missing")
-        return self._queue
+            queue = asyncio.Queue()
+            self._loop, self._queue = loop, queue
+            self._batcher = loop.create_task(self._batch_forever(queue))
+        return queue
 
     async def _batch_forever(self, queue: asyncio.Queue[_Pending]) -> None:
         while True:
@@ -311,22 +314,7 @@ class TransformersBackend:
         )
 
     def _run_batch(self, requests: list[ChatRequest]) -> list[Completion]:
-        """Group by sampling settings (each group one generate); return in request order."""
-        groups: dict[tuple[bool, float, int | None], list[int]] = {}
-        for i, r in enumerate(requests):
-            sampled = r.temperature > 0
-            key = (sampled, r.temperature if sampled else 0.0, r.seed if sampled else None)
-            groups.setdefault(key, []).append(i)
-        out: list[Completion | None] = [None] * len(requests)
-        for (sampled, temperature, seed), idxs in groups.items():
-            group = [requests[i] for i in idxs]
-            for i, completion in zip(idxs, self._generate_group(group, sampled, temperature, seed)):
-                out[i] = completion
-        return [c for c in out if c is not None]
-
-    def _generate_group(
-        self, requests: list[ChatRequest], sampled: bool, temperature: float, seed: int | None
-    ) -> list[Completion]:
+        """One `model.generate` for the whole batch, greedy and sampled rows mixed."""
         import torch
 
         with self._lock:
@@ -335,22 +323,16 @@ class TransformersBackend:
             texts = [render_prompt(tokenizer, r.messages) for r in requests]
             templated = bool(getattr(tokenizer, "chat_template", None))
             enc = tokenizer(
-                texts,
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=not templated,
+                texts, return_tensors="pt", padding=True, add_special_tokens=not templated
             ).to(self.device)
-            max_new = max(r.max_tokens for r in requests)
             kwargs: dict[str, Any] = {
-                "max_new_tokens": max_new,
-                "do_sample": sampled,
+                "max_new_tokens": max(r.max_tokens for r in requests),
+                "do_sample": False,
                 "pad_token_id": tokenizer.pad_token_id,
                 "eos_token_id": tokenizer.eos_token_id,
             }
-            if sampled:
-                kwargs.update(temperature=temperature, top_k=0, top_p=1.0)
-                if seed is not None:
-                    torch.manual_seed(seed)
+            if any(r.temperature > 0 for r in requests):
+                kwargs["logits_processor"] = [_RowSampler(requests, self.device)]
             t0 = time.perf_counter()
             with torch.inference_mode():
                 out = model.generate(**enc, **kwargs)
@@ -414,6 +396,37 @@ class TransformersBackend:
         scores = []
         for i, r in enumerate(rows):
             scores.append(float(token_lp[i, starts[i] - 1 : len(r) - 1].sum()))
+        return scores
+
+
+class _RowSampler:
+    """Samples rows with temperature > 0 from their own seeded generator; greedy rows untouched.
+
+    `generate` then runs greedily over the batch: a sampled row's scores are set to keep only
+    its drawn token. So a seeded request draws the same text whatever its batch mates are
+    (HF's own sampling shares one RNG across the batch).
+    """
+
+    def __init__(self, requests: Sequence[ChatRequest], device: str):
+        import random
+
+        import torch
+
+        self.rows = []
+        for i, r in enumerate(requests):
+            if r.temperature > 0:
+                g = torch.Generator(device=device)
+                g.manual_seed(r.seed if r.seed is not None else random.randrange(2**63))
+                self.rows.append((i, float(r.temperature), g))
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        for i, temperature, generator in self.rows:
+            probs = torch.softmax(scores[i].float() / temperature, dim=-1)
+            token = torch.multinomial(probs, 1, generator=generator)
+            scores[i] = float("-inf")
+            scores[i, token] = 0.0
         return scores
 
 

@@ -170,4 +170,4 @@ def build_episode_graph(agents: Agents):
     g.add_conditional_edges("explain", partial(_after_explain, agents=agents), ["reattempt", "record"])
     g.add_edge("reattempt", "record")
     g.add_edge("record", END)
-    return g.compile()
+    return g.compile(checkpointer=False)  # the store records episodes; see graphs.loop.Session

@@ -66,7 +66,14 @@ class Session:
     heldout_prompts: set[str] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
-        self.episode_graph = self.graph_factory(self.agents)
+        graph = self.graph_factory(self.agents)
+        # Episodes are never checkpointed: the SQL store is their record, and the loop resumes
+        # from its own checkpoint by rerunning the unrecorded ones. A compiled graph invoked
+        # inside a node would otherwise inherit the loop's saver: a checkpoint per episode step
+        # (slower than the tiny student's generation), and stale episode state on resume.
+        if getattr(graph, "checkpointer", False) is not False and hasattr(graph, "copy"):
+            graph = graph.copy({"checkpointer": False})
+        self.episode_graph = graph
         self.heldout_prompts = {p.prompt for ps in self.heldout.values() for p in ps}
 
     def sampler(self, state: dict[str, Any] | None):

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -58,6 +59,7 @@ R = TypeVar("R")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _CHUNK = 500
 """Ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits."""
+_MIGRATING = threading.Lock()
 _MIGRATION_LOCK = 0x7065646167
 """PostgreSQL advisory lock key held while migrating ('pedag')."""
 _CHILDREN = ("turns", "verdicts", "explanations")
@@ -279,23 +281,25 @@ class SQLStore:
                 f"database {self.url} has no pedagogy schema (revision {current!r}, head {head!r});"
                 " open it with create=True to create or upgrade it"
             )
-        # Processes opening a new database together: one migrates, the others wait and see head.
-        if conn.dialect.name == "sqlite":
-            pass
-        elif conn.dialect.name == "postgresql":
-            pass
-        if MigrationContext.configure(conn).get_current_revision() == head:
-            return
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = conn
-        try:
-            command.upgrade(config, "head")
-        except DBAPIError as exc:
-            raise StoreError(
-                f"cannot create the pedagogy schema in {self.url}: {_reason(exc)}; "
-                "check that the database user may create tables"
-            ) from exc
+        # Openers of a new database race: one migrates, the others wait, then see head. Alembic
+        # keeps its context in a module global, so threads of one process also take turns.
+        with _MIGRATING:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            if MigrationContext.configure(conn).get_current_revision() == head:
+                return
+            try:
+                command.upgrade(config, "head")
+            except DBAPIError as exc:
+                raise StoreError(
+                    f"cannot create the pedagogy schema in {self.url}: {_reason(exc)}; "
+                    "check that the database user may create tables"
+                ) from exc
 
     # --- runs ----------------------------------------------------------------------------------
 

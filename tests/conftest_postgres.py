@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -50,8 +51,11 @@ def _free_port() -> int:
 
 
 def _run(prefix: list[str], args: list[str], what: str) -> None:
+    command = prefix + args
+    if prefix and prefix[0] == "su":  # su takes one shell command line
+        command = prefix + [shlex.join(args)]
     try:
-        subprocess.run(prefix + args, check=True, capture_output=True, text=True, timeout=_TIMEOUT)
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"PostgreSQL {what} took more than {_TIMEOUT} s") from exc
     except subprocess.CalledProcessError as exc:
@@ -77,7 +81,10 @@ def postgres_url() -> Iterator[str]:
             owner = pwd.getpwnam("postgres")
         except KeyError:
             pytest.skip("running as root and no 'postgres' user: apt-get install postgresql")
-        prefix = ["runuser", "-u", "postgres", "--"]
+        if shutil.which("runuser"):
+            prefix = ["runuser", "-u", "postgres", "--"]
+        else:
+            prefix = ["su", "postgres", "-s", "/bin/sh", "-c"]
     # Not under pytest's tmp dir: that one is private to root, and the server runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="pedagogy-pg-"))
     data, log = root / "data", root / "server.log"

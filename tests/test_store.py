@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -187,6 +188,17 @@ def test_concurrent_opens_of_a_new_database_all_succeed(db_url: str):
 
     with ThreadPoolExecutor(4) as pool:
         assert len(set(pool.map(open_close, range(4)))) == 1
+
+
+def _open_close(url: str) -> str:
+    with open_store(url) as s:
+        return s.url
+
+
+def test_processes_racing_to_create_a_sqlite_file_all_succeed(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("fork")) as pool:
+        assert list(pool.map(_open_close, [url] * 4)) == [url] * 4
 
 
 def test_plain_path_and_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

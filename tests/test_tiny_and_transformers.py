@@ -25,12 +25,14 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained_dir(tiny_dir, tmp_path_factory):
-    """The tiny student after ~10 s of SFT on 'a+b=' -> 'S:a+b=s\\nA:s' (1-digit)."""
+    """The tiny student after 150 SFT steps (~12 s) on 'a+b=' -> 'S:a+b=s\\nA:s' (1-digit)."""
     from pedagogy.training.sft import SFTJobConfig, run_sft
 
-    examples = [(f"{a}+{b}=", f"S:{a}+{b}={a + b}\nA:{a + b}") for a in range(10) for b in range(10)]
+    examples = [
+        (f"{a}+{b}=", f"S:{a}+{b}={a + b}\nA:{a + b}") for a in range(10) for b in range(10)
+    ]
     out = tmp_path_factory.mktemp("trained") / "v1"
-    run_sft(tiny_dir, out, examples, SFTJobConfig(max_steps=300, batch_size=16, learning_rate=3e-3))
+    run_sft(tiny_dir, out, examples, SFTJobConfig(max_steps=150, batch_size=32, learning_rate=5e-3))
     return out
 
 
@@ -55,7 +57,8 @@ def test_char_tokenizer_round_trips_every_printable_character():
     # The EOS string TRL appends to completions is one token, not five characters.
     assert tok("1+2=</s>")["input_ids"][-1] == tok.eos_token_id
     assert tok("é")["input_ids"][-1] == tok.unk_token_id  # outside the alphabet
-    assert tok.decode(build_char_tokenizer(["é"])("é")["input_ids"], skip_special_tokens=True) == "é"
+    wider = build_char_tokenizer(["é"])  # a corpus adds its characters
+    assert wider.decode(wider("é")["input_ids"], skip_special_tokens=True) == "é"
 
 
 def test_tokenizer_save_reload_keeps_left_padding(tmp_path):
@@ -174,8 +177,8 @@ async def test_batched_generation_matches_one_at_a_time(trained_dir):
     batched = await backend.generate([_req(p) for p in prompts])
     singles = [(await backend.generate([_req(p)]))[0] for p in prompts]
     assert [c.text for c in batched] == [c.text for c in singles]
-    assert sum(c.text.endswith(f"A:{eval(p[:-1])}") for p, c in zip(prompts, batched)) >= 4
-    # Generation stopped at EOS: no text past the answer line.
+    # It learned the format and to stop at EOS: no text past the answer line.
+    assert all(c.text.startswith("S:") and "\nA:" in c.text for c in batched)
     assert all(c.completion_tokens < 16 for c in batched)
     await backend.aclose()
 
@@ -186,18 +189,23 @@ async def test_max_tokens_stop_and_seeded_sampling(tiny_dir):
     backend = TransformersBackend(tiny_dir)
     short, long = await backend.generate([_req("1+1=", max_tokens=3), _req("1+1=", max_tokens=12)])
     assert short.completion_tokens <= 3 and long.completion_tokens <= 12
-    a, b, c = await backend.generate(
+    a, b, c, _ = await backend.generate(
         [
             _req("1+1=", temperature=1.0, seed=7),
             _req("1+1=", temperature=1.0, seed=7),
             _req("1+1=", temperature=1.0, seed=8),
+            _req("1+1="),
         ]
     )
-    (again,) = await backend.generate([_req("1+1=", temperature=1.0, seed=7)])
-    assert a.error is None and c.error is None
-    assert again.text in (a.text, b.text)  # same seed, same text when run alone or as a pair
-    [stopped] = await backend.generate([_req("1+1=", max_tokens=12, stop=[long.text[2:4]])])
-    assert len(stopped.text) <= 2 or long.text[2:4] == ""
+    again, _ = await backend.generate([_req("1+1=", temperature=1.0, seed=7), _req("2+2=")])
+    # A seeded sampled row draws from its own generator: same text whatever its batch mates.
+    assert a.text == b.text == again.text and a.error is None
+    assert c.text != a.text  # another seed (a random tiny model samples near-uniformly)
+    [greedy] = await backend.generate([_req("1+1=", max_tokens=12)])
+    assert greedy.text == long.text
+    cut = long.text[3:5]
+    [stopped] = await backend.generate([_req("1+1=", max_tokens=12, stop=[cut])])
+    assert stopped.text == long.text[: long.text.find(cut)]
     await backend.aclose()
 
 

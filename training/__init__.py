@@ -1,1 +1,42 @@
+"""How the student changes: the tiny-model factory, fine-tuning, and held-out evaluation.
 
+- `tiny`: a ~0.5M-parameter Llama with a locally trained character tokenizer, built from a seed
+  (no hub), plus the tuned recipe for the default run (`DEFAULT_LOOP`, `DEFAULT_CHAIN_SUM_LEVELS`).
+- `sft`: `run_sft`, TRL's SFTTrainer on (prompt, completion) pairs under a time budget; full or
+  LoRA.
+- `evaluate`: a fixed held-out set per arm and one batched generate to score a model version.
+- `data`: training examples from stored episodes.
+
+Names are imported lazily: `import pedagogy.training` must not pull in torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "DEFAULT_CHAIN_SUM_LEVELS": "pedagogy.training.tiny",
+    "DEFAULT_LOOP": "pedagogy.training.tiny",
+    "DEFAULT_STUDENT": "pedagogy.training.tiny",
+    "TinyLoopDefaults": "pedagogy.training.tiny",
+    "TinyStudentConfig": "pedagogy.training.tiny",
+    "build_char_tokenizer": "pedagogy.training.tiny",
+    "build_tiny_student": "pedagogy.training.tiny",
+    "SFTJobConfig": "pedagogy.training.sft",
+    "SFTResult": "pedagogy.training.sft",
+    "run_sft": "pedagogy.training.sft",
+    "warm_up": "pedagogy.training.sft",
+    "build_heldout": "pedagogy.training.evaluate",
+    "evaluate": "pedagogy.training.evaluate",
+    "heldout_prompts": "pedagogy.training.evaluate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pedagogy.training' has no attribute {name!r}")
+    return getattr(import_module(module), name)

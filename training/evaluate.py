@@ -41,27 +41,35 @@ def build_heldout(
     n_per_arm: int,
     seed: int,
     *,
+    max_fraction: float = 0.25,
     max_tries: int = 8,
 ) -> dict[Arm, list[Problem]]:
-    """`n_per_arm` distinct problems per (skill, level) arm, or as many as the level can produce.
+    """`n_per_arm` distinct problems per (skill, level) arm, fewer where a level is small.
 
+    A level that can produce only N distinct prompts (the domain's `level_capacity`, when it has
+    one) gives at most `max_fraction * N`, so most of it stays available for training.
     Problems are deduplicated by prompt across *all* arms (an easy problem that also appears in a
-    harder level's range counts once, for the easier arm). `seed` must differ from the seeds
+    harder level's range counts once, for the first arm). `seed` must differ from the seeds
     used to draw training problems.
     """
     rng = random.Random(f"heldout:{seed}")
     seen: set[str] = set()
     out: dict[Arm, list[Problem]] = {}
+    capacity = getattr(domain, "level_capacity", None)
     for arm in arms:
         key = _arm_key(arm)
+        want = n_per_arm
+        size = capacity(*key) if capacity is not None else None
+        if size is not None:
+            want = min(want, max(1, int(size * max_fraction)))
         picked: list[Problem] = []
         for _ in range(max_tries):
-            need = n_per_arm - len(picked)
+            need = want - len(picked)
             if need <= 0:
                 break
             before = len(picked)
             for problem in domain.generate(rng, max(need, 16), key[0], key[1]):
-                if problem.prompt not in seen and len(picked) < n_per_arm:
+                if problem.prompt not in seen and len(picked) < want:
                     seen.add(problem.prompt)
                     picked.append(problem)
             if len(picked) == before:

@@ -3,7 +3,7 @@
 `pedagogy.memory.store.open_store` runs migrations in code: it builds an Alembic `Config` pointing at
 this folder and hands its own connection over in `config.attributes["connection"]`, so the SQLite
 pragmas and in-memory databases of the store apply. Without a connection (the `alembic` command
-line with a `sqlalchemy.url`), an engine is created from the URL.
+line, `-x db=URL`; see alembic.ini), an engine is created from the URL.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def _configure(**kwargs: object) -> None:
 
 def run_migrations_offline() -> None:
     _configure(
-        url=config.get_main_option("sqlalchemy.url"),
+        url=context.get_x_argument(as_dictionary=True).get("db")
+        or config.get_main_option("sqlalchemy.url"),
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
     )
@@ -38,7 +39,10 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    url = context.get_x_argument(as_dictionary=True).get("db") or config.get_main_option(
+        "sqlalchemy.url"
+    )
+    engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
         with context.begin_transaction():
