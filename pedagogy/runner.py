@@ -179,6 +179,9 @@ async def run_loop(
     emit("run_started", {"run_id": run_id, "resumed": resume is not None, "db": store.url, "run_dir": str(run_dir)})
 
     from pedagogy.training.evaluate import build_heldout
+    from pedagogy.training.sft import warm_up
+
+    warm_up()  # TRL's imports (~4 s) in a background thread while round 1 runs its episodes
 
     heldout = build_heldout(domain, arms, config.evaluation.heldout_per_arm, config.evaluation.seed)
     session = Session(
@@ -201,7 +204,10 @@ async def run_loop(
             snapshot = await graph.aget_state(cfg) if resume is not None else None
             if snapshot is None or not snapshot.values:
                 await graph.ainvoke(initial, cfg)
-            elif snapshot.next:
+            else:
+                # Always continue, even when `snapshot.next` is empty: a kill between a node's
+                # saved writes and the next checkpoint leaves next=() with the graph unfinished.
+                # LangGraph reuses the saved writes, and on a finished graph this runs nothing.
                 await graph.ainvoke(None, cfg)
         status = "completed"
         store.set_run_status(run_id, status)

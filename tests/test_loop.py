@@ -105,7 +105,40 @@ def test_sigkill_then_resume_runs_every_planned_episode_once(quick_config, tmp_p
     eps = store.episodes(run_id)
     keys = [(e.round, e.index) for e in eps]
     assert len(keys) == len(set(keys))
-    assert sorted(keys) == [(r, i) for r in (1, 2, 3) for i in range(48)]
+    rounds = {r: sum(k[0] == r for k in keys) for r in (1, 2, 3)}
+    state = (f"killed after {killed_at} episodes; episodes per round {rounds}; "
+             f"jobs {[(j.round, j.status) for j in store.training_jobs(run_id)]}; resume stdout: {resumed.stdout[-1500:]} stderr: {resumed.stderr[-1500:]}")
+    assert sorted(keys) == [(r, i) for r in (1, 2, 3) for i in range(48)], state
     assert store.get_run(run_id).status == "completed"
     jobs = store.training_jobs(run_id)
     assert sum(j.status == "completed" for j in jobs) == 3
+
+
+async def test_resume_after_a_node_finished_but_its_checkpoint_was_lost(quick_config, tmp_path):
+    """A kill between a node's saved writes and the next checkpoint leaves the latest checkpoint
+    with nothing 'next' although the loop is unfinished; --resume must still carry on."""
+    import sqlite3
+
+    from pedagogy.config import load_config
+    from pedagogy.runner import run_loop
+
+    config = load_config(quick_config())
+    first = await run_loop(config)
+    ckpt = first.run_dir / "checkpoints.sqlite"
+    with sqlite3.connect(ckpt) as db:
+        rows = db.execute("SELECT checkpoint_id, json_extract(metadata, '$.step') FROM checkpoints")
+        steps = sorted((step, cid) for cid, step in rows)
+        # Keep the checkpoints up to the one taken before round 2's train; train's writes stay
+        # saved as that checkpoint's pending writes, the two checkpoints after it are dropped.
+        keep = steps[-3][0]
+        db.execute("DELETE FROM checkpoints WHERE json_extract(metadata, '$.step') > ?", (keep,))
+    store = open_store(config.db_url())
+    store.set_run_status(first.run_id, "running")
+    events: list[tuple[str, dict]] = []
+    resumed = await run_loop(config, resume=first.run_id, emit=lambda k, d: events.append((k, d)))
+    assert resumed.status == "completed"
+    decided = [d["round"] for k, d in events if k in ("promoted", "rolled_back")]
+    assert decided == [2]  # round 2's candidate was evaluated, from train's saved writes
+    assert not [k for k, _ in events if k == "training_started"]  # train itself did not rerun
+    eps = store.episodes(first.run_id)
+    assert sorted((e.round, e.index) for e in eps) == [(r, i) for r in (1, 2) for i in range(48)]

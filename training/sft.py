@@ -310,6 +310,10 @@ def build_trainer(
     config = config or SFTJobConfig()
     rows = _check_examples(examples)
     base_path, out_path = Path(base_path), Path(out_path)
+    if _warm_thread is not None:
+        # Two threads importing TRL's lazy modules at once can see a half-initialised `trl`
+        # ("cannot import name 'SFTTrainer'"): let the warm-up finish first.
+        _warm_thread.join()
 
     import datasets
     import torch
