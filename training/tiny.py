@@ -127,8 +127,11 @@ def build_tiny_student(
         pad_token_id=tokenizer.pad_token_id,
         do_sample=False,
     )
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    from pedagogy.backends.transformers import quiet_progress
+
+    with quiet_progress():
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
     (path / "pedagogy_tiny.json").write_text(_json({"seed": seed, **asdict(config)}))
     return path
 
