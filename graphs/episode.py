@@ -29,6 +29,9 @@ class Agents:
     teacher: Teacher
     verifier: Verifier
     reattempt: bool = True
+    broker: Any = None
+    """The round's `graphs.broker.InterventionBroker`; None: the teacher's budget decides,
+    first come, first served (a lone episode, a replay)."""
 
 
 class EpisodeState(TypedDict, total=False):
@@ -77,12 +80,17 @@ async def attempt(state: EpisodeState, agents: Agents) -> dict[str, Any]:
     return await _attempt_and_verify(state, agents, None)
 
 
-def decide(state: EpisodeState, agents: Agents) -> dict[str, Any]:
-    """Intervene when the attempt was wrong and the teacher has budget left."""
-    if state["first"].correct:
-        return {"intervene": False, "budget_left": agents.teacher.remaining()}
+async def decide(state: EpisodeState, agents: Agents) -> dict[str, Any]:
+    """Intervene on a wrong attempt when the round's policy (or the teacher's budget) says so."""
     left = agents.teacher.remaining()
-    return {"intervene": agents.teacher.reserve(), "budget_left": left}
+    if state["first"].correct:
+        return {"intervene": False, "budget_left": left}
+    if agents.broker is None:
+        return {"intervene": agents.teacher.reserve(), "budget_left": left}
+    problem = state["problem"]
+    first_turn = state["turns"][0]
+    intervene = await agents.broker.decide(state["episode_id"], state["index"], problem, first_turn.response)
+    return {"intervene": intervene, "budget_left": left}
 
 
 async def explain(state: EpisodeState, agents: Agents) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pedagogy.agents.curriculum import build_sampler
 from pedagogy.agents.roles import Generator
 from pedagogy.config import RunConfig
 from pedagogy.domains.base import Domain, Problem, parse_arm
+from pedagogy.graphs.broker import InterventionBroker, episode_id
 from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.memory.base import Store
 from pedagogy.memory.records import (
@@ -76,11 +77,45 @@ class Session:
         self.episode_graph = graph
         self.heldout_prompts = {p.prompt for ps in self.heldout.values() for p in ps}
 
+    def intervention_policy(self, state: dict[str, Any] | None):
+        """The configured intervention policy, continuing from `state` when given."""
+        from pedagogy.agents.intervention import build_policy
+
+        ep = self.config.episodes
+        options = dict(ep.intervention_options)
+        if ep.intervention == "random":
+            options.setdefault("seed", self.config.seed)
+        elif ep.intervention == "utility":
+            from pedagogy.agents.profile import StudentProfile
+
+            options.setdefault("student", self.student_backend)
+            if not callable(getattr(self.student_backend, "score", None)):
+                options.setdefault("profile", StudentProfile.from_store(self.store, self.run_id))
+        policy = build_policy(ep.intervention, **options)
+        if state:
+            policy.load_state(state)
+        return policy
+
+    def explanation_for(self, problem: Problem) -> tuple[str, str | None]:
+        """What a policy assumes the student would be shown: the domain's worked solution (what
+        the scripted teacher says) or, without one, the reference answer line."""
+        solution = self.domain.solve(problem)
+        return (solution if solution is not None else f"A:{problem.answer}"), solution
+
     def sampler(self, state: dict[str, Any] | None):
+        """The configured curriculum sampler, continued from `state` (a stored `state()`) if given."""
         c = self.config.curriculum
-        options = {} if c.sampler == "uniform" else {
-            "temperature": c.temperature, "alpha": c.alpha, "explore": c.explore,
-        }
+        options: dict[str, Any] = {
+            "uniform": {},
+            "fixed_order": {"threshold": c.threshold, "explore": c.explore},
+            "bandit": {
+                "temperature": c.temperature, "alpha": c.alpha, "explore": c.explore,
+                "reward": c.reward,
+            },
+            "zpd": {"band": c.band, "target": c.target, "explore": c.explore},
+        }[c.sampler]
+        if c.skill_graph:
+            options.update(gated=True, prerequisites=c.prerequisites, unlock_at=c.unlock_at)
         sampler = build_sampler(c.sampler, self.arms, self.config.seed, **options)
         if state:
             sampler.load_state(state)
@@ -97,6 +132,8 @@ class LoopState(TypedDict, total=False):
     accuracy: float
     """Mean held-out accuracy of the promoted student."""
     candidate: dict[str, Any] | None
+    policy_state: dict[str, Any]
+    """The intervention policy's state after the last finished round."""
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -185,15 +222,32 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
 
 async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
     """Run every planned episode not yet recorded, concurrently; write them in batches."""
-    round_ = state["round"]
+    round_, run_id = state["round"], session.run_id
     store = session.store
-    done = store.done_episode_indices(session.run_id, round_)
+    done = store.done_episode_indices(run_id, round_)
     todo = [item for item in state["plan"] if item["index"] not in done]
-    if done:
-        earlier = store.episodes(session.run_id, round_)
-        session.agents.teacher.new_round(sum(1 for e in earlier if e.explained))
-    else:
-        session.agents.teacher.new_round(0)
+    spent = sum(1 for e in store.episodes(run_id, round_) if e.explained) if done else 0
+    session.agents.teacher.new_round(spent)
+    policy = session.intervention_policy(state.get("policy_state"))
+    recorded = {d.subject: bool(d.chosen) for d in store.decisions(run_id, round_, "intervention")}
+    if recorded:  # a resumed round that had already decided: continue from after that decision
+        saved = next((c.state for c in store.curriculum_states(run_id) if c.round == round_), {})
+        if saved.get("intervention_policy"):
+            policy.load_state(saved["intervention_policy"])
+    ids = {item["index"]: episode_id(run_id, round_, item["index"]) for item in todo}
+
+    def record_decisions(decisions: list[Any]) -> None:
+        store.record_decisions([d.to_record(run_id, round_) for d in decisions])
+        _merge_round_state(session, round_, {"intervention_policy": policy.state()})
+        session.emit("interventions_decided", {
+            "round": round_, "policy": policy.name, "candidates": len(decisions),
+            "explained": sum(d.intervene for d in decisions),
+        })
+
+    budget = session.agents.teacher.remaining()
+    session.agents.broker = InterventionBroker(
+        policy, budget, set(ids.values()), session.explanation_for, record_decisions, recorded,
+    )
     problems = store.get_problems([item["problem_id"] for item in todo])
     batch: list[EpisodeRecord] = []
     total = len(state["plan"])
@@ -201,29 +255,43 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
     session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
 
     async def one(item: dict[str, Any]) -> EpisodeRecord:
-        out = await session.episode_graph.ainvoke({
-            "episode_id": uuid.uuid4().hex,
-            "run_id": session.run_id,
-            "round": round_,
-            "index": item["index"],
-            "seed": item["seed"],
-            "problem": problems[item["problem_id"]],
-        })
+        eid = ids[item["index"]]
+        try:
+            out = await session.episode_graph.ainvoke({
+                "episode_id": eid,
+                "run_id": run_id,
+                "round": round_,
+                "index": item["index"],
+                "seed": item["seed"],
+                "problem": problems[item["problem_id"]],
+            })
+        finally:
+            await session.agents.broker.finished(eid)
         return out["record"]
 
     write_batch = session.config.episodes.write_batch
-    for fut in asyncio.as_completed([one(item) for item in todo]):
-        batch.append(await fut)
-        if len(batch) >= write_batch:
+    try:
+        for fut in asyncio.as_completed([one(item) for item in todo]):
+            batch.append(await fut)
+            if len(batch) >= write_batch:
+                store.record_episodes(batch)
+                finished += len(batch)
+                batch = []
+                session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
+        if batch:
             store.record_episodes(batch)
             finished += len(batch)
-            batch = []
-            session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
-    if batch:
-        store.record_episodes(batch)
-        finished += len(batch)
+    finally:
+        session.agents.broker = None
     session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
-    return {}
+    return {"policy_state": policy.state()}
+
+
+def _merge_round_state(session: Session, round_: int, values: dict[str, Any]) -> None:
+    """Add `values` to the round's stored curriculum record (plan, results, policy states)."""
+    stored = next((c for c in session.store.curriculum_states(session.run_id) if c.round == round_), None)
+    merged = {**(stored.state if stored else {}), **values}
+    session.store.save_curriculum_state(CurriculumStateRecord(session.run_id, round_, merged))
 
 
 async def update_curriculum(state: LoopState, session: Session) -> dict[str, Any]:

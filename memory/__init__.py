@@ -1,7 +1,7 @@
 """pedagogy.memory: what happened, in SQL.
 
 `open_store(url)` gives a `Store` (SQLite file or PostgreSQL) that records runs, problems, episodes
-with their hash-chained turns, curriculum states, training jobs, model versions and evaluations.
+with their hash-chained turns, policy decisions, curriculum states, training jobs, model versions and evaluations.
 `lineage_graph` / `audit_model` answer "what data made this model"; `export_run` writes chat-format
 training data. The last two import networkx / datasets, so they load on first use.
 """
@@ -14,6 +14,7 @@ from pedagogy.memory.base import Store
 from pedagogy.memory.records import (
     CurriculumStateRecord,
     DatasetItemRecord,
+    DecisionRecord,
     EpisodeRecord,
     EvaluationRecord,
     ExplanationRecord,
@@ -48,6 +49,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CurriculumStateRecord",
     "DatasetItemRecord",
+    "DecisionRecord",
     "EpisodeRecord",
     "EvaluationRecord",
     "ExplanationRecord",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pedagogy.memory.records import (
     CurriculumStateRecord,
     DatasetItemRecord,
+    DecisionRecord,
     EpisodeRecord,
     EvaluationRecord,
     ModelVersionRecord,
@@ -76,6 +77,14 @@ class Store(Protocol):
     def training_jobs(self, run_id: str) -> list[TrainingJobRecord]: ...
     def add_dataset_items(self, items: Sequence[DatasetItemRecord]) -> None: ...
     def dataset_items(self, job_id: str) -> list[DatasetItemRecord]: ...
+
+    # decisions of the teaching policies
+    def record_decisions(self, decisions: Sequence[DecisionRecord]) -> None: ...
+    def decisions(
+        self, run_id: str, round: int | None = None, kind: str | None = None
+    ) -> list[DecisionRecord]:
+        """In round order, then in the order they were recorded."""
+        ...
 
     # evaluation
     def record_evaluations(self, evaluations: Sequence[EvaluationRecord]) -> None: ...

@@ -155,6 +155,27 @@ class EvaluationRecord:
 
 
 @dataclass
+class DecisionRecord:
+    """One decision a teaching policy made, kept so that a run can be audited in SQL.
+
+    `kind` says which mechanism decided ("intervention", "curriculum", "unlock", "style",
+    "filter", ...), `policy` which implementation, `subject` what it decided about (an episode
+    id, an arm, a problem id). `chosen` is the yes/no outcome where there is one and `value` the
+    number it was based on (a utility, a probability, a reward); `detail` holds anything else.
+    """
+
+    run_id: str
+    round: int
+    kind: str
+    policy: str
+    subject: str
+    chosen: bool | None = None
+    value: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    episode_id: str | None = None
+
+
+@dataclass
 class CurriculumStateRecord:
     run_id: str
     round: int

@@ -89,6 +89,16 @@ class ReplayReport:
         }
 
 
+@dataclass
+class RecordedDecision:
+    """Stands in for the round's intervention broker: the policy's stored decision, no call."""
+
+    intervene: bool
+
+    async def decide(self, episode: str, index: int, problem: Any, attempt: str) -> bool:
+        return self.intervene
+
+
 async def replay_episode(
     episode: EpisodeRecord,
     store: Store,
@@ -97,7 +107,10 @@ async def replay_episode(
     reattempt: bool,
     judged: bool,
     episode_graph: Callable[..., Any] | None = None,
+    decided: bool | None = None,
 ) -> EpisodeReplay:
+    """Replay one episode. `decided` is the intervention policy's stored decision for it, if the
+    run recorded one (it decided per round, over all the round's wrong attempts)."""
     from pedagogy.agents.roles import Student, Teacher, Verifier
     from pedagogy.graphs.episode import Agents, build_episode_graph
 
@@ -111,6 +124,7 @@ async def replay_episode(
         teacher=Teacher(backends["teacher"], budget=budget),
         verifier=Verifier(domain, backends["verifier"] if judged else None),
         reattempt=reattempt,
+        broker=None if decided is None else RecordedDecision(decided),
     )
     problem = store.get_problems([episode.problem_id])[episode.problem_id]
     out = await (episode_graph or build_episode_graph)(agents).ainvoke(
@@ -158,6 +172,7 @@ def replay_run(
     run = store.get_run(run_id)
     config = config_from_dict(run.config, f"run {run_id}")
     domain = build_domain_from(config)
+    decided = {d.subject: bool(d.chosen) for d in store.decisions(run_id, kind="intervention")}
     if episode_id is not None:
         episode = store.get_episode(episode_id)
         if episode.run_id != run_id:
@@ -175,6 +190,7 @@ def replay_run(
                 reattempt=config.episodes.reattempt,
                 judged=config.verifier.kind == "llm_judge",
                 episode_graph=episode_graph,
+                decided=decided.get(ep.id),
             )
             for ep in episodes
         ]

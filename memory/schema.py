@@ -233,3 +233,23 @@ evaluations = Table(
     Index(None, "run_id"),
     Index(None, "model_version_id"),
 )
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", ID, ForeignKey("runs.id"), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("kind", NAME, nullable=False),
+    Column("policy", NAME, nullable=False),
+    Column("subject", ID, nullable=False),
+    Column("chosen", Boolean),
+    Column("value", Float),
+    Column("detail", JSON, nullable=False),
+    Column("episode_id", ID),
+    Index(None, "run_id", "round"),
+    Index(None, "run_id", "kind"),
+)
+"""Every decision of a teaching policy (migration 0002). No foreign key on `episode_id`: an
+intervention is decided before its episode is written."""
+

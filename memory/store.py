@@ -42,6 +42,7 @@ from pedagogy.memory import schema as S
 from pedagogy.memory.records import (
     CurriculumStateRecord,
     DatasetItemRecord,
+    DecisionRecord,
     EpisodeRecord,
     EvaluationRecord,
     ExplanationRecord,
@@ -641,6 +642,29 @@ class SQLStore:
         with self._engine.connect() as conn:
             rows = conn.execute(select(t).where(t.c.job_id == job_id).order_by(t.c.id))
             return [_record(DatasetItemRecord, r) for r in rows]
+
+    # --- decisions -----------------------------------------------------------------------------
+
+    def record_decisions(self, decisions: Sequence[DecisionRecord]) -> None:
+        rows = [_row(d) for d in decisions]
+        if rows:
+            with self._writing("record decisions") as conn:
+                for run_id in sorted({d.run_id for d in decisions}):
+                    self._require_run(conn, run_id)
+                conn.execute(insert(S.decisions), rows)
+
+    def decisions(
+        self, run_id: str, round: int | None = None, kind: str | None = None
+    ) -> list[DecisionRecord]:
+        t = S.decisions
+        query = select(t).where(t.c.run_id == run_id)
+        if round is not None:
+            query = query.where(t.c.round == round)
+        if kind is not None:
+            query = query.where(t.c.kind == kind)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.c.round, t.c.id))
+            return [_record(DecisionRecord, r) for r in rows]
 
     # --- evaluation and accounting -------------------------------------------------------------
 

@@ -55,24 +55,60 @@ class VerifierConfig(_Strict):
 
 
 class CurriculumConfig(_Strict):
-    sampler: Literal["bandit", "uniform"] = "bandit"
+    sampler: Literal["bandit", "uniform", "fixed_order", "zpd"] = "bandit"
+    """bandit (SEC) | uniform | fixed_order (one arm at a time, in order) | zpd (success near target)"""
     temperature: float = Field(0.3, gt=0)
-    """Boltzmann temperature over arm values (lower = greedier)."""
+    """bandit: Boltzmann temperature over arm values (lower = greedier)."""
     alpha: float = Field(0.5, gt=0, le=1)
-    """TD(0) step size for arm values."""
+    """bandit: TD(0) step size for arm values."""
+    reward: Literal["progress", "advantage"] = "progress"
+    """bandit: progress = |change of success rate|; advantage = mean |advantage| vs the arm's mean."""
     explore: float = Field(0.1, ge=0, le=1)
-    """Share of episodes drawn uniformly, so no arm starves."""
+    """bandit, zpd, fixed_order: share of episodes drawn uniformly, so no arm starves."""
+    threshold: float = Field(0.8, ge=0, le=1)
+    """fixed_order: success rate at which the next arm in order takes over."""
+    band: tuple[float, float] = (0.2, 0.8)
+    """zpd: [low, high] success rates worth practising; arms outside get only `explore`."""
+    target: float = Field(0.5, ge=0, le=1)
+    """zpd: the most wanted success rate, inside `band`."""
     arms: list[str] | None = None
     """Restrict to these 'skill@level' arms; default: every skill and level of the domain."""
+    skill_graph: bool = False
+    """Draw only unlocked arms: each level of a skill requires the level below (and `prerequisites`)."""
+    prerequisites: dict[str, list[str]] | None = None
+    """skill_graph: extra {arm: [arms it requires]}, e.g. {"carry@0": ["add@1"]}."""
+    unlock_at: float = Field(0.6, ge=0, le=1)
+    """skill_graph: an arm unlocks once each prerequisite's success rate reaches this."""
+
+    def model_post_init(self, context: Any) -> None:
+        from pedagogy.domains.base import parse_arm  # the arm syntax lives with the domains
+
+        low, high = self.band
+        if not 0 <= low < high <= 1:
+            raise ValueError(f"band {list(self.band)} must be [low, high] with 0 <= low < high <= 1")
+        if not low <= self.target <= high:
+            raise ValueError(f"target {self.target} is outside band {list(self.band)}; move it inside")
+        for arm, required in (self.prerequisites or {}).items():
+            for name in [arm, *required]:
+                try:
+                    parse_arm(name)
+                except ConfigError as err:
+                    raise ValueError(f"prerequisites: {err}") from None
 
 
 class EpisodesConfig(_Strict):
-    per_round: int = Field(256, ge=1)
+    per_round: int = Field(1000, ge=1)
     reattempt: bool = True
     """After an explanation, let the student try again with the explanation in context."""
     explain_budget: int | None = Field(None, ge=0)
     """Explanations the teacher may give per round (None = every wrong attempt)."""
-    write_batch: int = Field(64, ge=1)
+    intervention: Literal["always", "never", "random", "utility"] = "always"
+    """Which wrong attempts of a round get the budget: always (in plan order), never, random, or
+    utility (largest gain in the student's log-probability of the solution; see
+    pedagogy.agents.intervention). Decided once per round over all its wrong attempts."""
+    intervention_options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the policy, e.g. {target: answer} for utility; random's seed defaults to the run's."""
+    write_batch: int = Field(250, ge=1)
     """Episodes per database transaction."""
 
 
@@ -82,12 +118,12 @@ class TrainingConfig(_Strict):
     kind: Literal["sft"] = "sft"
     lora: bool = False
     lora_r: int = Field(8, ge=1)
-    learning_rate: float = Field(2e-3, gt=0)
-    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, ge=1)
     max_seconds: float = Field(30.0, gt=0)
     """Time budget of one fine-tuning job."""
     max_steps: int | None = Field(None, ge=1)
-    max_examples: int | None = Field(None, ge=1)
+    max_examples: int | None = Field(5000, ge=1)
     """Cap on examples per job (newest first, the rest sampled from earlier data)."""
 
 

@@ -15,7 +15,7 @@ def test_partial_file_layers_over_default(tmp_path):
     p.write_text("rounds: 2\ntraining:\n  max_seconds: 5\n")
     cfg = load_config(p)
     assert cfg.rounds == 2 and cfg.training.max_seconds == 5
-    assert cfg.training.learning_rate == 0.002  # untouched default kept
+    assert cfg.training.learning_rate == 0.001  # untouched default kept
 
 
 @pytest.mark.parametrize(

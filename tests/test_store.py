@@ -21,6 +21,7 @@ from pedagogy.errors import StoreError
 from pedagogy.memory import (
     CurriculumStateRecord,
     DatasetItemRecord,
+    DecisionRecord,
     EpisodeRecord,
     EvaluationRecord,
     ExplanationRecord,
@@ -455,6 +456,26 @@ def test_models_jobs_and_dataset_items(store: SQLStore):
         store.add_model_version(base)
     with pytest.raises(StoreError, match="cannot add dataset items"):
         store.add_dataset_items([replace(items[0], turn_id="no-such-turn")])
+
+
+def test_decisions_round_trip_filter_and_are_queryable_in_sql(store: SQLStore, raw: sa.Engine):
+    make_run(store)
+    made = [
+        DecisionRecord("run1", 2, "intervention", "utility", "ep-b", True, 0.7, {"rank": 0}, "ep-b"),
+        DecisionRecord("run1", 1, "curriculum", "bandit", "add@0", None, 0.25),
+        DecisionRecord("run1", 2, "intervention", "utility", "ep-a", False, -0.1, {"rank": 1}),
+    ]
+    store.record_decisions(made)
+    assert store.decisions("run1") == [made[1], made[0], made[2]]
+    assert store.decisions("run1", round=2, kind="intervention") == [made[0], made[2]]
+    assert store.decisions("run1", kind="style") == []
+    with raw.connect() as conn:  # plain SQL, as an auditor would ask
+        rows = conn.execute(
+            sa.text("SELECT subject, value FROM decisions WHERE kind = 'intervention' AND chosen")
+        ).all()
+    assert [tuple(r) for r in rows] == [("ep-b", 0.7)]
+    with pytest.raises(StoreError, match="nope"):
+        store.record_decisions([DecisionRecord("nope", 0, "curriculum", "bandit", "x")])
 
 
 def test_evaluations(store: SQLStore):

@@ -6,6 +6,8 @@
   LoRA.
 - `evaluate`: a fixed held-out set per arm and one batched generate to score a model version.
 - `data`: training examples from stored episodes.
+- `preference`: learning from mistakes: REDI (a plain torch loop) and DPO (TRL) on verified
+  (correct, incorrect) pairs.
 
 Names are imported lazily: `import pedagogy.training` must not pull in torch.
 """
@@ -27,6 +29,11 @@ _EXPORTS = {
     "SFTResult": "pedagogy.training.sft",
     "run_sft": "pedagogy.training.sft",
     "warm_up": "pedagogy.training.sft",
+    "PreferencePair": "pedagogy.training.preference",
+    "preference_pairs": "pedagogy.training.preference",
+    "redi_loss": "pedagogy.training.preference",
+    "run_redi": "pedagogy.training.preference",
+    "run_dpo": "pedagogy.training.preference",
     "build_heldout": "pedagogy.training.evaluate",
     "evaluate": "pedagogy.training.evaluate",
     "heldout_prompts": "pedagogy.training.evaluate",

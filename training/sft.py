@@ -223,7 +223,8 @@ def _load(base_path: Path, config: SFTJobConfig):
             )
             model = PeftModel.from_pretrained(base, base_path, is_trainable=config.lora)
             if not config.lora:
-                model = model.merge_and_unload()
+                # Full fine-tuning from an adapter: peft hands back the merged weights frozen.
+                model = model.merge_and_unload().requires_grad_(True)
         else:
             model = AutoModelForCausalLM.from_pretrained(base_path, local_files_only=True)
             if config.lora:
