@@ -327,13 +327,13 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
     episodes = store.episodes(run_id, with_turns=True)
     problems = store.get_problems(list({e.problem_id for e in episodes}))
     items = examples_from_episodes(episodes, problems, session.domain)
-    positives = [i for i in items if i.polarity == "positive"]
+    usable = [i for i in items if cfg.kind != "sft" or i.polarity == "positive"]
     new_ids = {e.id for e in episodes if e.round == round_}
-    new = [i for i in positives if i.episode_id in new_ids]
-    if len(new) < cfg.min_new_examples:
+    new = [i for i in usable if i.episode_id in new_ids]
+    if sum(i.polarity == "positive" for i in new) < cfg.min_new_examples:
         session.emit("training_skipped", {"round": round_, "new_examples": len(new)})
         return {"candidate": None}
-    earlier = [i for i in positives if i.episode_id not in new_ids]
+    earlier = [i for i in usable if i.episode_id not in new_ids]
     chosen = mix_examples(new, earlier, cfg.max_examples, random.Random(f"{session.config.seed}:{round_}:mix"))
     versions = store.model_versions(run_id, "student")
     number = max((v.number for v in versions), default=0) + 1
@@ -347,14 +347,27 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
     store.add_dataset_items(chosen)
     out_path = session.models_dir / f"student-v{number}"
     session.emit("training_started", {"round": round_, "examples": len(chosen), "new": len(new)})
-    job_cfg = SFTJobConfig(
+    common = dict(
         learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, max_seconds=cfg.max_seconds,
         max_steps=cfg.max_steps, lora=cfg.lora, lora_r=cfg.lora_r, seed=session.config.seed + round_,
     )
+    if cfg.kind == "sft":
+        fit, data, job_cfg = run_sft, [(i.prompt, i.completion) for i in chosen], SFTJobConfig(**common)
+    else:
+        from pedagogy.training import preference as P
+
+        if cfg.kind == "redi":
+            fit, job_cfg = P.run_redi, P.REDIJobConfig(**common, alpha=cfg.alpha)
+            data = P.preference_pairs(chosen, unpaired=True)
+        else:
+            fit, job_cfg = P.run_dpo, P.DPOJobConfig(**common, beta=cfg.beta)
+            data = P.preference_pairs(chosen)
+            if not data:
+                store.finish_training_job(job.id, "skipped", {"reason": "no (correct, wrong) pairs"}, None)
+                session.emit("training_skipped", {"round": round_, "new_examples": len(new)})
+                return {"candidate": None}
     try:
-        result = await asyncio.to_thread(
-            run_sft, state["student_path"], out_path, [(i.prompt, i.completion) for i in chosen], job_cfg
-        )
+        result = await asyncio.to_thread(fit, state["student_path"], out_path, data, job_cfg)
     except Exception as err:
         store.finish_training_job(job.id, "failed", {"error": str(err)}, None)
         raise

@@ -115,7 +115,13 @@ class EpisodesConfig(_Strict):
 class TrainingConfig(_Strict):
     every_rounds: int = Field(1, ge=1)
     min_new_examples: int = Field(1, ge=0)
-    kind: Literal["sft"] = "sft"
+    kind: Literal["sft", "redi", "dpo"] = "sft"
+    """sft: positives only; redi: positives plus the student's wrong attempts as negatives (REDI
+    loss); dpo: TRL's DPO on (correct, wrong) pairs of the same prompt."""
+    alpha: float = Field(0.8, ge=0)
+    """redi: weight of the negative term."""
+    beta: float = Field(0.1, gt=0)
+    """dpo: how far the student may drift from the model it starts from."""
     lora: bool = False
     lora_r: int = Field(8, ge=1)
     learning_rate: float = Field(1e-3, gt=0)

@@ -142,3 +142,19 @@ async def test_resume_after_a_node_finished_but_its_checkpoint_was_lost(quick_co
     assert not [k for k, _ in events if k == "training_started"]  # train itself did not rerun
     eps = store.episodes(first.run_id)
     assert sorted((e.round, e.index) for e in eps) == [(r, i) for r in (1, 2) for i in range(48)]
+
+
+@pytest.mark.parametrize("kind", ["redi", "dpo"])
+def test_learning_from_mistakes_trains_on_negatives(quick_config, tmp_path, kind):
+    cfg = quick_config(training={"max_seconds": 3, "batch_size": 16, "kind": kind})
+    result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
+    assert result.exit_code == 0, result.output
+    store = open_store(str(tmp_path / "work" / "pedagogy.db"))
+    run_id = _run_id(store)
+    jobs = store.training_jobs(run_id)
+    assert jobs and all(j.kind == kind for j in jobs)
+    trained = [j for j in jobs if j.status == "completed"]
+    assert trained and all(j.output_version_id for j in trained)
+    items = store.dataset_items(trained[0].id)
+    # The student's wrong first attempts went into the job, with their lineage.
+    assert {i.polarity for i in items} == {"positive", "negative"}
