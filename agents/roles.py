@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pedagogy.backends.base import Backend, ChatRequest, Completion
 from pedagogy.domains.base import Domain, Problem, Verdict
@@ -85,6 +87,9 @@ class Teacher:
     """Explanations per round; None = unlimited."""
     max_tokens: int = 256
     spent: int = 0
+    style_for: Callable[[Problem], Any] | None = None
+    """The explanation style (`pedagogy.agents.explanations`) for a problem; None: plain
+    worked solutions. The loop sets it per round (adaptive styles follow the student)."""
 
     def remaining(self) -> int | None:
         return None if self.budget is None else self.budget - self.spent
@@ -100,9 +105,18 @@ class Teacher:
     def new_round(self, spent: int = 0) -> None:
         self.spent = spent
 
-    async def explain(self, problem: Problem, attempt: str, seq: int) -> TurnRecord:
+    @property
+    def renders_offline(self) -> bool:
+        """The scripted teacher answers with the domain's worked solution, restyled here; an
+        LLM teacher gets the style's instruction in its prompt instead."""
+        return getattr(self.backend, "name", "") == "scripted"
+
+    async def explain(self, problem: Problem, attempt: str, seq: int, style: Any = None) -> TurnRecord:
+        content = EXPLAIN_PROMPT.format(prompt=problem.prompt, attempt=attempt)
+        if style is not None:
+            content = f"{content}\n{style.instruction()}"
         request = ChatRequest(
-            messages=[{"role": "user", "content": EXPLAIN_PROMPT.format(prompt=problem.prompt, attempt=attempt)}],
+            messages=[{"role": "user", "content": content}],
             max_tokens=self.max_tokens,
             problem=problem,
             purpose="explain",

@@ -94,14 +94,21 @@ async def decide(state: EpisodeState, agents: Agents) -> dict[str, Any]:
 
 
 async def explain(state: EpisodeState, agents: Agents) -> dict[str, Any]:
-    """The teacher explains the wrong attempt."""
-    first_turn = state["turns"][0]
-    turn = await agents.teacher.explain(state["problem"], first_turn.response, _seq(state))
+    """The teacher explains the wrong attempt, in the style chosen for this student."""
+    problem, first_turn, teacher = state["problem"], state["turns"][0], agents.teacher
+    style = teacher.style_for(problem) if teacher.style_for is not None else None
+    if style is not None and hasattr(style, "choose"):  # adaptive: the concrete style it picks
+        style = style.choose(problem)
+    turn = await teacher.explain(problem, first_turn.response, _seq(state), style)
     turn.episode_id = state["episode_id"]
+    text = turn.response
+    if style is not None and teacher.renders_offline and not turn.error:
+        text = style.render(problem, text, first_turn.response)
+    name = getattr(style, "name", "worked")
     return {
         "turns": [turn],
-        "explanations": [ExplanationRecord(turn.id, style="worked", budget_spent=1.0)],
-        "explanation": turn.response,
+        "explanations": [ExplanationRecord(turn.id, style=name, budget_spent=1.0)],
+        "explanation": text,
     }
 
 

@@ -31,6 +31,7 @@ from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.memory.base import Store
 from pedagogy.memory.records import (
     CurriculumStateRecord,
+    DecisionRecord,
     EpisodeRecord,
     EvaluationRecord,
     ModelVersionRecord,
@@ -95,6 +96,42 @@ class Session:
         if state:
             policy.load_state(state)
         return policy
+
+    async def style_for_round(self, round_: int, plan: list[dict[str, Any]]):
+        """The explanation style per problem for this round (None: plain worked solutions)."""
+        from pedagogy.agents import explanations as X
+
+        name = self.config.episodes.style
+        if name == "worked":
+            return None
+        if name in ("concise", "detailed"):
+            style = X.build_style(name)
+            return lambda problem: style
+        if name == "adaptive":
+            from pedagogy.agents.profile import StudentProfile
+
+            profile = StudentProfile.from_store(self.store, self.run_id)
+            return lambda p: X.AdaptiveStyle(mastery=profile.mastery(p.arm) if profile.attempts(p.arm) else None)
+        # probe: the style under which the student itself finds the solutions likeliest
+        if not callable(getattr(self.student_backend, "score", None)):
+            return None
+        earlier = self.store.decisions(self.run_id, round_, "style")
+        if earlier:  # a resumed round keeps the style it probed
+            style = X.build_style(earlier[-1].detail["winner"])
+            return lambda problem: style
+        problems = self.store.get_problems([item["problem_id"] for item in plan[:32]])
+        pairs = [(p, s) for p in problems.values() if (s := self.domain.solve(p)) is not None][:16]
+        if not pairs:
+            return None
+        result = await asyncio.to_thread(
+            X.probe_styles, self.student_backend, pairs, ["worked", "concise", "detailed"]
+        )
+        self.store.record_decisions([DecisionRecord(
+            self.run_id, round_, "style", "probe", f"round-{round_}", True,
+            result.mean_gain[result.winner], {"winner": result.winner, "mean_gain": result.mean_gain},
+        )])
+        style = X.build_style(result.winner)
+        return lambda problem: style
 
     def explanation_for(self, problem: Problem) -> tuple[str, str | None]:
         """What a policy assumes the student would be shown: the domain's worked solution (what
@@ -244,6 +281,7 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
             "explained": sum(d.intervene for d in decisions),
         })
 
+    session.agents.teacher.style_for = await session.style_for_round(round_, state["plan"])
     budget = session.agents.teacher.remaining()
     session.agents.broker = InterventionBroker(
         policy, budget, set(ids.values()), session.explanation_for, record_decisions, recorded,
@@ -333,6 +371,15 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
     if sum(i.polarity == "positive" for i in new) < cfg.min_new_examples:
         session.emit("training_skipped", {"round": round_, "new_examples": len(new)})
         return {"candidate": None}
+    if cfg.filter and callable(getattr(session.student_backend, "score", None)):
+        filtered = await asyncio.to_thread(_learnability_filter, session, round_, new, episodes, problems)
+        if any(i.polarity == "positive" for i in filtered):
+            new = filtered
+        else:  # a student that can follow nothing yet (an untrained one): the filter steps aside
+            session.store.record_decisions([DecisionRecord(
+                run_id, round_, "filter", "learnability", f"round-{round_}", False, None,
+                {"decision": "bypassed", "reason": "no explanation passed; trained on them all"},
+            )])
     earlier = [i for i in usable if i.episode_id not in new_ids]
     chosen = mix_examples(new, earlier, cfg.max_examples, random.Random(f"{session.config.seed}:{round_}:mix"))
     versions = store.model_versions(run_id, "student")
@@ -381,6 +428,38 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
     store.finish_training_job(job.id, "completed", metrics, version.id)
     session.emit("training_finished", {"round": round_, **metrics})
     return {"candidate": {"id": version.id, "path": str(out_path), "job_id": job.id}}
+
+
+def _learnability_filter(session: Session, round_: int, items: list, episodes: list, problems: dict) -> list:
+    """Score this round's teacher explanations under the student (Reverse Speculative Decoding):
+    trim chunks it cannot follow when the rest still verifies, leave out what cannot be fixed.
+    Every outcome is stored as a decision of kind "filter"."""
+    from pedagogy.agents.explanations import filter_explanation
+
+    teacher_turns = {t.id for e in episodes if e.round == round_ for t in e.turns if t.agent == "teacher"}
+    problem_of = {e.id: problems[e.problem_id] for e in episodes if e.problem_id in problems}
+    kept, decisions = [], []
+    for item in items:
+        problem = problem_of.get(item.episode_id)
+        if item.turn_id not in teacher_turns or problem is None:
+            kept.append(item)
+            continue
+        outcome = filter_explanation(
+            session.student_backend, item.prompt, item.completion,
+            threshold=session.config.training.filter_threshold,
+            verify=lambda text, p=problem: session.domain.verify(p, text).correct,
+        )
+        decisions.append(DecisionRecord(
+            session.run_id, round_, "filter", "learnability", item.turn_id, outcome.accepted,
+            min(outcome.scores) if outcome.scores else None,
+            {"decision": outcome.decision, "dropped": outcome.dropped, "flagged": outcome.flagged},
+            item.episode_id,
+        ))
+        if outcome.accepted:
+            item.completion = outcome.text
+            kept.append(item)
+    session.store.record_decisions(decisions)
+    return kept
 
 
 async def evaluate_and_promote(state: LoopState, session: Session) -> dict[str, Any]:

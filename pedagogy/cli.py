@@ -18,6 +18,8 @@ from pedagogy.errors import PedagogyError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Teach a small model from a bigger one — and prove that it learned.")
 audit_app = typer.Typer(no_args_is_help=True, help="Answer lineage questions about models.")
 app.add_typer(audit_app, name="audit")
+bench_app = typer.Typer(no_args_is_help=True, help="Compare teaching configurations under the same seeds and budget.")
+app.add_typer(bench_app, name="bench")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -248,6 +250,52 @@ def init(
         raise typer.Exit(2)
     path.write_text(DEFAULT_CONFIG_PATH.read_text())
     console.print(f"wrote {path}; run it with `pedagogy run --config {path}`")
+
+
+@bench_app.command("learning")
+def bench_learning(
+    seeds: int | None = typer.Option(None, "--seeds", min=1, help="Seeds per arm: 0..N-1 (default 3; --quick: 1)."),
+    budget: int | None = typer.Option(None, "--budget", min=0, help="Teacher explanations per round, the same for every arm (default: a quarter of the episodes per round)."),
+    rounds: int | None = typer.Option(None, "--rounds", min=1, help="Teaching rounds per run (default 4; --quick: 2)."),
+    quick: bool = typer.Option(False, "--quick", help="A tiny bench for tests/CI: 2 levels, 2 rounds of 48 episodes, 3 s training, 1 seed, 2 arms."),
+    out: Path = typer.Option(Path("pedagogy-bench"), "--out", help="Folder for bench.json, bench.png and the runs' database; a rerun skips runs done there."),
+    arms: str | None = typer.Option(None, "--arms", help="Comma-separated arms (default: all; --quick: standard_kd,pedagogy). See pedagogy.bench.ARMS."),
+    as_json: bool = typer.Option(False, "--json", help="Print the per-arm summary as JSON instead of a table."),
+) -> None:
+    """Run several teaching arms with the same seeds, student and teacher budget; compare held-out accuracy."""
+    from dataclasses import replace
+
+    from pedagogy.bench import Bench, BenchSettings, parse_arms, table_rows
+
+    try:
+        settings = BenchSettings.quick_settings() if quick else BenchSettings()
+        update: dict[str, Any] = {}
+        if rounds is not None:
+            update["rounds"] = rounds
+        update["budget"] = budget if budget is not None else max(1, settings.episodes // 4)
+        settings = replace(settings, **update)
+        bench = Bench(out, settings, parse_arms(arms, quick), list(range(seeds or (1 if quick else 3))))
+        data = bench.run()
+    except PedagogyError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted; finished runs are in {out / 'bench.json'}; rerun the same command to continue")
+        raise typer.Exit(130) from None
+    summary = data["summary"]
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    header, rows = table_rows(summary)
+    s = data["settings"]
+    table = Table(title=f"held-out accuracy after {s['rounds']} rounds of {s['episodes']} episodes, budget {s['budget']}/round (mean±std over seeds)")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"results    {bench.json_path}")
+    console.print(f"plot       {bench.png_path}")
+    console.print(f"database   {out / 'bench.db'}")
 
 
 def main() -> None:

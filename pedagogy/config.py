@@ -107,6 +107,10 @@ class EpisodesConfig(_Strict):
     utility (largest gain in the student's log-probability of the solution; see
     pedagogy.agents.intervention). Decided once per round over all its wrong attempts."""
     intervention_options: dict[str, Any] = Field(default_factory=dict)
+    style: Literal["worked", "concise", "detailed", "adaptive", "probe"] = "worked"
+    """How explanations are told (pedagogy.agents.explanations): adaptive follows the student's
+    mastery of the arm; probe picks, each round, the style under which the student itself finds
+    the solution likeliest (needs a student with log-probabilities, else worked)."""
     """Options of the policy, e.g. {target: answer} for utility; random's seed defaults to the run's."""
     write_batch: int = Field(250, ge=1)
     """Episodes per database transaction."""
@@ -118,6 +122,11 @@ class TrainingConfig(_Strict):
     kind: Literal["sft", "redi", "dpo"] = "sft"
     """sft: positives only; redi: positives plus the student's wrong attempts as negatives (REDI
     loss); dpo: TRL's DPO on (correct, wrong) pairs of the same prompt."""
+    filter: bool = False
+    """Learnability filter: score each new teacher explanation chunk by chunk under the student;
+    drop what it cannot follow (if the rest still verifies), else leave the explanation out."""
+    filter_threshold: float = -2.5
+    """Mean log-prob per token below which a chunk counts as unlearnable."""
     alpha: float = Field(0.8, ge=0)
     """redi: weight of the negative term."""
     beta: float = Field(0.1, gt=0)

@@ -158,3 +158,40 @@ def test_learning_from_mistakes_trains_on_negatives(quick_config, tmp_path, kind
     items = store.dataset_items(trained[0].id)
     # The student's wrong first attempts went into the job, with their lineage.
     assert {i.polarity for i in items} == {"positive", "negative"}
+
+
+@pytest.mark.parametrize("style", ["probe", "adaptive"])
+def test_styles_and_learnability_filter_are_applied_and_recorded(quick_config, tmp_path, style):
+    cfg = quick_config(
+        episodes={"per_round": 48, "style": style},
+        training={"max_seconds": 3, "batch_size": 16, "filter": True},
+    )
+    result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
+    assert result.exit_code == 0, result.output
+    store = open_store(str(tmp_path / "work" / "pedagogy.db"))
+    run_id = _run_id(store)
+    eps = store.episodes(run_id, with_turns=True)
+    styles = {x.style for e in eps for x in e.explanations}
+    assert styles and styles <= {"worked", "concise", "detailed"}
+    if style == "probe":
+        probes = store.decisions(run_id, kind="style")
+        assert [d.round for d in probes] == [1, 2]
+        assert all(d.detail["winner"] in ("worked", "concise", "detailed") for d in probes)
+        for d in probes:  # every explanation of a round is told in its probed style
+            told = {x.style for e in eps if e.round == d.round for x in e.explanations}
+            assert told <= {d.detail["winner"]}
+    else:  # nothing measured yet in round 1: concise for the easiest level, detailed above
+        told = {(e.arm, x.style) for e in eps if e.round == 1 for x in e.explanations}
+        assert told == {("chain_sum@0", "concise"), ("chain_sum@1", "detailed")}
+    filtered = store.decisions(run_id, kind="filter")
+    teacher_turns = {t.id for e in eps for t in e.turns if t.agent == "teacher"}
+    per_item = [d for d in filtered if d.detail["decision"] != "bypassed"]
+    assert per_item and {d.subject for d in per_item} <= teacher_turns
+    assert all(d.detail["decision"] in ("kept", "trimmed", "rejected", "bypassed") for d in filtered)
+    # Rejected explanations never became training data.
+    bypassed = {d.round for d in filtered if d.detail["decision"] == "bypassed"}
+    for job in store.training_jobs(run_id):
+        if job.round in bypassed:
+            continue
+        rejected = {d.subject for d in per_item if d.round == job.round and not d.chosen}
+        assert not rejected & {i.turn_id for i in store.dataset_items(job.id)}

@@ -1,0 +1,150 @@
+"""The learning benchmark: arm table, aggregation over seeds, CLI errors, and a quick bench end to end."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from pedagogy import bench as B
+from pedagogy.cli import app
+from pedagogy.errors import ConfigError
+
+runner = CliRunner()
+
+
+def test_each_ablation_switches_exactly_one_mechanism_back_to_standard():
+    mechanisms = {
+        "no_curriculum": {"curriculum.sampler", "curriculum.skill_graph"},
+        "no_utility": {"episodes.intervention"},
+        "no_style": {"episodes.style"},
+        "no_filter": {"training.filter"},
+    }
+    for arm, keys in mechanisms.items():
+        changed = {k for k, v in B.ARMS[arm].items() if B.PEDAGOGY[k] != v}
+        assert changed == keys, arm
+        assert all(B.ARMS[arm][k] == B.STANDARD_KD[k] for k in keys), arm
+    assert B.ARMS["pedagogy_redi"]["training.kind"] == "redi"
+    assert all(set(overrides) == set(B.STANDARD_KD) for overrides in B.ARMS.values())
+
+
+def test_every_arm_builds_a_valid_config_with_the_shared_settings(tmp_path):
+    settings = B.BenchSettings()
+    assert settings.budget == settings.episodes // 4
+    for arm in B.ARMS:
+        cfg = B.arm_config(arm, 2, settings, tmp_path)
+        assert (cfg.seed, cfg.rounds, cfg.episodes.explain_budget) == (
+            2,
+            settings.rounds,
+            settings.budget,
+        )
+        assert cfg.episodes.per_round == settings.episodes
+        assert cfg.training.max_seconds == settings.train_seconds
+        assert cfg.db == str(tmp_path / "bench.db")
+        assert cfg.curriculum.sampler == B.ARMS[arm]["curriculum.sampler"]
+    quick = B.arm_config("pedagogy", 0, B.BenchSettings.quick_settings(), tmp_path)
+    assert quick.domain.options["levels"] == {"chain_sum": B.QUICK_LEVELS}
+
+
+def test_an_arm_with_a_key_the_config_lacks_names_the_arm_and_key(tmp_path, monkeypatch):
+    monkeypatch.setitem(B.ARMS, "future", {**B.PEDAGOGY, "episodes.telepathy": True})
+    with pytest.raises(ConfigError, match=r"arm 'future': episodes\.telepathy: unknown key"):
+        B.arm_config("future", 0, B.BenchSettings(), tmp_path)
+
+
+def test_unknown_arm_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "b"
+    result = runner.invoke(
+        app, ["bench", "learning", "--quick", "--arms", "pedagogy,nope", "--out", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "unknown arm 'nope'" in result.output and "standard_kd" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_mean_and_std_over_seeds_on_fixed_numbers():
+    def run(arm, seed, l0, l1, tokens, explained, seconds, status="completed"):
+        return {
+            "arm": arm,
+            "seed": seed,
+            "status": status,
+            "heldout_final": {"s@0": l0, "s@1": l1},
+            "teacher_tokens": tokens,
+            "explained": explained,
+            "seconds": seconds,
+        }
+
+    runs = [
+        run("a", 0, 0.5, 0.1, 100, 10, 60.0),
+        run("a", 1, 0.7, 0.3, 300, 30, 80.0),
+        run("a", 2, 0.9, 0.2, 200, 20, 70.0),
+        run("b", 0, 0.4, 0.0, 50, 5, 10.0),
+        run("b", 1, 0.0, 0.0, 0, 0, 1.0, status="failed"),  # left out
+    ]
+    s = B.aggregate(runs, ["a", "b", "c"])
+    assert set(s) == {"a", "b"}
+    a = s["a"]
+    assert a["seeds"] == [0, 1, 2]
+    assert a["accuracy"]["s@0"] == pytest.approx({"mean": 0.7, "std": 0.2})
+    assert a["accuracy"]["s@1"] == pytest.approx({"mean": 0.2, "std": 0.1})
+    # per-run means .3 .5 .55: deviations -.15 .05 .10, sample variance .035 / 2
+    assert a["mean_accuracy"] == pytest.approx({"mean": 0.45, "std": 0.0175**0.5})
+    assert a["teacher_tokens"] == pytest.approx({"mean": 200, "std": 100})
+    assert a["explained"] == pytest.approx({"mean": 20, "std": 10})
+    assert a["seconds"] == pytest.approx({"mean": 70, "std": 10})
+    assert s["b"]["seeds"] == [0] and s["b"]["accuracy"]["s@0"] == {"mean": 0.4, "std": 0.0}
+    header, rows = B.table_rows(s)
+    assert header[:5] == ["arm", "seeds", "s@0", "s@1", "mean"]
+    assert rows[0][:5] == ["a", "3", "0.70±0.20", "0.20±0.10", "0.45±0.13"]
+
+
+def test_levels_sort_numerically():
+    runs = [
+        {
+            "arm": "a",
+            "seed": 0,
+            "status": "completed",
+            "teacher_tokens": 0,
+            "explained": 0,
+            "seconds": 1.0,
+            "heldout_final": {f"s@{i}": 0.1 * i for i in (10, 2, 0)},
+        }
+    ]
+    assert list(B.aggregate(runs, ["a"])["a"]["accuracy"]) == ["s@0", "s@2", "s@10"]
+
+
+def test_a_rerun_with_other_settings_under_the_same_out_is_refused(tmp_path):
+    first = B.Bench(tmp_path, B.BenchSettings(rounds=2), ["pedagogy"], [0])
+    first.save(first.load())
+    other = B.Bench(tmp_path, B.BenchSettings(rounds=3), ["pedagogy"], [0])
+    with pytest.raises(ConfigError, match="rounds=2, not 3"):
+        other.load()
+
+
+@pytest.mark.slow
+def test_quick_bench_end_to_end_then_rerun_skips_finished_runs(tmp_path):
+    out = tmp_path / "bench"
+    result = runner.invoke(app, ["bench", "learning", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "standard_kd seed 0: L0=" in result.stderr and "pedagogy seed 0: L0=" in result.stderr
+    assert "held-out accuracy" in result.stdout and "standard_kd" in result.stdout
+
+    data = json.loads((out / "bench.json").read_text())
+    assert sorted((r["arm"], r["seed"], r["status"]) for r in data["runs"]) == [
+        ("pedagogy", 0, "completed"),
+        ("standard_kd", 0, "completed"),
+    ]
+    for r in data["runs"]:
+        assert set(r["heldout_final"]) == {"chain_sum@0", "chain_sum@1"}
+        assert r["episodes"] == 96
+        assert 0 < r["explained"] <= 2 * data["settings"]["budget"]  # the budget binds
+        assert r["teacher_tokens"] > 0
+    assert set(data["summary"]) == {"standard_kd", "pedagogy"}
+    assert (out / "bench.png").stat().st_size > 5000
+
+    again = runner.invoke(app, ["bench", "learning", "--quick", "--out", str(out), "--json"])
+    assert again.exit_code == 0, again.output
+    assert "2 of 2 runs already done" in again.stderr and "running" not in again.stderr
+    assert json.loads(again.stdout) == data["summary"]
+    rerun = json.loads((out / "bench.json").read_text())
+    assert [r["run_id"] for r in rerun["runs"]] == [r["run_id"] for r in data["runs"]]
