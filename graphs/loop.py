@@ -253,6 +253,11 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     session.store.save_curriculum_state(
         CurriculumStateRecord(session.run_id, round_, {"probabilities": probs, "counts": counts, "sampler": new_state})
     )
+    _record_once(session, round_, "curriculum", [
+        DecisionRecord(session.run_id, round_, "curriculum", session.config.curriculum.sampler, arm,
+                       counts.get(arm, 0) > 0, p, {"count": counts.get(arm, 0)})
+        for arm, p in sorted(probs.items())
+    ])
     session.emit("round_planned", {"round": round_, "episodes": len(plan), "counts": counts})
     return {"round": round_, "plan": plan, "sampler_state": new_state, "candidate": None}
 
@@ -325,6 +330,12 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
     return {"policy_state": policy.state()}
 
 
+def _record_once(session: Session, round_: int, kind: str, decisions: list[DecisionRecord]) -> None:
+    """Store a round's decisions of one kind unless a rerun of the node already did."""
+    if decisions and not session.store.decisions(session.run_id, round_, kind):
+        session.store.record_decisions(decisions)
+
+
 def _merge_round_state(session: Session, round_: int, values: dict[str, Any]) -> None:
     """Add `values` to the round's stored curriculum record (plan, results, policy states)."""
     stored = next((c for c in session.store.curriculum_states(session.run_id) if c.round == round_), None)
@@ -340,12 +351,25 @@ async def update_curriculum(state: LoopState, session: Session) -> dict[str, Any
         c, n = results.get(ep.arm, (0, 0))
         results[ep.arm] = (c + int(ep.correct_first), n + 1)
     sampler = session.sampler(state.get("sampler_state"))
+    seen = len(getattr(sampler, "events", []))
     rewards = sampler.update(results)
+    unlocks = list(getattr(sampler, "events", []))[seen:]
     new_state = sampler.state()
     planned = next((s for s in session.store.curriculum_states(session.run_id) if s.round == round_), None)
     record = dict(planned.state) if planned else {}
     record.update({"results": results, "rewards": rewards, "sampler": new_state, "values": dict(getattr(sampler, "values", {}))})
     session.store.save_curriculum_state(CurriculumStateRecord(session.run_id, round_, record))
+    kind = session.config.curriculum.sampler
+    _record_once(session, round_, "arm_reward", [
+        DecisionRecord(session.run_id, round_, "arm_reward", kind, arm, None, reward,
+                       {"correct": results[arm][0], "attempted": results[arm][1]})
+        for arm, reward in sorted(rewards.items())
+    ])
+    _record_once(session, round_, "unlock", [
+        DecisionRecord(session.run_id, round_, "unlock", "skill_graph", e["arm"], True, None,
+                       {"prerequisites": e["prerequisites"]})
+        for e in unlocks
+    ])
     session.emit("curriculum_updated", {"round": round_, "results": results, "rewards": rewards})
     return {"sampler_state": new_state}
 

@@ -126,9 +126,12 @@ def show(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (shape in README)."),
     plot: Path | None = typer.Option(None, "--plot", help="Also save the learning curve PNG here."),
+    heatmap: Path | None = typer.Option(
+        None, "--heatmap", help="Also save the curriculum heatmap PNG (P(arm) per round) here."
+    ),
 ) -> None:
     """Rounds, held-out accuracy per round and level, model versions, counts, tokens, cost."""
-    from pedagogy.report import plot_learning_curve, run_summary
+    from pedagogy.report import plot_curriculum_heatmap, plot_learning_curve, run_summary
 
     try:
         summary = run_summary(_store(db), run_id)
@@ -136,6 +139,8 @@ def show(
         _fail(err)
     if plot is not None:
         plot_learning_curve(summary, plot)
+    if heatmap is not None:
+        plot_curriculum_heatmap(summary, heatmap)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
         return

@@ -37,6 +37,9 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
         r["correct_first"] = sum(ep.correct_first for ep in eps)
         r["explained"] = sum(ep.explained for ep in eps)
         r["arms"] = dict(sorted(arms.items()))
+    for cs in store.curriculum_states(run_id):
+        if cs.round in rounds and cs.state.get("probabilities"):
+            rounds[cs.round]["probabilities"] = dict(sorted(cs.state["probabilities"].items()))
     # held-out accuracy of the student in service after each round
     current: dict[str, float] = {}
     curve = []
@@ -107,3 +110,34 @@ def plot_learning_curve(summary: dict[str, Any], path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_curriculum_heatmap(summary: dict[str, Any], path: str | Path) -> Path:
+    """The curriculum's probability of each arm (rows) in each round (columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    planned = [r for r in summary["rounds"] if r.get("probabilities")]
+    arms = sorted({a for r in planned for a in r["probabilities"]})
+    grid = [[r["probabilities"].get(a, 0.0) for r in planned] for a in arms]
+    width = max(4.5, 2.0 + 0.6 * len(planned))
+    fig, ax = plt.subplots(figsize=(width, 1.4 + 0.4 * max(len(arms), 1)))
+    image = ax.imshow(grid or [[0.0]], aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(planned)), [str(r["round"]) for r in planned])
+    ax.set_yticks(range(len(arms)), arms)
+    for i, row in enumerate(grid):
+        for j, p in enumerate(row):
+            ax.text(j, i, f"{p:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if p < 0.5 else "black")
+    ax.set_xlabel("round")
+    ax.set_title(f"curriculum P(arm) · {summary['run']['id']}", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+

@@ -41,9 +41,20 @@ def test_two_round_loop_show_replay_export_audit(quick_config, tmp_path):
     assert [j.status for j in jobs] == ["completed", "completed"]
     assert store.verify_chain(run_id) == []
 
-    shown = runner.invoke(app, ["show", run_id, "--db", db, "--json"])
+    heatmap = tmp_path / "heatmap.png"
+    shown = runner.invoke(app, ["show", run_id, "--db", db, "--json", "--heatmap", str(heatmap)])
     assert shown.exit_code == 0, shown.output
     summary = json.loads(shown.output)
+    assert heatmap.stat().st_size > 1000
+    for rd in summary["rounds"][1:]:  # what the curriculum planned, per arm, sums to one
+        assert set(rd["probabilities"]) == {"chain_sum@0", "chain_sum@1"}
+        assert abs(sum(rd["probabilities"].values()) - 1) < 1e-9
+    planned = store.decisions(run_id, kind="curriculum")
+    assert [(d.round, d.subject) for d in planned] == [
+        (r, a) for r in (1, 2) for a in ("chain_sum@0", "chain_sum@1")
+    ]
+    rewards = store.decisions(run_id, kind="arm_reward")
+    assert {d.round for d in rewards} == {1, 2} and all(d.value is not None for d in rewards)
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
     assert set(summary["heldout_final"]) == {"chain_sum@0", "chain_sum@1"}
     assert summary["counts"]["episodes"] == 96
