@@ -206,3 +206,48 @@ def test_styles_and_learnability_filter_are_applied_and_recorded(quick_config, t
             continue
         rejected = {d.subject for d in per_item if d.round == job.round and not d.chosen}
         assert not rejected & {i.turn_id for i in store.dataset_items(job.id)}
+
+
+class _Crash(Exception):
+    pass
+
+
+async def test_resumed_run_makes_the_same_decisions_as_an_uninterrupted_one(quick_config, tmp_path):
+    """Sampler and policy states (RNGs included) survive a crash right after a round's
+    intervention decisions: the resumed run decides exactly as an uninterrupted one."""
+    from pedagogy.config import load_config
+    from pedagogy.runner import run_loop
+
+    def config(name: str):
+        path = quick_config(
+            name=name,
+            rounds=3,
+            curriculum={"sampler": "bandit", "temperature": 0.05},
+            episodes={"per_round": 32, "explain_budget": 6, "intervention": "random"},
+            training={"max_steps": 8, "max_seconds": 600, "batch_size": 16},
+            evaluation={"heldout_per_arm": 8},
+        )
+        return load_config(path)
+
+    def decisions(store, run_id):
+        index = {e.id: (e.round, e.index) for e in store.episodes(run_id)}
+        chosen = sorted((index[d.subject], d.chosen) for d in store.decisions(run_id, kind="intervention"))
+        planned = [(d.round, d.subject, round(d.value, 12)) for d in store.decisions(run_id, kind="curriculum")]
+        return chosen, planned
+
+    straight = await run_loop(config("straight"))
+
+    def crash_in_round_2(kind: str, data: dict) -> None:
+        if kind == "interventions_decided" and data["round"] == 2:
+            raise _Crash("killed right after round 2's decisions")
+
+    cfg = config("crashed")
+    with pytest.raises(_Crash):
+        await run_loop(cfg, emit=crash_in_round_2)
+    store = open_store(cfg.db_url())
+    crashed_id = next(r.id for r in store.list_runs() if r.name == "crashed")
+    resumed = await run_loop(cfg, resume=crashed_id)
+    assert resumed.status == "completed"
+    a, b = decisions(store, straight.run_id), decisions(store, crashed_id)
+    assert a[0] and a[1]
+    assert b == a
