@@ -261,7 +261,7 @@ def init(
 def bench_learning(
     seeds: int | None = typer.Option(None, "--seeds", min=1, help="Seeds per arm: 0..N-1 (default 3; --quick: 1)."),
     budget: int | None = typer.Option(None, "--budget", min=0, help="Teacher explanations per round, the same for every arm (default: a quarter of the episodes per round)."),
-    rounds: int | None = typer.Option(None, "--rounds", min=1, help="Teaching rounds per run (default 4; --quick: 2)."),
+    rounds: int | None = typer.Option(None, "--rounds", min=1, help="Teaching rounds per run (default 3; --quick: 2)."),
     quick: bool = typer.Option(False, "--quick", help="A tiny bench for tests/CI: 2 levels, 2 rounds of 48 episodes, 3 s training, 1 seed, 2 arms."),
     out: Path = typer.Option(Path("pedagogy-bench"), "--out", help="Folder for bench.json, bench.png and the runs' database; a rerun skips runs done there."),
     arms: str | None = typer.Option(None, "--arms", help="Comma-separated arms (default: all; --quick: standard_kd,pedagogy). See pedagogy.bench.ARMS."),
@@ -277,8 +277,7 @@ def bench_learning(
         update: dict[str, Any] = {}
         if rounds is not None:
             update["rounds"] = rounds
-        update["budget"] = budget if budget is not None else max(1, settings.episodes // 4)
-        settings = replace(settings, **update)
+        settings = replace(settings, **update, budget=budget)  # None: a quarter of the episodes
         bench = Bench(out, settings, parse_arms(arms, quick), list(range(seeds or (1 if quick else 3))))
         data = bench.run()
     except PedagogyError as err:
@@ -294,13 +293,22 @@ def bench_learning(
     s = data["settings"]
     table = Table(title=f"held-out accuracy after {s['rounds']} rounds of {s['episodes']} episodes, budget {s['budget']}/round (mean±std over seeds)")
     for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+        width = max([len(name)] + [len(row[i]) for row in rows])
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True, min_width=min(width, 14))
     for row in rows:
         table.add_row(*row)
     console.print(table)
     console.print(f"results    {bench.json_path}")
     console.print(f"plot       {bench.png_path}")
     console.print(f"database   {out / 'bench.db'}")
+    if data["failed"]:
+        first = data["failed"][0]
+        err_console.print(
+            f"[bold red]error:[/] {len(data['failed'])} run(s) failed, e.g. {first['arm']} seed {first['seed']}: "
+            f"{first.get('error')}; rerun the same command to retry them",
+            highlight=False, soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 def main() -> None:

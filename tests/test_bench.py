@@ -148,3 +148,73 @@ def test_quick_bench_end_to_end_then_rerun_skips_finished_runs(tmp_path):
     assert json.loads(again.stdout) == data["summary"]
     rerun = json.loads((out / "bench.json").read_text())
     assert [r["run_id"] for r in rerun["runs"]] == [r["run_id"] for r in data["runs"]]
+
+
+def _fake_run_one(calls):
+    async def run_one(arm, seed, config):
+        calls.append((arm, seed))
+        if arm == "no_filter":
+            return {
+                "arm": arm,
+                "seed": seed,
+                "status": "failed",
+                "error": "RuntimeError: boom",
+                "seconds": 0.1,
+            }
+        acc = {"chain_sum@0": 0.5 + 0.1 * seed, "chain_sum@1": 0.1}
+        return {
+            "arm": arm,
+            "seed": seed,
+            "status": "completed",
+            "run_id": f"{arm}-{seed}",
+            "seconds": 1.0,
+            "heldout_final": acc,
+            "teacher_tokens": 10,
+            "explained": 2,
+        }
+
+    return run_one
+
+
+def test_runs_are_saved_one_by_one_and_a_rerun_does_only_the_missing_ones(tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(B, "run_one", _fake_run_one(calls))
+    settings = B.BenchSettings.quick_settings()
+    lines: list[str] = []
+    data = B.Bench(tmp_path, settings, ["pedagogy", "no_filter"], [0, 1], log=lines.append).run()
+    assert calls == [("pedagogy", 0), ("no_filter", 0), ("pedagogy", 1), ("no_filter", 1)]
+    assert [f["arm"] for f in data["failed"]] == ["no_filter", "no_filter"]
+    assert data["summary"]["pedagogy"]["accuracy"]["chain_sum@0"] == pytest.approx(
+        {"mean": 0.55, "std": 0.1 / 2**0.5}
+    )
+    assert sum("pedagogy seed 1: L0=0.60 L1=0.10" in line for line in lines) == 1
+
+    calls.clear()
+    lines.clear()
+    data = B.Bench(
+        tmp_path, settings, ["pedagogy", "no_filter", "standard_kd"], [0, 1, 2], log=lines.append
+    ).run()
+    done_before = {("pedagogy", 0), ("pedagogy", 1)}
+    assert not done_before & set(calls) and ("no_filter", 0) in calls  # failed runs are retried
+    assert len(calls) == 9 - 2 and "2 of 9 runs already done" in lines[0]
+    stored = json.loads((tmp_path / "bench.json").read_text())
+    assert len(stored["runs"]) == 9 and set(stored["arms"]) == {
+        "pedagogy",
+        "no_filter",
+        "standard_kd",
+    }
+
+
+def test_a_failed_run_makes_the_cli_exit_1_after_the_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(B, "run_one", _fake_run_one([]))
+    out = tmp_path / "b"
+    result = runner.invoke(
+        app, ["bench", "learning", "--quick", "--arms", "pedagogy,no_filter", "--out", str(out)]
+    )
+    assert result.exit_code == 1, result.output
+    assert (
+        "pedagogy" in result.stdout
+        and "1 run(s) failed" in result.stderr
+        and "boom" in result.stderr
+    )
+    assert (out / "bench.png").exists()
