@@ -30,13 +30,14 @@ from typing import Any, NamedTuple
 
 from pedagogy.errors import ConfigError, TrainingError
 from pedagogy.training.sft import (
-    _UNBOUNDED_STEPS,
     SFTJobConfig,
     SFTResult,
     _callbacks,
     _cuda,
     _load,
     _remove_tree,
+    planned_steps,
+    trainer_args,
 )
 
 __all__ = [
@@ -304,16 +305,6 @@ def completion_logprobs(
 # -- shared job plumbing ------------------------------------------------------------------------
 
 
-def _planned_steps(config: SFTJobConfig, n_rows: int) -> int:
-    """Optimiser steps of a job, by the rule `sft._sft_args` applies."""
-    if config.max_steps is not None:
-        return config.max_steps
-    if config.epochs is None and config.max_seconds is not None:
-        return _UNBOUNDED_STEPS  # the time budget ends the job
-    epochs = 1.0 if config.epochs is None else config.epochs
-    return max(1, math.ceil(epochs * n_rows / config.batch_size))
-
-
 def _save(model, tokenizer, out_path: Path, config: SFTJobConfig, adapters=None) -> None:
     from pedagogy.backends.transformers import quiet_progress
 
@@ -386,7 +377,7 @@ def run_redi(
         )
         for p in rows
     ]
-    steps = _planned_steps(config, len(rows))
+    steps = planned_steps(config, len(rows))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         [
@@ -493,33 +484,7 @@ def run_redi(
 def _dpo_args(config: DPOJobConfig, out_path: Path, n_pairs: int):
     from trl import DPOConfig
 
-    steps = _planned_steps(config, n_pairs)
-    return DPOConfig(
-        output_dir=str(out_path / ".trainer"),
-        max_steps=steps,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=min(config.warmup_steps, steps),
-        weight_decay=config.weight_decay,
-        adam_beta1=config.adam_beta1,
-        adam_beta2=config.adam_beta2,
-        max_grad_norm=config.max_grad_norm,
-        max_length=config.max_length,
-        beta=config.beta,
-        # TRL defaults meant for GPUs slow a CPU run down (see sft.py).
-        activation_checkpointing=False,
-        bf16=False,
-        use_cpu=not _cuda(),
-        seed=config.seed,
-        data_seed=config.seed,
-        logging_steps=config.logging_steps,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataset_num_proc=None,
-    )
+    return DPOConfig(**trainer_args(config, out_path, n_pairs), beta=config.beta)
 
 
 def run_dpo(

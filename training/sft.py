@@ -252,16 +252,21 @@ def _load(base_path: Path, config: SFTJobConfig):
     return model, tokenizer
 
 
-def _sft_args(config: SFTJobConfig, out_path: Path, n_examples: int):
-    from trl import SFTConfig
+def planned_steps(config: SFTJobConfig, n_rows: int) -> int:
+    """Optimiser steps of a job: `max_steps`, else unbounded under a time budget (the budget
+    ends the job), else `epochs` (default 1) passes over `n_rows`."""
+    if config.max_steps is not None:
+        return config.max_steps
+    if config.epochs is None and config.max_seconds is not None:
+        return _UNBOUNDED_STEPS
+    epochs = 1.0 if config.epochs is None else config.epochs
+    return max(1, math.ceil(epochs * n_rows / config.batch_size))
 
-    steps = config.max_steps
-    if steps is None and config.epochs is None and config.max_seconds is not None:
-        steps = _UNBOUNDED_STEPS  # the time budget ends the job
-    if steps is None:
-        epochs = 1.0 if config.epochs is None else config.epochs
-        steps = max(1, math.ceil(epochs * n_examples / config.batch_size))
-    return SFTConfig(
+
+def trainer_args(config: SFTJobConfig, out_path: Path, n_rows: int) -> dict[str, Any]:
+    """The keyword arguments every TRL trainer config of a job shares (SFT, DPO)."""
+    steps = planned_steps(config, n_rows)
+    return dict(
         output_dir=str(out_path / ".trainer"),
         max_steps=steps,
         per_device_train_batch_size=config.batch_size,
@@ -273,8 +278,6 @@ def _sft_args(config: SFTJobConfig, out_path: Path, n_examples: int):
         adam_beta2=config.adam_beta2,
         max_grad_norm=config.max_grad_norm,
         max_length=config.max_length,
-        completion_only_loss=True,
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         # TRL defaults meant for GPUs: both slow a CPU run down (see module docstring).
         activation_checkpointing=False,
         bf16=False,
@@ -287,6 +290,16 @@ def _sft_args(config: SFTJobConfig, out_path: Path, n_examples: int):
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataset_num_proc=None,
+    )
+
+
+def _sft_args(config: SFTJobConfig, out_path: Path, n_examples: int):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **trainer_args(config, out_path, n_examples),
+        completion_only_loss=True,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
 
 
