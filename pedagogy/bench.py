@@ -9,7 +9,10 @@ mean ± standard deviation over seeds of the final held-out accuracy per level, 
 tokens and explanations and the wall time per run.
 
 Why these sizes: 7 arms x 3 seeds must finish on 2 CPU cores within 45 minutes, so one run gets
-about two minutes (measured numbers in the `bench` section of the README / the module's report).
+under two minutes. Measured (2 cores, seed 0): 4 rounds with 100 held-out problems per level took
+130-155 s a run (too slow); 3 rounds with 60 take ~85-110 s, of which ~45 s is the first minute of
+every run (building the student, evaluating and running episodes with an untrained student that
+writes 64 tokens of noise per answer), then ~20 s a round (12 s training).
 The budget binds (a quarter of the episodes may be explained), which is where choosing *which*
 attempts to explain, and how, can matter; the default's last two levels stay out of reach, which
 is where a curriculum can matter.
@@ -360,7 +363,7 @@ def plot_bench(summary: dict[str, dict[str, Any]], path: Path) -> Path:
     groups = [*levels, "mean"]
     width = 0.8 / max(len(arms), 1)
     fig, ax = plt.subplots(
-        figsize=(max(7.0, 1.3 * len(groups) + 0.25 * len(arms) * len(groups)), 4.5)
+        figsize=(max(7.0, 1.2 * len(groups) + 0.12 * len(arms) * len(groups)), 4.5)
     )
     for i, arm in enumerate(arms):
         s = summary[arm]

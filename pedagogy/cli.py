@@ -297,7 +297,7 @@ def bench_learning(
         table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True, min_width=min(width, 14))
     for row in rows:
         table.add_row(*row)
-    console.print(table)
+    (console if console.is_terminal else Console(width=200)).print(table)  # a file gets every digit
     console.print(f"results    {bench.json_path}")
     console.print(f"plot       {bench.png_path}")
     console.print(f"database   {out / 'bench.db'}")
