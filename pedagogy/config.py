@@ -155,7 +155,7 @@ class RunConfig(_Strict):
 
     name: str = "default"
     seed: int = 0
-    rounds: int = Field(8, ge=1)
+    rounds: int = Field(10, ge=1)
     db: str | None = None
     """SQLAlchemy URL or file path; default: <workdir>/pedagogy.db"""
     workdir: str = "pedagogy-runs"

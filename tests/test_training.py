@@ -204,3 +204,47 @@ async def test_evaluate_counts_errors_as_wrong_and_sizes_max_tokens(domain):
         seen[0].max_tokens >= len(solution) + 1 and seen[0].messages[0]["content"] == problem.prompt
     )
     assert await evaluate(Failing(), domain, {("chain_sum", 0): []}) == {("chain_sum", 0): (0, 0)}
+
+
+# -- training data from episodes -----------------------------------------------------------------
+
+
+def _explained_episode(problem, explanation: str):
+    from pedagogy.memory.records import EpisodeRecord, TurnRecord, VerdictRecord
+
+    def turn(tid, seq, agent, response, purpose):
+        request = {"messages": [{"role": "user", "content": problem.prompt}], "purpose": purpose}
+        return TurnRecord(seq, agent, "scripted", "m", request, response, id=tid)
+
+    return EpisodeRecord(
+        id="e", run_id="r", round=1, index=0, problem_id=problem.id, arm=problem.arm,
+        student_version=None, outcome="correct_after_explanation", correct_final=True,
+        explained=True,
+        turns=[turn("a", 0, "student", "A:-1", "attempt"), turn("x", 1, "teacher", explanation, "explain"),
+               turn("b", 2, "student", f"A:{problem.answer}", "reattempt")],
+        verdicts=[VerdictRecord("a", False, 0.0, "-1"), VerdictRecord("b", True, 1.0, problem.answer)],
+    )
+
+
+def test_training_data_leaves_out_an_explanations_commentary(domain):
+    """A detailed explanation trains the student on its solution, not on the restated problem
+    and the critique of one attempt; a wrong explanation trains nothing."""
+    import random as _random
+
+    from pedagogy.agents.explanations import DetailedStyle
+    from pedagogy.training.data import examples_from_episodes
+
+    problem = domain.generate(_random.Random(3), 1, "chain_sum", 0)[0]
+    solution = domain.solve(problem)
+    detailed = DetailedStyle().render(problem, solution, attempt="A:-1")
+    assert detailed.startswith("Problem:") and "Check:" in detailed and detailed != solution
+
+    items = examples_from_episodes([_explained_episode(problem, detailed)], {problem.id: problem}, domain)
+    by_turn = {i.turn_id: i for i in items}
+    assert by_turn["x"].polarity == "positive" and by_turn["x"].completion == solution
+    assert by_turn["x"].prompt == problem.prompt
+    assert by_turn["a"].polarity == "negative" and by_turn["b"].polarity == "positive"
+
+    wrong = f"Problem: {problem.prompt}\nS:nonsense\nA:-12345"
+    items = examples_from_episodes([_explained_episode(problem, wrong)], {problem.id: problem}, domain)
+    assert "x" not in {i.turn_id for i in items}
