@@ -46,7 +46,6 @@ __all__ = [
     "explain_prompt",
     "filter_explanation",
     "probe_styles",
-    "solution_part",
     "split_chunks",
     "student_prompt",
 ]
@@ -151,21 +150,6 @@ class ConciseStyle:
         )
 
 
-PROBLEM_PREFIX = "Problem:"
-CHECK_PREFIX = "Check:"
-COMMENTARY_PREFIXES = (PROBLEM_PREFIX, CHECK_PREFIX)
-"""Lines a detailed explanation addresses to the student about one attempt (the restated problem,
-the first wrong step): context for a re-attempt, not something the student should learn to say."""
-
-
-def solution_part(text: str) -> str:
-    """An explanation without its commentary lines (`COMMENTARY_PREFIXES`): what the student
-    should learn to answer. Text without commentary comes back unchanged."""
-    lines = text.strip().split("\n")
-    kept = [ln for ln in lines if not ln.startswith(COMMENTARY_PREFIXES)]
-    return "\n".join(kept) if len(kept) < len(lines) else text
-
-
 @dataclass(frozen=True)
 class DetailedStyle:
     """Restate the problem, point at the first wrong step of the attempt, then every step."""
@@ -174,10 +158,10 @@ class DetailedStyle:
 
     def render(self, problem: Problem, solution: str, attempt: str | None = None) -> str:
         solution = _check_solution(problem, solution)
-        lines = [f"{PROBLEM_PREFIX} {problem.prompt}"]
+        lines = [f"Problem: {problem.prompt}"]
         check = _first_mistake(solution, attempt)
         if check:
-            lines.append(f"{CHECK_PREFIX} {check}")
+            lines.append(f"Check: {check}")
         # The solution stays last and intact, so its answer line is what a checker parses.
         lines.append(solution.strip())
         return "\n".join(lines)

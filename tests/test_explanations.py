@@ -313,11 +313,3 @@ def test_filter_with_a_real_student(student):
     assert garbage.scores[1] < -5 < garbage.scores[0]
     unchecked = filter_explanation(student, "3+4=", "S:3+4=7;qzqzqz=9\nA:7")
     assert unchecked.decision == "rejected" and 1 in unchecked.flagged
-
-
-def test_solution_part_drops_commentary_lines_only():
-    from pedagogy.agents.explanations import solution_part
-
-    assert solution_part("Problem: 1+2=\nCheck: your answer 4 is wrong; it is 3\nS:1+2=3\nA:3") == "S:1+2=3\nA:3"
-    assert solution_part("S:1+2=3\nA:3") == "S:1+2=3\nA:3"
-    assert solution_part("A:3") == "A:3"

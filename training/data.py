@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from pedagogy.agents.explanations import solution_part
 from pedagogy.domains.base import Domain, Problem
 from pedagogy.memory.records import DatasetItemRecord, EpisodeRecord
 
@@ -27,10 +26,6 @@ def examples_from_episodes(
 
     Positives: the teacher's explanation when the domain verifies it, and every correct student
     attempt (as the completion of the plain problem prompt). Negatives: wrong first attempts.
-    An explanation's commentary on the student's attempt (a detailed style's restated problem and
-    first wrong step, `solution_part`) is context for the re-attempt, not an answer: it is left
-    out of the completion when the rest still verifies. Measured on the learning bench, training
-    the tiny student on the commentary as well cost it most of what it learned.
     """
     items: list[DatasetItemRecord] = []
     for ep in episodes:
@@ -42,11 +37,12 @@ def examples_from_episodes(
             if turn.error or not turn.response.strip():
                 continue
             if turn.agent == "teacher":
-                text = solution_part(turn.response)
-                if text != turn.response and not domain.verify(problem, text).correct:
-                    text = turn.response
-                if domain.verify(problem, text).correct:
-                    items.append(DatasetItemRecord("", ep.id, turn.id, "positive", problem.prompt, text))
+                if domain.verify(problem, turn.response).correct:
+                    items.append(
+                        DatasetItemRecord(
+                            "", ep.id, turn.id, "positive", problem.prompt, turn.response
+                        )
+                    )
             elif turn.agent == "student":
                 verdict = verdict_by_turn.get(turn.id)
                 if verdict is None:
