@@ -24,6 +24,7 @@ EXPLAIN_PROMPT = (
     "Write a short step-by-step worked solution the student can learn from. "
     "End with a final line of the form 'A: <answer>'."
 )
+MISTAKES_PROMPT = "This student's earlier wrong answers to similar problems:\n{mistakes}"
 JUDGE_PROMPT = (
     "Problem: {prompt}\nReference answer: {answer}\nStudent response: {response}\n"
     "Is the student's final answer correct? Reply with exactly 'yes' or 'no'."
@@ -90,6 +91,9 @@ class Teacher:
     style_for: Callable[[Problem], Any] | None = None
     """The explanation style (`pedagogy.agents.explanations`) for a problem; None: plain
     worked solutions. The loop sets it per round (adaptive styles follow the student)."""
+    mistakes_for: Callable[[Problem], list[tuple[str, str]]] | None = None
+    """The student's earlier (prompt, wrong answer) pairs to show with a problem (tailored
+    learning); the loop sets it per round when `episodes.teacher_mistakes` > 0."""
 
     def remaining(self) -> int | None:
         return None if self.budget is None else self.budget - self.spent
@@ -113,6 +117,10 @@ class Teacher:
 
     async def explain(self, problem: Problem, attempt: str, seq: int, style: Any = None) -> TurnRecord:
         content = EXPLAIN_PROMPT.format(prompt=problem.prompt, attempt=attempt)
+        mistakes = self.mistakes_for(problem) if self.mistakes_for is not None else []
+        if mistakes:
+            lines = "\n".join(f"- {p} -> {a}" for p, a in mistakes)
+            content = f"{content}\n{MISTAKES_PROMPT.format(mistakes=lines)}"
         if style is not None:
             content = f"{content}\n{style.instruction()}"
         request = ChatRequest(

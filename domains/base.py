@@ -7,6 +7,7 @@ enables the offline scripted teacher).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -116,3 +117,23 @@ class Domain(Protocol):
     def solve(self, problem: Problem) -> str | None:
         """A worked solution ending in an answer line, or None if this domain cannot solve."""
         ...
+
+
+def problem_variants(domain: Domain, problem: Problem, rng: random.Random, n: int) -> list[Problem]:
+    """Up to n targeted variants of `problem` (failure-driven refinement, Socratic-Zero): problems
+    of the same skill, level and shape with other values, each with ``parent_id`` = the problem's
+    id and ``source`` = "teacher-refined".
+
+    A domain offers them with an optional method ``variants(problem, rng, n) -> list[Problem]``
+    (not part of the `Domain` protocol, so existing domains keep working); a domain without it,
+    or one that cannot vary this problem, gives []. Variants equal to the problem are dropped.
+    """
+    make = getattr(domain, "variants", None)
+    if n < 1 or not callable(make):
+        return []
+    out = [v for v in make(problem, rng, n) if v.prompt != problem.prompt]
+    return [
+        v if v.parent_id == problem.id and v.source == "teacher-refined"
+        else dataclasses.replace(v, parent_id=problem.id, source="teacher-refined")
+        for v in out[:n]
+    ]

@@ -25,7 +25,12 @@ from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
-from pedagogy.domains.arithmetic import ExpressionError, compact_expression, worked_solution
+from pedagogy.domains.arithmetic import (
+    ExpressionError,
+    compact_expression,
+    evaluate,
+    worked_solution,
+)
 from pedagogy.domains.base import Problem, Verdict, extract_final_answer
 from pedagogy.errors import ConfigError, UnknownNameError
 
@@ -55,6 +60,13 @@ DEFAULT_MAX_LEVELS = 5
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _ANSWER_MARKER = re.compile(r"(?:^|\n)\s*(?:A|Answer|ANSWER|Final answer)\s*:", re.MULTILINE)
 _RANGE_MODES = ("inclusive", "upper_bound", "last_k")
+_NUMBER = re.compile(r"\d+")
+
+
+def _same_width(digits: str, rng: random.Random) -> str:
+    """A random number with as many digits as `digits` (one digit: 0-9)."""
+    width = len(digits)
+    return str(rng.randrange(10 ** (width - 1) if width > 1 else 0, 10**width))
 
 
 @lru_cache(maxsize=1)
@@ -392,6 +404,49 @@ class ReasoningGymDomain:
             if self._scores_full(problem, solution):
                 return solution
         return None
+
+    # -- refine --------------------------------------------------------------------------------
+
+    def variants(self, problem: Problem, rng: random.Random, n: int) -> list[Problem]:
+        """Up to n problems with the same operators and digit counts as an arithmetic problem
+        and other numbers (the answer recomputed and checked by the dataset's own scorer);
+        [] for other datasets, whose entries cannot be varied without their generator, and for
+        expressions with a division (new numbers would rarely divide exactly)."""
+        entry = (problem.metadata or {}).get("entry")
+        expression = self._expression(problem.skill, entry) if isinstance(entry, dict) else None
+        if expression is None or "/" in expression or n < 1:
+            return []
+        out: list[Problem] = []
+        seen = {problem.prompt}
+        for _ in range(8 * n):
+            if len(out) >= n:
+                break
+            varied = _NUMBER.sub(lambda m: _same_width(m.group(0), rng), expression)
+            try:
+                value = evaluate(varied)
+            except ExpressionError:
+                continue
+            question = entry["question"].replace(expression, varied, 1)
+            if question == entry["question"] and varied != expression:
+                continue  # the expression does not appear verbatim in the question
+            new_entry = {
+                **entry,
+                "question": question,
+                "answer": str(value),
+                "metadata": {**(entry.get("metadata") or {}), "expression": varied},
+            }
+            prompt = compact_expression(varied) if self.compact else question
+            if prompt in seen:
+                continue
+            seen.add(prompt)
+            variant = Problem(
+                domain=self.name, skill=problem.skill, level=problem.level, prompt=prompt,
+                answer=str(value), metadata={"entry": new_entry, "rebuild": False},
+                source="teacher-refined", parent_id=problem.id,
+            )
+            if self._scores_full(variant, f"A:{value}"):
+                out.append(variant)
+        return out
 
     def _scores_full(self, problem: Problem, response: str) -> bool:
         return self.score(problem, self._parse_for(problem, response))[0] >= 1.0 - 1e-9

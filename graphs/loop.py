@@ -25,7 +25,7 @@ from langgraph.graph import END, START, StateGraph
 from pedagogy.agents.curriculum import build_sampler
 from pedagogy.agents.roles import Generator
 from pedagogy.config import RunConfig
-from pedagogy.domains.base import Domain, Problem, parse_arm
+from pedagogy.domains.base import Domain, Problem, arm_name, parse_arm, problem_variants
 from pedagogy.graphs.broker import InterventionBroker, episode_id
 from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.memory.base import Store
@@ -215,6 +215,37 @@ async def _pose_outside_heldout(session: Session, rng: random.Random, n: int, sk
     return [pool[i % len(pool)] for i in range(n)]
 
 
+def _refinements(session: Session, round_: int) -> list[Problem]:
+    """Failure-driven refinement (Socratic-Zero): `curriculum.refine` of the round's episodes as
+    variants of problems the student got wrong on first attempt in the round before, made by the
+    domain (`problem_variants`: same arm and shape, other values), kept off the held-out set and
+    new to the run (a variant equal to a problem posed before is skipped).
+    Parents are drawn with a seeded RNG, so a rerun of the node plans the same problems."""
+    cfg = session.config.curriculum
+    want = int(round(session.config.episodes.per_round * cfg.refine))
+    if want < 1 or round_ < 2:
+        return []
+    failed = [e for e in session.store.episodes(session.run_id, round_ - 1) if not e.correct_first]
+    if not failed:
+        return []
+    parents = session.store.get_problems(sorted({e.problem_id for e in failed}))
+    rng = random.Random(f"{session.config.seed}:{round_}:refine")
+    order = sorted(parents)
+    rng.shuffle(order)
+    held, out, seen = session.heldout_prompts, [], set()
+    for pid in order:
+        if len(out) >= want:
+            break
+        made = [v for v in problem_variants(session.domain, parents[pid], rng, cfg.refine_variants)
+                if v.prompt not in held and v.id not in seen]
+        known = session.store.get_problems([v.id for v in made])  # posed before: not new
+        for v in made:
+            if v.id not in known and v.id not in seen and len(out) < want:
+                seen.add(v.id)
+                out.append(v)
+    return out
+
+
 # -- nodes ---------------------------------------------------------------------------------------
 
 
@@ -231,7 +262,8 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     round_ = state.get("round", 0) + 1
     sampler = session.sampler(state.get("sampler_state"))
     probs = sampler.probabilities()
-    arms = sampler.sample(session.config.episodes.per_round)
+    refined = _refinements(session, round_)
+    arms = sampler.sample(session.config.episodes.per_round - len(refined))
     counts: dict[str, int] = {}
     for arm in arms:
         counts[arm] = counts.get(arm, 0) + 1
@@ -244,6 +276,10 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
         problems.extend(posed)
         for p in posed:
             plan.append({"arm": arm, "problem_id": p.id, "seed": rng.randrange(2**31)})
+    rng = random.Random(f"{session.config.seed}:{round_}:refine-seeds")
+    problems = [*refined, *problems]  # stored first: a sampled twin is stored as the variant
+    for p in refined:
+        plan.append({"arm": p.arm, "problem_id": p.id, "seed": rng.randrange(2**31), "refined_from": p.parent_id})
     rng = random.Random(f"{session.config.seed}:{round_}:order")
     rng.shuffle(plan)
     for i, item in enumerate(plan):
@@ -258,7 +294,16 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
                        counts.get(arm, 0) > 0, p, {"count": counts.get(arm, 0)})
         for arm, p in sorted(probs.items())
     ])
-    session.emit("round_planned", {"round": round_, "episodes": len(plan), "counts": counts})
+    by_parent: dict[str, list[str]] = {}
+    for p in refined:
+        by_parent.setdefault(p.parent_id or "", []).append(p.id)
+    _record_once(session, round_, "refine", [
+        DecisionRecord(session.run_id, round_, "refine", "variants", parent, True, float(len(ids)),
+                       {"variants": ids})
+        for parent, ids in sorted(by_parent.items())
+    ])
+    session.emit("round_planned", {"round": round_, "episodes": len(plan), "counts": counts,
+                                   "refined": len(refined)})
     return {"round": round_, "plan": plan, "sampler_state": new_state, "candidate": None}
 
 
@@ -287,6 +332,7 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
         })
 
     session.agents.teacher.style_for = await session.style_for_round(round_, state["plan"])
+    session.agents.teacher.mistakes_for = _mistakes_for(session, round_)
     budget = session.agents.teacher.remaining()
     session.agents.broker = InterventionBroker(
         policy, budget, set(ids.values()), session.explanation_for, record_decisions, recorded,
@@ -344,12 +390,16 @@ def _merge_round_state(session: Session, round_: int, values: dict[str, Any]) ->
 
 
 async def update_curriculum(state: LoopState, session: Session) -> dict[str, Any]:
-    """Reward each arm by its learning progress on this round's first attempts."""
+    """Reward each arm by its learning progress on this round's first attempts, or (grounded)
+    on the held-out set as measured for the student in service."""
     round_ = state["round"]
     results: dict[str, tuple[int, int]] = {}
-    for ep in session.store.episodes(session.run_id, round_):
-        c, n = results.get(ep.arm, (0, 0))
-        results[ep.arm] = (c + int(ep.correct_first), n + 1)
+    if session.config.curriculum.grounded:
+        results = _heldout_results(session, state["student_version"])
+    else:
+        for ep in session.store.episodes(session.run_id, round_):
+            c, n = results.get(ep.arm, (0, 0))
+            results[ep.arm] = (c + int(ep.correct_first), n + 1)
     sampler = session.sampler(state.get("sampler_state"))
     seen = len(getattr(sampler, "events", []))
     rewards = sampler.update(results)
@@ -372,6 +422,38 @@ async def update_curriculum(state: LoopState, session: Session) -> dict[str, Any
     ])
     session.emit("curriculum_updated", {"round": round_, "results": results, "rewards": rewards})
     return {"sampler_state": new_state}
+
+
+def _mistakes_for(session: Session, round_: int):
+    """Per arm, the student's last `episodes.teacher_mistakes` wrong first attempts of the round
+    before, as (prompt, answer) pairs for the teacher's prompt; None when off or in round 1."""
+    k = session.config.episodes.teacher_mistakes
+    if k < 1 or round_ < 2:
+        return None
+    wrong = [e for e in session.store.episodes(session.run_id, round_ - 1, with_turns=True)
+             if not e.correct_first and e.turns]
+    problems = session.store.get_problems(sorted({e.problem_id for e in wrong}))
+    by_arm: dict[str, list[tuple[str, str]]] = {}
+    for e in sorted(wrong, key=lambda e: -e.index):
+        first = next((t for t in e.turns if t.agent == "student"), None)
+        pairs = by_arm.setdefault(e.arm, [])
+        if first is not None and e.problem_id in problems and len(pairs) < k:
+            pairs.append((problems[e.problem_id].prompt, first.response.strip().replace("\n", " ")))
+
+    def mistakes(problem: Problem) -> list[tuple[str, str]]:
+        return [(p, a) for p, a in by_arm.get(problem.arm, []) if p != problem.prompt]
+
+    return mistakes
+
+
+def _heldout_results(session: Session, version_id: str) -> dict[str, tuple[int, int]]:
+    """{arm: (correct, n)} of the latest held-out evaluation of `version_id` (SOAR's grounded
+    signal: the student's measured accuracy after training, not its practice success)."""
+    evals = [e for e in session.store.evaluations(session.run_id) if e.model_version_id == version_id]
+    if not evals:
+        return {}
+    latest = max(e.round for e in evals)
+    return {arm_name(e.skill, e.level): (e.correct, e.n) for e in evals if e.round == latest}
 
 
 def _should_train(state: LoopState, session: Session) -> str:

@@ -8,11 +8,12 @@ progress and a rerun with the same `--out` skips the runs already done. The comp
 mean ± standard deviation over seeds of the final held-out accuracy per level, plus the teacher's
 tokens and explanations and the wall time per run.
 
-Why these sizes: 7 arms x 3 seeds must finish on 2 CPU cores within 45 minutes, so one run gets
-under two minutes. Measured (2 cores, seed 0): 4 rounds with 100 held-out problems per level took
-130-155 s a run (too slow); 3 rounds with 60 take ~85-110 s, of which ~45 s is the first minute of
-every run (building the student, evaluating and running episodes with an untrained student that
-writes 64 tokens of noise per answer), then ~20 s a round (12 s training).
+Why these sizes: every arm x 3 seeds must finish on 2 CPU cores within 45 minutes. Measured (2
+cores, nothing else running): 3 rounds of 400 episodes with 60 held-out problems per level and
+12 s fine-tuning jobs take 47-61 s a run, so 14 arms x 3 seeds take about 36 minutes; 4 rounds
+with 100 held-out problems took 130-155 s a run (too slow). A good part of a run is its first
+minute: building the student, evaluating it and running episodes with an untrained student that
+writes 64 tokens of noise per answer.
 The budget binds (a quarter of the episodes may be explained), which is where choosing *which*
 attempts to explain, and how, can matter; the default's last two levels stay out of reach, which
 is where a curriculum can matter.
@@ -38,8 +39,10 @@ from pedagogy.errors import ConfigError
 # -- the arms ----------------------------------------------------------------------------------
 # Dotted config keys -> values. `standard_kd` is plain distillation: uniform practice, explain
 # every wrong attempt (in plan order) until the budget is spent, worked solutions, train on all.
-# `pedagogy` switches every mechanism on; each ablation is pedagogy with ONE mechanism switched
-# back to the standard choice.
+# `pedagogy` switches every mechanism on; each `no_*` ablation is pedagogy with ONE mechanism
+# switched back to the standard choice, and each `kd+*` arm is standard_kd with ONE mechanism
+# switched on. The two families answer different questions: which mechanism hurts the full arm,
+# and which one helps the standard recipe on its own.
 
 STANDARD_KD: dict[str, Any] = {
     "curriculum.sampler": "uniform",
@@ -57,15 +60,30 @@ PEDAGOGY: dict[str, Any] = {
     "training.kind": "sft",
     "training.filter": True,
 }
+MECHANISMS: dict[str, dict[str, Any]] = {
+    "curriculum": {"curriculum.sampler": "bandit", "curriculum.skill_graph": True},
+    "utility": {"episodes.intervention": "utility"},
+    "style": {"episodes.style": "adaptive"},
+    "filter": {"training.filter": True},
+}
+"""Each mechanism of the pedagogy arm, as the overrides that switch it on."""
 
 ARMS: dict[str, dict[str, Any]] = {
     "standard_kd": STANDARD_KD,
     "pedagogy": PEDAGOGY,
-    "pedagogy_redi": {**PEDAGOGY, "training.kind": "redi"},
-    "no_curriculum": {**PEDAGOGY, "curriculum.sampler": "uniform", "curriculum.skill_graph": False},
-    "no_utility": {**PEDAGOGY, "episodes.intervention": "always"},
-    "no_style": {**PEDAGOGY, "episodes.style": "worked"},
-    "no_filter": {**PEDAGOGY, "training.filter": False},
+    **{
+        f"no_{name}": {**PEDAGOGY, **{k: STANDARD_KD[k] for k in keys}}
+        for name, keys in MECHANISMS.items()
+    },
+    **{f"kd+{name}": {**STANDARD_KD, **keys} for name, keys in MECHANISMS.items()},
+    # The curriculum in two parts: the bandit alone, without the skill graph's gates.
+    "kd+bandit": {**STANDARD_KD, "curriculum.sampler": "bandit"},
+    # ...and the bandit rewarded by measured held-out progress after training (SOAR), not practice.
+    "kd+grounded": {**STANDARD_KD, "curriculum.sampler": "bandit", "curriculum.grounded": True},
+    # Learning from mistakes: REDI on the student's wrong attempts instead of plain SFT.
+    "kd+redi": {**STANDARD_KD, "training.kind": "redi"},
+    # Failure-driven refinement: a quarter of each round posed as variants of failed problems.
+    "kd+refine": {**STANDARD_KD, "curriculum.refine": 0.25},
 }
 QUICK_ARMS = ["standard_kd", "pedagogy"]
 
@@ -365,6 +383,7 @@ def plot_bench(summary: dict[str, dict[str, Any]], path: Path) -> Path:
     fig, ax = plt.subplots(
         figsize=(max(7.0, 1.2 * len(groups) + 0.12 * len(arms) * len(groups)), 4.5)
     )
+    colors = plt.get_cmap("tab20").colors  # 20 distinct colours: the default cycle repeats after 10
     for i, arm in enumerate(arms):
         s = summary[arm]
         cells = [s["accuracy"].get(lv, {"mean": 0.0, "std": 0.0}) for lv in levels] + [
@@ -377,6 +396,7 @@ def plot_bench(summary: dict[str, dict[str, Any]], path: Path) -> Path:
             width,
             yerr=[c["std"] for c in cells],
             capsize=2,
+            color=colors[i % len(colors)],
             label=f"{arm} (n={len(s['seeds'])})",
         )
     ax.set_xticks(range(len(groups)), [g.replace("chain_sum@", "L") for g in groups])

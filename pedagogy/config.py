@@ -79,6 +79,15 @@ class CurriculumConfig(_Strict):
     """skill_graph: extra {arm: [arms it requires]}, e.g. {"carry@0": ["add@1"]}."""
     unlock_at: float = Field(0.6, ge=0, le=1)
     """skill_graph: an arm unlocks once each prerequisite's success rate reaches this."""
+    grounded: bool = False
+    """SOAR-style grounded reward: the sampler learns from the held-out accuracy per arm of the
+    student in service (its measured improvement after training) instead of the round's
+    first-attempt success rates. The held-out set then steers the curriculum too."""
+    refine: float = Field(0.0, ge=0, lt=1)
+    """Failure-driven refinement: share of each round's episodes posed as variants of problems
+    the student got wrong in the round before (same arm and shape, other values); 0 = off."""
+    refine_variants: int = Field(2, ge=1)
+    """refine: variants made from each failed problem."""
 
     def model_post_init(self, context: Any) -> None:
         from pedagogy.domains.base import parse_arm  # the arm syntax lives with the domains
@@ -112,6 +121,10 @@ class EpisodesConfig(_Strict):
     mastery of the arm; probe picks, each round, the style under which the student itself finds
     the solution likeliest (needs a student with log-probabilities, else worked)."""
     """Options of the policy, e.g. {target: answer} for utility; random's seed defaults to the run's."""
+    teacher_mistakes: int = Field(0, ge=0)
+    """Tailored learning: show the teacher up to this many of the student's wrong first attempts
+    on the same arm from the round before, in its explain prompt (for LLM teachers; the scripted
+    teacher's worked solutions do not read its prompt). 0 = off."""
     write_batch: int = Field(250, ge=1)
     """Episodes per database transaction."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -432,3 +433,48 @@ def test_register_a_custom_domain(monkeypatch):
     register_domain("broken", lambda: object())
     with pytest.raises(ConfigError, match="lacks the Domain methods"):
         build_domain("broken")
+
+
+# -- failure-driven refinement -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", [0, 2, 4])
+def test_variants_keep_the_arm_and_shape_and_verify(level):
+    from pedagogy.domains.base import problem_variants
+
+    domain = ReasoningGymDomain(["chain_sum"], compact=True)
+    (parent,) = domain.generate(random.Random(11), 1, "chain_sum", level)
+    variants = problem_variants(domain, parent, random.Random(5), 4)
+    assert variants and len(variants) <= 4
+    shape = re.sub(r"\d", "9", parent.prompt)
+    for v in variants:
+        assert (v.skill, v.level, v.arm) == (parent.skill, parent.level, parent.arm)
+        assert v.parent_id == parent.id and v.source == "teacher-refined"
+        assert v.prompt != parent.prompt and re.sub(r"\d", "9", v.prompt) == shape
+        assert domain.verify(v, domain.solve(v)).correct  # the recomputed answer is right
+        assert domain.verify(v, f"A:{v.answer}").correct
+        assert not domain.verify(v, f"A:{int(v.answer) + 1}").correct
+    assert len({v.id for v in variants}) == len(variants)
+    again = problem_variants(domain, parent, random.Random(5), 4)
+    assert [v.prompt for v in again] == [v.prompt for v in variants]
+
+
+def test_variants_in_english_prompts_replace_the_expression():
+    from pedagogy.domains.base import problem_variants
+
+    domain = ReasoningGymDomain(["chain_sum"])
+    (parent,) = domain.generate(random.Random(2), 1, "chain_sum", 1)
+    (v,) = problem_variants(domain, parent, random.Random(0), 1)
+    assert v.prompt.startswith("State the final answer") and v.prompt != parent.prompt
+    assert v.metadata["entry"]["metadata"]["expression"] in v.prompt
+
+
+def test_domains_that_cannot_vary_a_problem_give_none(tmp_path):
+    from pedagogy.domains.base import problem_variants
+
+    plain = ReasoningGymDomain(["leg_counting"])
+    (p,) = plain.generate(random.Random(0), 1, "leg_counting", 0)
+    assert problem_variants(plain, p, random.Random(0), 3) == []
+    jsonl = DOMAINS["jsonl"](tmp_path)
+    (q,) = jsonl.generate(random.Random(0), 1, *arms(jsonl)[0])
+    assert problem_variants(jsonl, q, random.Random(0), 3) == []

@@ -251,3 +251,60 @@ async def test_resumed_run_makes_the_same_decisions_as_an_uninterrupted_one(quic
     a, b = decisions(store, straight.run_id), decisions(store, crashed_id)
     assert a[0] and a[1]
     assert b == a
+
+
+def test_refinement_grounded_rewards_and_mistakes_in_the_teachers_prompt(quick_config, tmp_path):
+    """Round 2 poses variants of round 1's failed problems (failure-driven refinement), the
+    bandit is rewarded from the held-out accuracy of the student in service (grounded), and the
+    teacher's prompt in round 2 shows the student's round-1 mistakes on the same arm."""
+    cfg = quick_config(curriculum={"refine": 0.25, "refine_variants": 2, "grounded": True},
+                       episodes={"per_round": 48, "teacher_mistakes": 2},
+                       training={"max_seconds": 2, "batch_size": 16})
+    result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
+    assert result.exit_code == 0, result.output
+    store = open_store(str(tmp_path / "work" / "pedagogy.db"))
+    run_id = _run_id(store)
+    eps = store.episodes(run_id)
+    assert sorted((e.round, e.index) for e in eps) == [(r, i) for r in (1, 2) for i in range(48)]
+    problems = store.get_problems([e.problem_id for e in eps])
+    failed_in_1 = {e.problem_id for e in eps if e.round == 1 and not e.correct_first}
+    decisions = store.decisions(run_id, kind="refine")
+    assert {d.round for d in decisions} == {2} and {d.subject for d in decisions} <= failed_in_1
+    refined_ids = [v for d in decisions for v in d.detail["variants"]]
+    assert len(refined_ids) == len(set(refined_ids)) == 12  # 25% of 48, none in round 1
+    round_2 = {e.problem_id for e in eps if e.round == 2}
+    assert set(refined_ids) <= round_2
+    assert {e.round for e in eps if problems[e.problem_id].source == "teacher-refined"} == {2}
+    for pid in refined_ids:
+        p = store.get_problems([pid])[pid]
+        parent = store.get_problems([p.parent_id])[p.parent_id]
+        assert p.source == "teacher-refined" and p.parent_id in failed_in_1 and p.arm == parent.arm
+    assert all(d.value == len(d.detail["variants"]) <= 2 for d in decisions)
+
+    # grounded: each round's arm rewards come from the in-service student's held-out evaluation
+    versions = {v.id: v for v in store.model_versions(run_id, "student")}
+    evals = store.evaluations(run_id)
+    for rnd in (1, 2):
+        rewards = store.decisions(run_id, rnd, "arm_reward")
+        assert {d.subject for d in rewards} == {"chain_sum@0", "chain_sum@1"}
+        # the student in service when round rnd's curriculum was updated: the newest promoted
+        # (or base) version evaluated before that round
+        in_service = [e for e in evals if e.round < rnd
+                      and versions[e.model_version_id].status in ("base", "promoted")]
+        latest = max(e.round for e in in_service)
+        held = {f"{e.skill}@{e.level}": (e.correct, e.n) for e in in_service if e.round == latest}
+        assert {d.subject: (d.detail["correct"], d.detail["attempted"]) for d in rewards} == held
+
+    # mistakes: round-2 explain prompts list up to 2 round-1 wrong answers of the same arm
+    full = store.episodes(run_id, with_turns=True)
+    wrong_1 = {(problems[e.problem_id].prompt, e.arm) for e in full if e.round == 1 and not e.correct_first}
+    explained = [(e, t) for e in full for t in e.turns if t.agent == "teacher"]
+    assert explained
+    for e, t in explained:
+        content = t.request["messages"][-1]["content"]
+        if e.round == 1:
+            assert "earlier wrong answers" not in content
+            continue
+        head, _, listed = content.partition("This student's earlier wrong answers to similar problems:\n")
+        shown = [line[2:].split(" -> ")[0] for line in listed.splitlines() if line.startswith("- ")]
+        assert 1 <= len(shown) <= 2 and all((p, e.arm) in wrong_1 for p in shown), content
