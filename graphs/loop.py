@@ -470,7 +470,7 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
             store.finish_training_job(job.id, "interrupted", job.metrics, None)
     episodes = store.episodes(run_id, with_turns=True)
     problems = store.get_problems(list({e.problem_id for e in episodes}))
-    items = examples_from_episodes(episodes, problems, session.domain)
+    items = examples_from_episodes(episodes, problems, session.domain, in_context=cfg.in_context)
     usable = [i for i in items if cfg.kind != "sft" or i.polarity == "positive"]
     new_ids = {e.id for e in episodes if e.round == round_}
     new = [i for i in usable if i.episode_id in new_ids]

@@ -237,3 +237,12 @@ def test_a_failed_run_makes_the_cli_exit_1_after_the_table(tmp_path, monkeypatch
         and "boom" in result.stderr
     )
     assert (out / "bench.png").exists()
+
+
+def test_default_arms_and_arms_run_only_by_name():
+    assert B.parse_arms(None) == B.DEFAULT_ARMS and len(B.DEFAULT_ARMS) == 14
+    assert B.parse_arms(None, quick=True) == B.QUICK_ARMS
+    extra = [a for a in B.ARMS if a not in B.DEFAULT_ARMS]
+    assert extra == ["kd+in_context", "kd+utility+in_context"]
+    assert B.parse_arms(",".join(extra)) == extra
+    assert B.ARMS["kd+in_context"] == {**B.STANDARD_KD, "training.in_context": True}

@@ -204,3 +204,44 @@ async def test_evaluate_counts_errors_as_wrong_and_sizes_max_tokens(domain):
         seen[0].max_tokens >= len(solution) + 1 and seen[0].messages[0]["content"] == problem.prompt
     )
     assert await evaluate(Failing(), domain, {("chain_sum", 0): []}) == {("chain_sum", 0): (0, 0)}
+
+
+# -- training data from episodes -----------------------------------------------------------------
+
+
+def test_in_context_examples_complete_the_reattempt_prompt(domain):
+    """A verified explanation is a positive for the bare prompt and, with in_context, also for
+    the re-attempt prompt the student saw; a wrong explanation is neither."""
+    from pedagogy.memory.records import EpisodeRecord, TurnRecord, VerdictRecord
+    from pedagogy.training.data import examples_from_episodes
+
+    (problem,) = domain.generate(random.Random(3), 1, "chain_sum", 0)
+    solution = domain.solve(problem)
+
+    def episode(explanation: str) -> EpisodeRecord:
+        def turn(tid, seq, agent, content, response, purpose):
+            request = {"messages": [{"role": "user", "content": content}], "purpose": purpose}
+            return TurnRecord(seq, agent, "scripted", "m", request, response, id=tid)
+
+        return EpisodeRecord(
+            id="e", run_id="r", round=1, index=0, problem_id=problem.id, arm=problem.arm,
+            student_version=None, outcome="wrong", correct_final=False, explained=True,
+            turns=[
+                turn("a", 0, "student", problem.prompt, "A:-1", "attempt"),
+                turn("x", 1, "teacher", "explain it", explanation, "explain"),
+                turn("b", 2, "student", f"{explanation}\n{problem.prompt}", "A:-2", "reattempt"),
+            ],
+            verdicts=[VerdictRecord("a", False, 0.0, "-1"), VerdictRecord("b", False, 0.0, "-2")],
+        )
+
+    problems = {problem.id: problem}
+    plain = examples_from_episodes([episode(solution)], problems, domain)
+    assert sorted((i.turn_id, i.polarity, i.prompt) for i in plain) == [
+        ("a", "negative", problem.prompt), ("x", "positive", problem.prompt)
+    ]
+    both = examples_from_episodes([episode(solution)], problems, domain, in_context=True)
+    teacher = [i for i in both if i.turn_id == "x"]
+    assert [i.prompt for i in teacher] == [problem.prompt, f"{solution}\n{problem.prompt}"]
+    assert all(i.completion == solution and i.polarity == "positive" for i in teacher)
+    wrong = examples_from_episodes([episode("S:1+1=3\nA:-12345")], problems, domain, in_context=True)
+    assert "x" not in {i.turn_id for i in wrong}

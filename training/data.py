@@ -20,12 +20,18 @@ def _prompt_of(turn_request: dict) -> str:
 
 
 def examples_from_episodes(
-    episodes: Sequence[EpisodeRecord], problems: dict[str, Problem], domain: Domain
+    episodes: Sequence[EpisodeRecord],
+    problems: dict[str, Problem],
+    domain: Domain,
+    in_context: bool = False,
 ) -> list[DatasetItemRecord]:
     """Positive and negative examples an episode yields (job_id left empty).
 
     Positives: the teacher's explanation when the domain verifies it, and every correct student
     attempt (as the completion of the plain problem prompt). Negatives: wrong first attempts.
+    With `in_context`, a verified explanation also completes the re-attempt prompt as the student
+    saw it (explanation + problem): this teaches the student to read an explanation in context,
+    which is what the utility policy, the style probe and the learnability filter score.
     """
     items: list[DatasetItemRecord] = []
     for ep in episodes:
@@ -33,6 +39,10 @@ def examples_from_episodes(
         if problem is None:
             continue
         verdict_by_turn = {v.turn_id: v for v in ep.verdicts}
+        reattempt = next(
+            (t for t in ep.turns if t.agent == "student" and t.request.get("purpose") == "reattempt"),
+            None,
+        )
         for turn in ep.turns:
             if turn.error or not turn.response.strip():
                 continue
@@ -43,6 +53,13 @@ def examples_from_episodes(
                             "", ep.id, turn.id, "positive", problem.prompt, turn.response
                         )
                     )
+                    if in_context and reattempt is not None:
+                        items.append(
+                            DatasetItemRecord(
+                                "", ep.id, turn.id, "positive",
+                                _prompt_of(reattempt.request), turn.response,
+                            )
+                        )
             elif turn.agent == "student":
                 verdict = verdict_by_turn.get(turn.id)
                 if verdict is None:
