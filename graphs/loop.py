@@ -285,6 +285,10 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     for i, item in enumerate(plan):
         item["index"] = i
     session.store.add_problems(problems)
+    posing = getattr(session.generator, "turns", None)
+    if posing:  # an LLM generator's calls: recorded as turns outside any episode
+        session.store.record_turns(session.run_id, posing)
+        posing.clear()
     new_state = sampler.state()
     session.store.save_curriculum_state(
         CurriculumStateRecord(session.run_id, round_, {"probabilities": probs, "counts": counts, "sampler": new_state})

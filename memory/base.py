@@ -14,6 +14,7 @@ from pedagogy.memory.records import (
     ModelVersionRecord,
     RunRecord,
     TrainingJobRecord,
+    TurnRecord,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +45,15 @@ class Store(Protocol):
     # episodes (with their turns, verdicts and explanations), written atomically in batches
     def record_episodes(self, episodes: Sequence[EpisodeRecord]) -> None:
         """One transaction; idempotent on (run_id, round, index): a re-recorded episode is skipped."""
+        ...
+
+    def record_turns(self, run_id: str, turns: Sequence[TurnRecord]) -> None:
+        """Turns outside any episode (episode_id None), appended to the run's hash chain in one
+        transaction; idempotent on turn id (a turn already stored is skipped)."""
+        ...
+
+    def turns_outside_episodes(self, run_id: str) -> list[TurnRecord]:
+        """The run's turns with no episode, in chain order."""
         ...
 
     def episodes(

@@ -40,7 +40,8 @@ class TurnRecord:
     error: str | None = None
     id: str = ""
     """Assigned by the caller (uuid hex) so records can be linked before they are written."""
-    episode_id: str = ""
+    episode_id: str | None = ""
+    """The episode it belongs to (set when recorded); None for a turn outside any episode."""
     hash: str = ""
     """Hash chain per run: sha256(previous hash + this turn's content); set by the store."""
 

@@ -144,7 +144,8 @@ turns = Table(
     "turns",
     metadata,
     Column("id", ID, primary_key=True),
-    Column("episode_id", ID, ForeignKey("episodes.id"), nullable=False),
+    # NULL: a turn outside any episode (an LLM generator posing a round's problems).
+    Column("episode_id", ID, ForeignKey("episodes.id"), nullable=True),
     Column("run_id", ID, ForeignKey("runs.id"), nullable=False),
     Column("chain_index", Integer, nullable=False),
     Column("seq", Integer, nullable=False),

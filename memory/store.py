@@ -217,8 +217,11 @@ class SQLStore:
                 else "check the --db URL and that the server is running"
             )
             raise StoreError(f"cannot connect to {self.url}: {_reason(exc)}; {fix}") from exc
-        with conn, conn.begin():
-            self._migrate(conn, create)
+        with conn:
+            with conn.begin():
+                self._migrate(conn, create)
+            if self._engine.dialect.name == "sqlite":  # _migrate may have switched them off
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
     def _make_engine(self, raw: str, create: bool) -> Engine:
         try:
@@ -289,6 +292,10 @@ class SQLStore:
         # keeps its context in a module global, so threads of one process also take turns.
         with _MIGRATING:
             if conn.dialect.name == "sqlite":
+                # Migrations that rebuild a table (SQLite cannot alter a column) must not cascade
+                # or fail on the drop of the old copy; checked with foreign_key_check below. The
+                # pragma only takes effect outside a transaction, hence before BEGIN.
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             elif conn.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
@@ -301,6 +308,14 @@ class SQLStore:
                     f"cannot create the pedagogy schema in {self.url}: {_reason(exc)}; "
                     "check that the database user may create tables"
                 ) from exc
+            if conn.dialect.name == "sqlite":
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(
+                        f"upgrading {self.url} from revision {current!r} left {len(broken)} rows "
+                        f"with broken references (first: table {broken[0][0]!r}); the upgrade was "
+                        "rolled back: restore a backup or report it"
+                    )
 
     # --- runs ----------------------------------------------------------------------------------
 
@@ -407,6 +422,43 @@ class SQLStore:
             heads = {run_id: self._lock_chain(conn, run_id) for run_id in sorted(by_run)}
             for run_id, batch in by_run.items():
                 self._record_run_episodes(conn, run_id, batch, *heads[run_id])
+
+    def record_turns(self, run_id: str, turns: Sequence[TurnRecord]) -> None:
+        if not turns:
+            return
+        t = S.turns
+        with self._writing("record turns") as conn:
+            last, length = self._lock_chain(conn, run_id)
+            for turn in turns:
+                turn.id = turn.id or uuid.uuid4().hex
+            ids = [turn.id for turn in turns]
+            stored: set[str] = set()
+            for chunk in _chunks(ids):
+                stored.update(conn.scalars(select(t.c.id).where(t.c.id.in_(chunk))))
+            rows = []
+            for turn in turns:
+                if turn.id in stored:
+                    continue
+                stored.add(turn.id)
+                turn.episode_id = None
+                turn.hash = last = turn_hash(last, turn, run_id)
+                rows.append(
+                    _row(turn, run_id=run_id, chain_index=length, latency_s=float(turn.latency_s))
+                )
+                length += 1
+            if rows:
+                conn.execute(insert(t), rows)
+                h = S.chain_heads
+                conn.execute(update(h).where(h.c.run_id == run_id).values(last_hash=last, length=length))
+
+    def turns_outside_episodes(self, run_id: str) -> list[TurnRecord]:
+        t = S.turns
+        with self._engine.connect() as conn:
+            self._require_run(conn, run_id)
+            rows = conn.execute(
+                select(t).where(t.c.run_id == run_id, t.c.episode_id.is_(None)).order_by(t.c.chain_index)
+            )
+            return [_record(TurnRecord, r) for r in rows]
 
     def _lock_chain(self, conn: Connection, run_id: str) -> tuple[str, int]:
         h = S.chain_heads

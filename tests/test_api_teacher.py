@@ -45,3 +45,40 @@ def test_litellm_teacher_end_to_end(quick_config, tmp_path, monkeypatch):
     for f in tmp_path.joinpath("work").rglob("*"):
         if f.is_file():
             assert b"sk-test-secret-123" not in f.read_bytes(), f
+
+
+def test_llm_generator_through_litellm_records_its_calls_as_turns(quick_config, tmp_path):
+    """An LLM generator's calls happen while a round is planned, outside any episode: each is
+    stored as a turn (episode_id NULL) on the run's hash chain, with its tokens."""
+    counter = iter(range(10**6))
+
+    def generator_and_teacher(body: dict) -> str:
+        if "Write one new" not in body["messages"][-1]["content"]:
+            return teacher(body)
+        n = next(counter)
+        a, b = n % 9 + 1, n % 7
+        return f"{a}+{b}=\nA: {a + b}"
+
+    with OpenAICompatServer(generator_and_teacher) as server:
+        api = {"kind": "litellm", "api_base": server.base_url}
+        cfg = quick_config(
+            rounds=1,
+            episodes={"per_round": 16},
+            generator={"kind": "llm", "backend": {**api, "model": "openai/gen"}},
+            teacher={**api, "model": "openai/teacher"},  # the scripted one needs domain solutions
+            training={"max_seconds": 2},
+        )
+        result = CliRunner().invoke(app, ["run", "--config", str(cfg), "--quiet"])
+        assert result.exit_code == 0, result.output
+        calls = sum("Write one new" in r["messages"][-1]["content"] for r in server.requests)
+    store = open_store(str(tmp_path / "work" / "pedagogy.db"))
+    (run,) = store.list_runs()
+    posed = store.turns_outside_episodes(run.id)
+    assert calls >= 16 and len(posed) == calls
+    assert all(t.agent == "generator" and t.episode_id is None and t.backend == "litellm" for t in posed)
+    assert all(t.prompt_tokens > 0 and t.completion_tokens > 0 for t in posed)
+    assert all("Write one new chain_sum problem" in t.request["messages"][-1]["content"] for t in posed)
+    assert store.token_totals(run.id)["generator"]["calls"] == calls
+    assert store.verify_chain(run.id) == []
+    problems = store.get_problems([e.problem_id for e in store.episodes(run.id)])
+    assert {p.source for p in problems.values()} == {"generator"}

@@ -182,6 +182,33 @@ def test_reopening_at_head_keeps_data_and_create_false_needs_schema(db_url: str,
         open_store(str(tmp_path / "empty.db"), create=False)
 
 
+def test_upgrading_a_database_with_data_keeps_it_and_its_chain(db_url: str):
+    """A database at revision 0002 (turns must belong to an episode) upgrades to head in place:
+    on SQLite the turns table is rebuilt under the references of verdicts and dataset items."""
+    from alembic import command
+    from alembic.config import Config
+
+    with open_store(db_url) as s:
+        make_run(s)
+        s.record_episodes(batch(s, "run1", 0, 3))
+        before = [t.id for e in s.episodes("run1", with_turns=True) for t in e.turns]
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002_decisions")
+    engine.dispose()
+    with open_store(db_url) as s:
+        assert [t.id for e in s.episodes("run1", with_turns=True) for t in e.turns] == before
+        assert s.verify_chain("run1") == []
+        s.record_turns("run1", [TurnRecord(0, "generator", "x", "m", {}, "1+1=\nA:2", id="g")])
+        assert [t.id for t in s.turns_outside_episodes("run1")] == ["g"]
+        if s._engine.dialect.name == "sqlite":  # the pooled connection enforces references again
+            with s._engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
 def test_concurrent_opens_of_a_new_database_all_succeed(db_url: str):
     def open_close(_: int) -> str:
         with open_store(db_url) as s:
@@ -370,6 +397,32 @@ def test_hash_chain_detects_tampering(store: SQLStore, raw: sa.Engine):
     assert turns[-2].id in store.verify_chain("run1")
     with pytest.raises(StoreError, match="unknown run id"):
         store.verify_chain("nope")
+
+
+def test_turns_outside_episodes_join_the_chain_once(store: SQLStore, raw: sa.Engine):
+    make_run(store)
+    store.record_episodes(batch(store, "run1", 0, 2))
+
+    def pose(i: int) -> TurnRecord:
+        request = {"messages": [{"role": "user", "content": f"pose {i}"}], "purpose": "pose"}
+        return TurnRecord(0, "generator", "litellm", "gen", request, f"{i}+1=\nA:{i + 1}",
+                          prompt_tokens=5, completion_tokens=4, id=f"pose-{i}")
+
+    store.record_turns("run1", [pose(0), pose(1)])
+    store.record_turns("run1", [pose(1), pose(2)])  # pose-1 again: skipped
+    store.record_episodes(batch(store, "run1", 1, 1))
+    outside = store.turns_outside_episodes("run1")
+    assert [t.id for t in outside] == ["pose-0", "pose-1", "pose-2"]
+    assert all(t.episode_id is None and t.agent == "generator" for t in outside)
+    assert store.verify_chain("run1") == []
+    assert store.token_totals("run1")["generator"]["calls"] == 3
+    # episodes still read back only their own turns
+    assert all(t.episode_id == e.id for e in store.episodes("run1", with_turns=True) for t in e.turns)
+    with raw.begin() as conn:
+        conn.execute(sa.text("UPDATE turns SET response = 'A: 9' WHERE id = 'pose-1'"))
+    assert store.verify_chain("run1") == ["pose-1"]
+    with pytest.raises(StoreError, match="unknown run id"):
+        store.record_turns("nope", [pose(3)])
 
 
 def test_token_totals_per_agent(store: SQLStore):
