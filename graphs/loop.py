@@ -237,7 +237,7 @@ def _refinements(session: Session, round_: int) -> list[Problem]:
         if len(out) >= want:
             break
         made = [v for v in problem_variants(session.domain, parents[pid], rng, cfg.refine_variants)
-                if v.prompt not in held and v.id not in seen]
+                if v.prompt not in held]
         known = session.store.get_problems([v.id for v in made])  # posed before: not new
         for v in made:
             if v.id not in known and v.id not in seen and len(out) < want:
@@ -279,7 +279,7 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     rng = random.Random(f"{session.config.seed}:{round_}:refine-seeds")
     problems = [*refined, *problems]  # stored first: a sampled twin is stored as the variant
     for p in refined:
-        plan.append({"arm": p.arm, "problem_id": p.id, "seed": rng.randrange(2**31), "refined_from": p.parent_id})
+        plan.append({"arm": p.arm, "problem_id": p.id, "seed": rng.randrange(2**31)})
     rng = random.Random(f"{session.config.seed}:{round_}:order")
     rng.shuffle(plan)
     for i, item in enumerate(plan):

@@ -85,6 +85,21 @@ def mask_url(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+def _chain_rows(
+    run_id: str, turns: Sequence[TurnRecord], episode_id: str | None, last: str, length: int
+) -> tuple[list[dict[str, Any]], str, int]:
+    """Rows for `turns` appended to a run's hash chain after (`last` hash, `length` turns); sets
+    each turn's id (if unset), episode id and hash. Returns the rows and the new head."""
+    rows = []
+    for turn in turns:
+        turn.id = turn.id or uuid.uuid4().hex
+        turn.episode_id = episode_id
+        turn.hash = last = turn_hash(last, turn, run_id)
+        rows.append(_row(turn, run_id=run_id, chain_index=length, latency_s=float(turn.latency_s)))
+        length += 1
+    return rows, last, length
+
+
 def turn_hash(previous: str, turn: TurnRecord, run_id: str) -> str:
     """sha256(previous hash + canonical JSON of the turn's content fields)."""
     content = {
@@ -431,21 +446,11 @@ class SQLStore:
             last, length = self._lock_chain(conn, run_id)
             for turn in turns:
                 turn.id = turn.id or uuid.uuid4().hex
-            ids = [turn.id for turn in turns]
             stored: set[str] = set()
-            for chunk in _chunks(ids):
+            for chunk in _chunks([turn.id for turn in turns]):
                 stored.update(conn.scalars(select(t.c.id).where(t.c.id.in_(chunk))))
-            rows = []
-            for turn in turns:
-                if turn.id in stored:
-                    continue
-                stored.add(turn.id)
-                turn.episode_id = None
-                turn.hash = last = turn_hash(last, turn, run_id)
-                rows.append(
-                    _row(turn, run_id=run_id, chain_index=length, latency_s=float(turn.latency_s))
-                )
-                length += 1
+            fresh = list({turn.id: turn for turn in turns if turn.id not in stored}.values())
+            rows, last, length = _chain_rows(run_id, fresh, None, last, length)
             if rows:
                 conn.execute(insert(t), rows)
                 h = S.chain_heads
@@ -490,14 +495,8 @@ class SQLStore:
         for e in fresh:
             created = _to_db(e.created_at) if e.created_at else now
             ep_rows.append(_row(e, _CHILDREN, run_id=run_id, created_at=created))
-            for turn in e.turns:
-                turn.id = turn.id or uuid.uuid4().hex
-                turn.episode_id = e.id
-                turn.hash = last = turn_hash(last, turn, run_id)
-                turn_rows.append(
-                    _row(turn, run_id=run_id, chain_index=length, latency_s=float(turn.latency_s))
-                )
-                length += 1
+            rows, last, length = _chain_rows(run_id, e.turns, e.id, last, length)
+            turn_rows += rows
             verdict_rows += [_row(v, episode_id=e.id) for v in e.verdicts]
             expl_rows += [_row(x, episode_id=e.id) for x in e.explanations]
         for table, rows in (

@@ -39,7 +39,7 @@ def examples_from_episodes(
         if problem is None:
             continue
         verdict_by_turn = {v.turn_id: v for v in ep.verdicts}
-        reattempt = next(
+        reattempt = in_context and next(
             (t for t in ep.turns if t.agent == "student" and t.request.get("purpose") == "reattempt"),
             None,
         )
@@ -53,7 +53,7 @@ def examples_from_episodes(
                             "", ep.id, turn.id, "positive", problem.prompt, turn.response
                         )
                     )
-                    if in_context and reattempt is not None:
+                    if reattempt:
                         items.append(
                             DatasetItemRecord(
                                 "", ep.id, turn.id, "positive",
