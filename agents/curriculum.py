@@ -451,12 +451,14 @@ def build_sampler(
     gated: bool = False,
     prerequisites: dict[str, list[str]] | None = None,
     unlock_at: float | None = None,
+    chain: bool | None = None,
     **options: Any,
 ) -> CurriculumSampler:
     """The sampler `name` over `arms`; with gated=True, wrapped in a skill graph.
 
     `options` are the sampler's own (see each class's OPTIONS); `prerequisites` (extra
-    {arm: [required arms]}) and `unlock_at` configure the skill graph and need gated=True.
+    {arm: [required arms]}), `unlock_at` and `chain` (each level requires the one below)
+    configure the skill graph and need gated=True.
     """
     if name not in SAMPLERS:
         raise UnknownNameError("curriculum sampler", name, list(SAMPLERS))
@@ -470,9 +472,9 @@ def build_sampler(
         )
     inner = cls(list(arms), seed, **options)
     if not gated:
-        if prerequisites is not None or unlock_at is not None:
+        if prerequisites is not None or unlock_at is not None or chain is not None:
             raise ConfigError(
-                "prerequisites/unlock_at only apply to a gated sampler; pass gated=True "
+                "prerequisites/unlock_at/chain only apply to a gated sampler; pass gated=True "
                 "(curriculum.skill_graph: true) or drop them"
             )
         return inner
@@ -480,5 +482,7 @@ def build_sampler(
     from pedagogy.agents.skill_graph import GatedSampler, SkillGraph
 
     graph_options: dict[str, Any] = {} if unlock_at is None else {"unlock_at": unlock_at}
+    if chain is not None:
+        graph_options["chain"] = chain
     graph = SkillGraph(list(arms), prerequisites, **graph_options)
     return GatedSampler(inner, graph, seed)

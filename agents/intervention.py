@@ -20,7 +20,8 @@ min(budget, number of candidates) interventions (budget None = unlimited: all of
   candidate of a call has no solution, the whole call uses the answer target, so that the
   utilities being ranked are comparable. All 2n log-probabilities come from ONE batched
   `score` call. `measure="prob_gain"` ranks by P(target | explanation) - P(target | prompt)
-  instead, the paper's difference of probabilities. A student backend without `score` (API
+  instead, the paper's difference of probabilities. The same problem posed twice in a round is
+  explained once before any problem gets a second explanation (`distinct`). A student backend without `score` (API
   models, scripted) falls back to the teacher's model of the student: utility = 1 - mastery(arm)
   from a `StudentProfile`; each decision's reason says which was used.
 
@@ -262,6 +263,9 @@ class UtilityPolicy:
     """"log_ratio" (difference of log-probabilities) or "prob_gain" (of probabilities)."""
     answer_prefix: str = "A:"
     """Prefix of the answer line in the student's format; the answer target is prefix + answer."""
+    distinct: bool = True
+    """Spend the budget on distinct problems first: a problem posed several times in a round is
+    explained once before any problem is explained twice."""
     name: ClassVar[str] = "utility"
 
     def __post_init__(self) -> None:
@@ -278,6 +282,10 @@ class UtilityPolicy:
         if not isinstance(self.answer_prefix, str):
             raise ConfigError(
                 f"utility policy answer_prefix must be a string, got {self.answer_prefix!r}"
+            )
+        if not isinstance(self.distinct, bool):
+            raise ConfigError(
+                f"utility policy distinct must be true or false, got {self.distinct!r}"
             )
         if self.profile is not None and not isinstance(self.profile, StudentProfile):
             raise ConfigError(
@@ -314,17 +322,31 @@ class UtilityPolicy:
             range(len(candidates)),
             key=lambda i: (-utilities[i] if not math.isnan(utilities[i]) else math.inf, i),
         )
+        if self.distinct:
+            # A problem posed twice in a round has the same utility twice, and its second
+            # explanation teaches nothing new: repeats go after every distinct problem.
+            seen: set[str] = set()
+            first, repeats = [], []
+            for i in order:
+                key = candidates[i].problem.id
+                (repeats if key in seen else first).append(i)
+                seen.add(key)
+            order = first + repeats
+            repeat = set(repeats)
+        else:
+            repeat = set()
         rank = {i: r for r, i in enumerate(order)}
         where = _in_budget(k, budget)
         decisions = []
         for i, c in enumerate(candidates):
             chosen = rank[i] < k
+            again = "; repeats a problem ranked higher" if i in repeat else ""
             decisions.append(
                 Decision(
                     c.id,
                     chosen,
                     utilities[i],
-                    f"{why[i]}; rank {rank[i] + 1} of {len(candidates)}, "
+                    f"{why[i]}{again}; rank {rank[i] + 1} of {len(candidates)}, "
                     f"{'within' if chosen else 'past'} {where}",
                     self.name,
                 )
@@ -406,6 +428,7 @@ class UtilityPolicy:
             "target": self.target,
             "measure": self.measure,
             "answer_prefix": self.answer_prefix,
+            "distinct": self.distinct,
             "profile": None if self.profile is None else self.profile.state(),
         }
 
@@ -414,6 +437,7 @@ class UtilityPolicy:
         self.target = state["target"]
         self.measure = state["measure"]
         self.answer_prefix = state["answer_prefix"]
+        self.distinct = bool(state.get("distinct", True))
         if state.get("profile") is not None:
             if self.profile is None:
                 self.profile = StudentProfile.from_state(state["profile"])
@@ -433,7 +457,7 @@ def build_policy(name: str, **options: Any) -> InterventionPolicy:
     """The intervention policy called `name`, built with its options.
 
     Options: never, always: none; random: seed; utility: student, profile, target, measure,
-    answer_prefix.
+    answer_prefix, distinct.
     """
     if name not in POLICIES:
         raise UnknownNameError("intervention policy", name, list(POLICIES))

@@ -2,7 +2,8 @@
 
 Arms ("skill@level") are the nodes of a directed graph with an edge prerequisite -> arm. By
 default each level of a skill requires the next lower level of the same skill among the arms
-(s@1 requires s@0); extra prerequisites, e.g. {"carry@0": ["add@1"]}, add edges across skills.
+(s@1 requires s@0; `chain=False` drops these edges, so that only the given prerequisites gate);
+extra prerequisites, e.g. {"carry@0": ["add@1"]} or {"s@4": ["s@2", "s@3"]}, add edges.
 Arms with no prerequisite (roots) are unlocked from the start. After each update, a locked arm
 unlocks when every prerequisite is unlocked and that prerequisite's latest success rate (correct /
 attempted of its most recent update) is >= `unlock_at`. Unlocking is permanent, so one bad round
@@ -51,6 +52,8 @@ class SkillGraph:
     prerequisites: dict[str, list[str]] | None = None
     """Extra {arm: [arms it requires]}, on top of level i requiring the level below."""
     unlock_at: float = 0.6
+    chain: bool = True
+    """Each level of a skill requires the level below; False: only `prerequisites` gate."""
     graph: nx.DiGraph = field(init=False, repr=False)
     rates: dict[str, float] = field(default_factory=dict)
     """Latest success rate per arm."""
@@ -67,7 +70,10 @@ class SkillGraph:
         _check_range("unlock_at", self.unlock_at, 0, 1)
         g = nx.DiGraph()
         g.add_nodes_from(self.arms)
-        g.add_edges_from(_default_edges(self.arms))
+        if not isinstance(self.chain, bool):
+            raise ConfigError(f"SkillGraph.chain must be true or false, got {self.chain!r}")
+        if self.chain:
+            g.add_edges_from(_default_edges(self.arms))
         known = set(self.arms)
         for arm, required in (self.prerequisites or {}).items():
             if arm not in known:

@@ -270,7 +270,7 @@ def bench_learning(
     """Run several teaching arms with the same seeds, student and teacher budget; compare held-out accuracy."""
     from dataclasses import replace
 
-    from pedagogy.bench import Bench, BenchSettings, parse_arms, table_rows
+    from pedagogy.bench import Bench, BenchSettings, parse_arms, table_rows, target_lines
 
     try:
         settings = BenchSettings.quick_settings() if quick else BenchSettings()
@@ -298,6 +298,8 @@ def bench_learning(
     for row in rows:
         table.add_row(*row)
     (console if console.is_terminal else Console(width=200)).print(table)  # a file gets every digit
+    for line in target_lines(summary):
+        console.print(line, highlight=False)
     console.print(f"results    {bench.json_path}")
     console.print(f"plot       {bench.png_path}")
     console.print(f"database   {out / 'bench.db'}")

@@ -1,6 +1,7 @@
 """The learning benchmark: arm table, aggregation over seeds, CLI errors, and a quick bench end to end."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -51,17 +52,35 @@ def test_every_arm_builds_a_valid_config_with_the_shared_settings(tmp_path):
     assert settings.budget == settings.episodes // 4
     for arm in B.ARMS:
         cfg = B.arm_config(arm, 2, settings, tmp_path)
+        share = B.ARMS[arm].get(B.BUDGET_SHARE, 1)
         assert (cfg.seed, cfg.rounds, cfg.episodes.explain_budget) == (
             2,
             settings.rounds,
-            settings.budget,
+            round(settings.budget * share),
         )
         assert cfg.episodes.per_round == settings.episodes
         assert cfg.training.max_seconds == settings.train_seconds
+        assert cfg.training.max_steps == settings.train_steps
         assert cfg.db == str(tmp_path / "bench.db")
         assert cfg.curriculum.sampler == B.ARMS[arm]["curriculum.sampler"]
     quick = B.arm_config("pedagogy", 0, B.BenchSettings.quick_settings(), tmp_path)
     assert quick.domain.options["levels"] == {"chain_sum": B.QUICK_LEVELS}
+
+
+def _summary(**means: float) -> dict:
+    return {arm: {"mean_accuracy": {"mean": m, "std": 0.0}} for arm, m in means.items()}
+
+
+def test_target_lines_say_whether_the_target_is_met():
+    lines = B.target_lines(_summary(standard_kd=0.16, pedagogy=0.25, **{"pedagogy@half": 0.17}))
+    assert lines[0] == (
+        "pedagogy vs standard_kd at the same budget: +9.0 points (target +10): not met"
+    )
+    assert lines[1].endswith("0.170 vs 0.160 (target: not below): met")
+    assert lines[2] == "best arm: pedagogy (0.250, +9.0 points over standard_kd)"
+    assert B.target_lines(_summary(standard_kd=0.1, pedagogy=0.2))[0].endswith(": met")
+    assert "not met" in B.target_lines(_summary(standard_kd=0.2, **{"pedagogy@half": 0.19}))[0]
+    assert B.target_lines(_summary(pedagogy=0.2)) == []
 
 
 def test_an_arm_with_a_key_the_config_lacks_names_the_arm_and_key(tmp_path, monkeypatch):
@@ -240,7 +259,9 @@ def test_a_failed_run_makes_the_cli_exit_1_after_the_table(tmp_path, monkeypatch
 
 
 def test_default_arms_and_arms_run_only_by_name():
-    assert B.parse_arms(None) == B.DEFAULT_ARMS and len(B.DEFAULT_ARMS) == 14
+    assert B.parse_arms(None) == B.DEFAULT_ARMS and len(B.DEFAULT_ARMS) == 15
+    assert B.arm_config("pedagogy@half", 0, B.BenchSettings(), Path("x")).episodes.explain_budget == 50
+    assert {k: v for k, v in B.ARMS["pedagogy@half"].items() if k != B.BUDGET_SHARE} == B.PEDAGOGY
     assert B.parse_arms(None, quick=True) == B.QUICK_ARMS
     extra = [a for a in B.ARMS if a not in B.DEFAULT_ARMS]
     assert extra == ["kd+in_context", "kd+utility+in_context"]

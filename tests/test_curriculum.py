@@ -232,6 +232,19 @@ def test_skill_graph_levels_require_the_next_lower_present_level():
     assert g.requires("s@2") == ["s@0"] and g.unlocked() == ["s@0", "t@3"]
 
 
+def test_skill_graph_without_the_level_chain_gates_only_the_given_prerequisites():
+    arms = [f"s@{i}" for i in range(5)]
+    g = SkillGraph(arms, {"s@4": ["s@2", "s@3"]}, unlock_at=0.5, chain=False)
+    assert g.unlocked() == arms[:4]  # every level but the composite one is a root
+    g.observe({"s@2": (6, 10), "s@3": (4, 10)})
+    assert not g.is_unlocked("s@4")
+    assert g.observe({"s@3": (5, 10)}) == ["s@4"]
+    assert g.events[-1]["prerequisites"] == {"s@2": 0.6, "s@3": 0.5}
+    assert SkillGraph(arms).requires("s@4") == ["s@3"]  # the default chain
+    with pytest.raises(ConfigError, match="chain must be true or false"):
+        SkillGraph(arms, chain="no")
+
+
 def test_gated_sampler_keeps_inner_preferences_among_unlocked_arms():
     s = build_sampler("bandit", ARMS, 0, gated=True, temperature=0.1, explore=0.0, unlock_at=0.5)
     s.update({"s@0": (5, 10)})

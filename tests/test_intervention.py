@@ -233,6 +233,23 @@ def test_utility_ties_keep_the_given_order_and_answer_target_is_used():
     assert seen == [f"A:{c.problem.answer}" for c in candidates] * 2
 
 
+def test_utility_explains_distinct_problems_before_repeats():
+    # ep0 and ep10 pose the same problem (0+0) and share the top utility: the budget of 2 goes
+    # to 0+0 once and to the next problem, not to 0+0 twice; with distinct=False it is doubled.
+    def fn(prompt: str, continuation: str) -> float:
+        return (5.0 if "0+0=" in prompt else 1.0) if "\n" in prompt else 0.0
+
+    candidates = [candidate(0), candidate(10), candidate(1)]
+    assert candidates[0].problem.id == candidates[1].problem.id
+    decisions = UtilityPolicy(student=FakeScorer(fn)).decide(candidates, 2)
+    assert [d.intervene for d in decisions] == [True, False, True]
+    assert "repeats a problem ranked higher" in decisions[1].reason
+    # Repeats still spend a budget larger than the distinct problems.
+    assert sum(d.intervene for d in UtilityPolicy(student=FakeScorer(fn)).decide(candidates, 3)) == 3
+    doubled = UtilityPolicy(student=FakeScorer(fn), distinct=False).decide(candidates, 2)
+    assert [d.intervene for d in doubled] == [True, True, False]
+
+
 def test_solution_target_falls_back_to_the_answer_for_the_whole_call():
     seen: list[str] = []
     candidates = [candidate(0), candidate(1)]
