@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pedagogy.agents.refinement import refine_request
 from pedagogy.backends.base import Backend, ChatRequest, Completion
 from pedagogy.domains.base import Domain, Problem, Verdict
 from pedagogy.errors import ConfigError
@@ -132,6 +133,13 @@ class Teacher:
         (completion,) = await self.backend.generate([request])
         return make_turn("teacher", self.backend, request, completion, seq)
 
+    async def refine(self, problem: Problem, attempt: str, n: int, seed: int | None = None) -> TurnRecord:
+        """Write `n` new problems that target the mistake in `attempt` (the REFINE prompt of
+        `pedagogy.agents.refinement`); the reply is checked there. Not charged to the budget."""
+        request = refine_request(problem, attempt, n, max_tokens=self.max_tokens, seed=seed)
+        (completion,) = await self.backend.generate([request])
+        return make_turn("teacher", self.backend, request, completion, 0)
+
 
 @dataclass
 class Verifier:
@@ -164,14 +172,37 @@ class Verifier:
 
 @dataclass
 class Generator:
-    """Poses problems for an arm: the domain's procedural generator, or an LLM through a backend."""
+    """Poses problems for an arm: the domain's procedural generator, or an LLM through a backend.
+    An LLM generator can also write refinements of failed problems, like the teacher."""
 
     domain: Domain
     backend: Backend | None = None
     turns: list[TurnRecord] = field(default_factory=list)
+    poses: bool = True
+    """With a backend: whether the LLM poses the rounds' new problems (False: the domain does, and
+    the LLM only writes refinements)."""
+    max_tokens: int = 96
+    """Of refine calls (its backend config's `max_tokens`)."""
+    temperature: float = 0.0
+    """Of refine calls (its backend config's `temperature`); pose calls sample at 1.0."""
+
+    async def refine(self, problem: Problem, attempt: str, n: int, seed: int | None = None) -> TurnRecord:
+        """Write `n` new problems that target the mistake in `attempt`, with the teacher's REFINE
+        prompt; the reply is checked by `pedagogy.agents.refinement`."""
+        if self.backend is None:
+            raise ConfigError(
+                "a procedural generator cannot write refinements; use generator.kind: llm with a "
+                "backend, or curriculum.refine_by: domain or teacher"
+            )
+        request = refine_request(
+            problem, attempt, n, max_tokens=self.max_tokens,
+            temperature=self.temperature, seed=seed,
+        )
+        (completion,) = await self.backend.generate([request])
+        return make_turn("generator", self.backend, request, completion, 0)
 
     async def pose(self, rng: random.Random, n: int, skill: str, level: int) -> list[Problem]:
-        if self.backend is None:
+        if self.backend is None or not self.poses:
             return self.domain.generate(rng, n, skill, level)
         requests = [
             ChatRequest(

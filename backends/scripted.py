@@ -2,13 +2,16 @@
 
 `ScriptedBackend` answers each request with a function or a fixed list of responses. Built from a
 domain (`ScriptedBackend.from_domain`) it writes the domain's worked solution for the request's
-problem: that is the offline teacher of the embedded default. The same class is the test fake that
+problem: that is the offline teacher of the embedded default. Asked to refine a failed problem
+(purpose "refine") it writes the domain's variants of it in the reply format an LLM is asked for. The same class is the test fake that
 ships with the library (`pedagogy.testing`): it records calls and can check every scripted step
 was used.
 """
 
 from __future__ import annotations
 
+import random
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
     from pedagogy.domains.base import Domain
 
 Responder = Callable[[ChatRequest], str]
+_HOW_MANY = re.compile(r"\bWrite (\d+) new problems\b")
 
 
 class ScriptedBackend:
@@ -54,6 +58,8 @@ class ScriptedBackend:
                     "the scripted teacher needs ChatRequest.problem to be set; "
                     "pass the problem with the request or use another backend"
                 )
+            if request.purpose == "refine":
+                return _variants_reply(domain, request)
             solution = domain.solve(request.problem)
             if solution is None:
                 raise BackendError(
@@ -93,3 +99,21 @@ class ScriptedBackend:
         """Raise if a scripted list still has unused responses (for tests)."""
         if self._script:
             raise BackendError(f"{len(self._script)} scripted responses were never requested")
+
+
+def _variants_reply(domain: Domain, request: ChatRequest) -> str:
+    """The domain's variants of the request's problem, as many as the prompt asks for, each as
+    a problem line and 'A: <answer>' (seeded by the request, so a rerun writes the same)."""
+    from pedagogy.domains.base import problem_variants
+
+    problem = request.problem
+    if problem is None or not callable(getattr(domain, "variants", None)):
+        raise BackendError(
+            f"the scripted teacher writes refinements with the domain's variants(); domain "
+            f"{domain.name!r} has none: use curriculum.refine_by: domain, or an LLM teacher"
+        )
+    match = _HOW_MANY.search(last_user_content(request))
+    n = int(match.group(1)) if match else 2
+    seed = request.seed if request.seed is not None else problem.id
+    made = problem_variants(domain, problem, random.Random(seed), n)
+    return "\n".join(f"{v.prompt}\nA: {v.answer}" for v in made)

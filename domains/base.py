@@ -33,7 +33,7 @@ class Problem:
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Domain-specific data needed to verify or solve (JSON-serialisable)."""
     source: str = "procedural"
-    """procedural | teacher-refined | generator | file."""
+    """procedural | teacher-refined | generator-refined | generator | file."""
     parent_id: str | None = None
     """The problem this one was derived from, if any."""
 
@@ -137,3 +137,20 @@ def problem_variants(domain: Domain, problem: Problem, rng: random.Random, n: in
         else dataclasses.replace(v, parent_id=problem.id, source="teacher-refined")
         for v in out[:n]
     ]
+
+
+def written_problem(domain: Domain, text: str, like: Problem) -> Problem | None:
+    """The problem a model wrote as `text`, read by the domain as one of `like`'s skill and level,
+    with the domain's own reference answer; None when the domain cannot read it.
+
+    A domain offers it with an optional method ``parse_problem(text, like) -> Problem | None``
+    (like ``variants``, not part of the `Domain` protocol). It is what lets a teacher's or a
+    generator's refinements be checked: the model's stated answer is never taken on its word.
+    """
+    read = getattr(domain, "parse_problem", None)
+    return read(text, like) if callable(read) else None
+
+
+def reads_problems(domain: Domain) -> bool:
+    """Whether the domain can read problems a model wrote (`written_problem`)."""
+    return callable(getattr(domain, "parse_problem", None))

@@ -29,6 +29,7 @@ from pedagogy.domains.arithmetic import (
     ExpressionError,
     compact_expression,
     evaluate,
+    solve_steps,
     worked_solution,
 )
 from pedagogy.domains.base import Problem, Verdict, extract_final_answer
@@ -447,6 +448,60 @@ class ReasoningGymDomain:
             if self._scores_full(variant, f"A:{value}"):
                 out.append(variant)
         return out
+
+    def parse_problem(self, text: str, like: Problem) -> Problem | None:
+        """An arithmetic problem a model wrote (``5+2=`` or, without `compact`, the question with
+        another expression), as a problem of `like`'s skill and level with the answer computed
+        here and checked by the dataset's scorer. None when `like` is not arithmetic, the text
+        is no expression of at least one operation, or it is outside the level's ranges
+        (``num_terms`` / ``num_digits`` of the entry's ``difficulty``; without them: no more
+        numbers than `like` and none wider)."""
+        entry = (like.metadata or {}).get("entry")
+        expression = self._expression(like.skill, entry) if isinstance(entry, dict) else None
+        if expression is None:
+            return None
+        written = " ".join(text.split())
+        if self.compact:
+            varied = written.removesuffix("=").strip()
+        else:
+            prefix, _, suffix = entry["question"].partition(expression)
+            prefix, suffix = " ".join(prefix.split()), " ".join(suffix.split())
+            if not (written.startswith(prefix) and written.endswith(suffix)):
+                return None
+            varied = written[len(prefix) : len(written) - len(suffix)].strip()
+        try:
+            steps = solve_steps(varied)
+            value = evaluate(varied)
+        except ExpressionError:
+            return None
+        if not steps or not self._within_level(varied, expression, entry):
+            return None
+        question = entry["question"].replace(expression, varied, 1)
+        new_entry = {
+            **entry,
+            "question": question,
+            "answer": str(value),
+            "metadata": {**(entry.get("metadata") or {}), "expression": varied},
+        }
+        problem = Problem(
+            domain=self.name, skill=like.skill, level=like.level,
+            prompt=compact_expression(varied) if self.compact else question,
+            answer=str(value), metadata={"entry": new_entry, "rebuild": False},
+        )
+        return problem if self._scores_full(problem, f"A:{value}") else None
+
+    @staticmethod
+    def _within_level(varied: str, expression: str, entry: dict[str, Any]) -> bool:
+        numbers, theirs = _NUMBER.findall(varied), _NUMBER.findall(expression)
+        ranges = ((entry.get("metadata") or {}).get("difficulty")) or {}
+        terms, digits = ranges.get("num_terms"), ranges.get("num_digits")
+        if isinstance(terms, list) and len(terms) == 2:
+            if not terms[0] <= len(numbers) <= terms[1]:
+                return False
+        elif len(numbers) > len(theirs):
+            return False
+        widest = digits[1] if isinstance(digits, list) and len(digits) == 2 else max(map(len, theirs))
+        return all(len(n.lstrip("0") or "0") <= widest for n in numbers)
 
     def _scores_full(self, problem: Problem, response: str) -> bool:
         return self.score(problem, self._parse_for(problem, response))[0] >= 1.0 - 1e-9

@@ -1,5 +1,5 @@
-"""The loop graph: plan round -> run episodes -> update curriculum -> maybe train -> evaluate ->
-promote or roll back -> next round.
+"""The loop graph: plan round -> run episodes -> update curriculum -> (train the generator) ->
+maybe train -> evaluate -> promote or roll back -> next round.
 
 The graph's state is small and JSON-able (round, plan, sampler state, promoted version); heavy
 runtime objects (store, backends, domain) live in a `Session` the nodes are bound to. With a
@@ -28,6 +28,7 @@ from pedagogy.config import RunConfig
 from pedagogy.domains.base import Domain, Problem, arm_name, parse_arm, problem_variants
 from pedagogy.graphs.broker import InterventionBroker, episode_id
 from pedagogy.graphs.episode import Agents, build_episode_graph
+from pedagogy.graphs.refinement import Refined, first_attempts, train_generator, write_refinements
 from pedagogy.memory.base import Store
 from pedagogy.memory.records import (
     CurriculumStateRecord,
@@ -152,7 +153,8 @@ class Session:
             "zpd": {"band": c.band, "target": c.target, "explore": c.explore},
         }[c.sampler]
         if c.skill_graph:
-            options.update(gated=True, prerequisites=c.prerequisites, unlock_at=c.unlock_at)
+            options.update(gated=True, prerequisites=c.prerequisites, unlock_at=c.unlock_at,
+                           chain=c.level_chain)
         sampler = build_sampler(c.sampler, self.arms, self.config.seed, **options)
         if state:
             sampler.load_state(state)
@@ -215,23 +217,34 @@ async def _pose_outside_heldout(session: Session, rng: random.Random, n: int, sk
     return [pool[i % len(pool)] for i in range(n)]
 
 
-def _refinements(session: Session, round_: int) -> list[Problem]:
+async def _refinements(session: Session, round_: int) -> Refined:
     """Failure-driven refinement (Socratic-Zero): `curriculum.refine` of the round's episodes as
     variants of problems the student got wrong on first attempt in the round before, made by the
-    domain (`problem_variants`: same arm and shape, other values), kept off the held-out set and
-    new to the run (a variant equal to a problem posed before is skipped).
-    Parents are drawn with a seeded RNG, so a rerun of the node plans the same problems."""
+    domain (`problem_variants`: same arm and shape, other values) or written by the teacher and
+    the generator (`curriculum.refine_by`; see `graphs.refinement`), kept off the held-out set
+    and new to the run (a variant equal to a problem posed before is skipped).
+    Parents are drawn with a seeded RNG; a rerun of the node poses what the first run recorded."""
     cfg = session.config.curriculum
     want = int(round(session.config.episodes.per_round * cfg.refine))
     if want < 1 or round_ < 2:
-        return []
-    failed = [e for e in session.store.episodes(session.run_id, round_ - 1) if not e.correct_first]
+        return Refined()
+    stored = session.store.decisions(session.run_id, round_, "refine")
+    if stored:  # a rerun of plan_round: the variants it posed, in the order it posed them
+        ids = [v for d in stored for v in d.detail["variants"]]
+        found = session.store.get_problems(ids)
+        return Refined([found[i] for i in ids if i in found])
+    written = cfg.refine_by != "domain"
+    failed = [e for e in session.store.episodes(session.run_id, round_ - 1, with_turns=written)
+              if not e.correct_first]
     if not failed:
-        return []
+        return Refined()
     parents = session.store.get_problems(sorted({e.problem_id for e in failed}))
     rng = random.Random(f"{session.config.seed}:{round_}:refine")
     order = sorted(parents)
     rng.shuffle(order)
+    if written:
+        return await write_refinements(session, round_, [parents[p] for p in order],
+                                       first_attempts(session, failed), want, rng)
     held, out, seen = session.heldout_prompts, [], set()
     for pid in order:
         if len(out) >= want:
@@ -243,7 +256,7 @@ def _refinements(session: Session, round_: int) -> list[Problem]:
             if v.id not in known and v.id not in seen and len(out) < want:
                 seen.add(v.id)
                 out.append(v)
-    return out
+    return Refined(out)
 
 
 # -- nodes ---------------------------------------------------------------------------------------
@@ -262,7 +275,8 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     round_ = state.get("round", 0) + 1
     sampler = session.sampler(state.get("sampler_state"))
     probs = sampler.probabilities()
-    refined = _refinements(session, round_)
+    refinement = await _refinements(session, round_)
+    refined = refinement.problems
     arms = sampler.sample(session.config.episodes.per_round - len(refined))
     counts: dict[str, int] = {}
     for arm in arms:
@@ -285,6 +299,7 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     for i, item in enumerate(plan):
         item["index"] = i
     session.store.add_problems(problems)
+    session.store.record_turns(session.run_id, refinement.turns)  # teacher/generator refine calls
     posing = getattr(session.generator, "turns", None)
     if posing:  # an LLM generator's calls: recorded as turns outside any episode
         session.store.record_turns(session.run_id, posing)
@@ -299,15 +314,21 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
         for arm, p in sorted(probs.items())
     ])
     by_parent: dict[str, list[str]] = {}
-    for p in refined:
+    for p in refined:  # in posing order: a rerun reads them back in it
         by_parent.setdefault(p.parent_id or "", []).append(p.id)
+    _record_once(session, round_, "refine_candidate", refinement.decisions)
+    refine_by = session.config.curriculum.refine_by
+    policy = {"domain": "variants", "teacher": "teacher"}.get(refine_by, "teacher+generator")
     _record_once(session, round_, "refine", [
-        DecisionRecord(session.run_id, round_, "refine", "variants", parent, True, float(len(ids)),
+        DecisionRecord(session.run_id, round_, "refine", policy, parent, True, float(len(ids)),
                        {"variants": ids})
-        for parent, ids in sorted(by_parent.items())
+        for parent, ids in by_parent.items()
     ])
-    session.emit("round_planned", {"round": round_, "episodes": len(plan), "counts": counts,
-                                   "refined": len(refined)})
+    session.emit("round_planned", {
+        "round": round_, "episodes": len(plan), "counts": counts, "refined": len(refined),
+        "refine_candidates": len(refinement.decisions),
+        "refine_accepted": sum(bool(d.chosen) for d in refinement.decisions),
+    })
     return {"round": round_, "plan": plan, "sampler_state": new_state, "candidate": None}
 
 
@@ -608,8 +629,13 @@ def build_loop_graph(session: Session, checkpointer: Any = None):
     g.add_edge("evaluate_base", "plan_round")
     g.add_edge("plan_round", "run_episodes")
     g.add_edge("run_episodes", "update_curriculum")
+    before_train = "update_curriculum"
+    if session.config.generator.train:  # the co-evolving generator learns after each round
+        g.add_node("train_generator", partial(train_generator, session=session))
+        g.add_edge("update_curriculum", "train_generator")
+        before_train = "train_generator"
     g.add_conditional_edges(
-        "update_curriculum", partial(_should_train, session=session),
+        before_train, partial(_should_train, session=session),
         {"train": "train", "next": "evaluate_and_promote"},
     )
     g.add_edge("train", "evaluate_and_promote")

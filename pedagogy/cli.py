@@ -162,7 +162,8 @@ def show(
     console.print(table)
     vt = Table("version", "status", "job", "path", title="model versions")
     for v in summary["model_versions"]:
-        vt.add_row(f"v{v['number']} {v['id'][:12]}", v["status"], (v["training_job_id"] or "-")[:12], v["path"])
+        role = "" if v["role"] == "student" else f"{v['role']} "
+        vt.add_row(f"{role}v{v['number']} {v['id'][:12]}", v["status"], (v["training_job_id"] or "-")[:12], v["path"])
     console.print(vt)
     tt = Table("agent", "calls", "prompt tokens", "completion tokens", "cost (USD)", title="tokens")
     for agent, t in summary["tokens"].items():

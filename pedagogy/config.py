@@ -47,6 +47,27 @@ class DomainConfig(_Strict):
 class GeneratorConfig(_Strict):
     kind: Literal["procedural", "llm"] = "procedural"
     backend: BackendConfig | None = None
+    """llm: the generator's model; transformers with model 'tiny' builds a tiny one (options.tiny
+    as for the student)."""
+    pose: bool = True
+    """llm: the LLM poses each round's new problems; false: the domain poses them and the LLM
+    only writes refinements (curriculum.refine_by: generator)."""
+    train: bool = False
+    """Co-evolving generator: after each round, fine-tune the LLM generator on the teacher's
+    accepted refinements so far (the student's SFT path); needs a transformers backend."""
+    train_steps: int | None = Field(200, ge=1)
+    """train: optimiser steps per job (None: only train_seconds bounds it)."""
+    train_seconds: float = Field(30.0, gt=0)
+    """train: time budget of one job."""
+
+    def model_post_init(self, context: Any) -> None:
+        if self.train and (self.kind != "llm" or self.backend is None or self.backend.kind != "transformers"):
+            got = (f"backend.kind {self.backend.kind!r}" if self.kind == "llm" and self.backend
+                   else f"kind {self.kind!r}" if self.kind != "llm" else "no backend")
+            raise ValueError(
+                f"train: true needs a trainable generator (kind: llm with backend.kind: "
+                f"transformers), got {got}; use a transformers backend or set train: false"
+            )
 
 
 class VerifierConfig(_Strict):
@@ -79,6 +100,8 @@ class CurriculumConfig(_Strict):
     """skill_graph: extra {arm: [arms it requires]}, e.g. {"carry@0": ["add@1"]}."""
     unlock_at: float = Field(0.6, ge=0, le=1)
     """skill_graph: an arm unlocks once each prerequisite's success rate reaches this."""
+    level_chain: bool = True
+    """skill_graph: each level requires the level below; false: only `prerequisites` gate."""
     grounded: bool = False
     """SOAR-style grounded reward: the sampler learns from the held-out accuracy per arm of the
     student in service (its measured improvement after training) instead of the round's
@@ -87,11 +110,20 @@ class CurriculumConfig(_Strict):
     """Failure-driven refinement: share of each round's episodes posed as variants of problems
     the student got wrong in the round before (same arm and shape, other values); 0 = off."""
     refine_variants: int = Field(2, ge=1)
-    """refine: variants made from each failed problem."""
+    """refine: variants made from each failed problem (by each author)."""
+    refine_by: Literal["domain", "teacher", "generator"] = "domain"
+    """refine: who writes the variants. domain: its `variants` method; teacher: the teacher,
+    each candidate posed only if the domain's worked solution reaches the answer the teacher
+    stated; generator: the LLM generator too (generator.kind: llm), checked the same way."""
 
     def model_post_init(self, context: Any) -> None:
         from pedagogy.domains.base import parse_arm  # the arm syntax lives with the domains
 
+        if self.refine_by != "domain" and self.refine == 0:
+            raise ValueError(
+                f"refine_by {self.refine_by!r} does nothing while refine is 0; set refine "
+                "(e.g. 0.25) or drop refine_by"
+            )
         low, high = self.band
         if not 0 <= low < high <= 1:
             raise ValueError(f"band {list(self.band)} must be [low, high] with 0 <= low < high <= 1")

@@ -53,6 +53,9 @@ class LiveProgress:
         elif kind == "curriculum_updated":
             res = " ".join(f"{a}:{c}/{n}" for a, (c, n) in sorted(data["results"].items()))
             self._line(f"round {data['round']}: first-try {res}")
+        elif kind == "generator_trained":
+            self._line(f"round {data['round']}: generator fine-tuned on {data['examples']} refinements, "
+                       f"{data['steps']} steps in {data['seconds']:.0f}s, loss {data['train_loss']:.3f}")
         elif kind == "training_started":
             self._line(f"round {data['round']}: fine-tuning on {data['examples']} examples ({data['new']} new)")
         elif kind == "training_finished":

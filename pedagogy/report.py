@@ -63,12 +63,13 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
         "heldout_final": final,
         "practised_arms": practised,
         "model_versions": [
-            {"id": v.id, "number": v.number, "status": v.status, "path": v.path,
+            {"id": v.id, "role": v.role, "number": v.number, "status": v.status, "path": v.path,
              "parent_id": v.parent_id, "training_job_id": v.training_job_id}
             for v in sorted(versions, key=lambda v: (v.role, v.number))
         ],
         "training_jobs": [
-            {"id": j.id, "round": j.round, "kind": j.kind, "status": j.status, "metrics": j.metrics,
+            {"id": j.id, "role": j.config.get("role", "student"), "round": j.round, "kind": j.kind,
+             "status": j.status, "metrics": j.metrics,
              "output_version_id": j.output_version_id}
             for j in jobs
         ],

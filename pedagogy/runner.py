@@ -20,7 +20,7 @@ from typing import Any
 from pedagogy.agents.roles import Generator, Student, Teacher, Verifier
 from pedagogy.backends.registry import build_backend, check_backend_kind
 from pedagogy.config import RunConfig, config_from_dict
-from pedagogy.domains.base import arm_name
+from pedagogy.domains.base import arm_name, reads_problems
 from pedagogy.errors import ConfigError, PedagogyError
 from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.graphs.loop import EventSink, LoopState, Session, _no_events, build_loop_graph
@@ -84,6 +84,63 @@ def _check_backend_kinds(config: RunConfig) -> None:
             raise ConfigError(f"{role}.kind {sub.kind!r} needs {role}.backend; add one or use the default kind")
 
 
+def _check_refinement(config: RunConfig, domain) -> None:
+    """Combinations of refinement and generator options that cannot work, named with the fix."""
+    refine_by, gen = config.curriculum.refine_by, config.generator
+    if refine_by == "generator" and gen.kind != "llm":
+        raise ConfigError(
+            "curriculum.refine_by 'generator' needs an LLM generator; set generator.kind: llm "
+            "with a backend, or use refine_by: teacher"
+        )
+    if gen.train and refine_by != "generator":
+        raise ConfigError(
+            f"generator.train learns to write refinements, but curriculum.refine_by is "
+            f"{refine_by!r}; set refine_by: generator (with refine > 0) or generator.train: false"
+        )
+    if gen.kind == "llm" and not gen.pose and refine_by != "generator":
+        raise ConfigError(
+            f"generator.pose: false leaves the LLM generator nothing to do with curriculum."
+            f"refine_by {refine_by!r}; set refine_by: generator or pose: true"
+        )
+    if refine_by != "domain" and not reads_problems(domain):
+        raise ConfigError(
+            f"curriculum.refine_by {refine_by!r}: domain {config.domain.name!r} cannot read "
+            "written problems to check them (no parse_problem method); use refine_by: domain "
+            "or a domain with parse_problem"
+        )
+
+
+def _local_model(backend_cfg, path: Path, seed: int) -> str:
+    """The backend's model, or a freshly built tiny model at `path` for model 'tiny'."""
+    if backend_cfg.kind != "transformers" or backend_cfg.model != "tiny":
+        return backend_cfg.model
+    from pedagogy.training.tiny import TinyStudentConfig, build_tiny_student
+
+    try:
+        tiny = TinyStudentConfig(**dict(backend_cfg.options.get("tiny") or {}))
+    except TypeError as err:
+        raise ConfigError(f"options.tiny: {err}; see TinyStudentConfig for the fields") from None
+    build_tiny_student(path, tiny, seed=seed)
+    return str(path)
+
+
+def _generator_model(config: RunConfig, store, run_id: str, resume: str | None, models_dir: Path):
+    """The LLM generator's backend config and model-version id: a resumed run's generator
+    continues from its latest trained version; model 'tiny' builds one (seeded)."""
+    if config.generator.kind != "llm" or config.generator.backend is None:
+        return None, None
+    cfg, version = config.generator.backend, f"{run_id}-generator-v0"
+    trained = [v for v in store.model_versions(run_id, "generator") if v.status in ("base", "promoted")] if resume else []
+    if trained:
+        latest = max(trained, key=lambda v: v.number)
+        cfg, version = cfg.model_copy(update={"model": latest.path}), latest.id
+    else:
+        cfg = cfg.model_copy(update={"model": _local_model(cfg, models_dir / "generator-v0", config.seed + 1)})
+    if cfg.kind == "transformers":
+        cfg = cfg.model_copy(update={"options": {k: v for k, v in cfg.options.items() if k != "tiny"}})
+    return cfg, version
+
+
 async def _check_reachable(backend) -> None:
     check = getattr(backend, "check", None)
     if check is not None:
@@ -135,9 +192,13 @@ async def run_loop(
     _check_backend_kinds(config)
     domain = build_domain_from(config)
     arms = _domain_arms(config, domain)
+    _check_refinement(config, domain)
     teacher_backend = build_backend(config.teacher, domain)
     await _check_reachable(teacher_backend)
-    gen_backend = build_backend(config.generator.backend, domain) if config.generator.kind == "llm" else None
+    gen_cfg, gen_version = _generator_model(config, store, run_id, resume, models_dir)
+    gen_backend = build_backend(gen_cfg, domain) if gen_cfg is not None else None
+    if gen_backend is not None and hasattr(gen_backend, "version_id"):
+        gen_backend.version_id = gen_version
     judge_backend = build_backend(config.verifier.backend, domain) if config.verifier.kind == "llm_judge" else None
     for b in (gen_backend, judge_backend):
         if b is not None:
@@ -174,6 +235,11 @@ async def run_loop(
         store.add_model_version(ModelVersionRecord(
             id=student_version, run_id=run_id, role="student", number=0, path=student_path, status="base",
         ))
+        if config.generator.train and gen_backend is not None:
+            store.add_model_version(ModelVersionRecord(
+                id=gen_version, run_id=run_id, role="generator",
+                number=0, path=gen_backend.model, status="base",
+            ))
     else:
         store.set_run_status(run_id, "running")
     emit("run_started", {"run_id": run_id, "resumed": resume is not None, "db": store.url, "run_dir": str(run_dir)})
@@ -192,7 +258,12 @@ async def run_loop(
             verifier=Verifier(domain, judge_backend),
             reattempt=config.episodes.reattempt,
         ),
-        generator=Generator(domain, gen_backend), student_backend=student_backend,
+        generator=Generator(
+            domain, gen_backend, poses=config.generator.pose,
+            max_tokens=gen_cfg.max_tokens if gen_cfg else 96,
+            temperature=gen_cfg.temperature if gen_cfg else 0.0,
+        ),
+        student_backend=student_backend,
         heldout=heldout, arms=arms, models_dir=models_dir, emit=emit, graph_factory=episode_graph,
     )
     status = "failed"
@@ -222,9 +293,10 @@ async def run_loop(
         store.set_run_status(run_id, "failed", f"{type(err).__name__}: {err}")
         raise
     finally:
-        aclose = getattr(student_backend, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        for backend in (student_backend, gen_backend):
+            aclose = getattr(backend, "aclose", None)
+            if aclose is not None:
+                await aclose()
     result = RunResult(run_id, status, store.url, run_dir, time.perf_counter() - t0)
     emit("run_finished", {"run_id": run_id, "status": status, "seconds": result.seconds})
     return result

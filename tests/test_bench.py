@@ -15,7 +15,7 @@ runner = CliRunner()
 
 def test_each_ablation_switches_exactly_one_mechanism_back_to_standard():
     mechanisms = {
-        "no_curriculum": {"curriculum.sampler", "curriculum.skill_graph"},
+        "no_curriculum": {"curriculum.sampler", *B.SKILL_GRAPH},
         "no_utility": {"episodes.intervention"},
         "no_style": {"episodes.style"},
         "no_filter": {"training.filter"},
@@ -29,7 +29,8 @@ def test_each_ablation_switches_exactly_one_mechanism_back_to_standard():
 
 def test_each_add_one_arm_switches_exactly_one_mechanism_on():
     mechanisms = {
-        "kd+curriculum": {"curriculum.sampler", "curriculum.skill_graph"},
+        "kd+curriculum": {"curriculum.sampler", *B.SKILL_GRAPH},
+        "kd+graph": set(B.SKILL_GRAPH),
         "kd+bandit": {"curriculum.sampler"},
         "kd+grounded": {"curriculum.sampler", "curriculum.grounded"},
         "kd+utility": {"episodes.intervention"},
@@ -264,6 +265,6 @@ def test_default_arms_and_arms_run_only_by_name():
     assert {k: v for k, v in B.ARMS["pedagogy@half"].items() if k != B.BUDGET_SHARE} == B.PEDAGOGY
     assert B.parse_arms(None, quick=True) == B.QUICK_ARMS
     extra = [a for a in B.ARMS if a not in B.DEFAULT_ARMS]
-    assert extra == ["kd+in_context", "kd+utility+in_context"]
+    assert extra == ["kd+graph", "kd+chain", "kd+in_context", "kd+utility+in_context"]
     assert B.parse_arms(",".join(extra)) == extra
     assert B.ARMS["kd+in_context"] == {**B.STANDARD_KD, "training.in_context": True}

@@ -77,10 +77,19 @@ def test_utility_policy_spends_exactly_its_budget_and_decisions_are_in_sql(quick
         chosen = {d.subject for d in decisions if d.chosen}
         assert chosen == {e.id for e in eps if e.explained}
         assert all(d.policy == "utility" and d.value is not None for d in decisions)
-        # The utility ranking: every explained attempt scored at least as high as any other.
+        # The utility ranking: every explained attempt scored at least as high as any other,
+        # except repeats of a problem already explained this round (distinct problems first).
         if chosen and len(chosen) < len(decisions):
             low = min(d.value for d in decisions if d.chosen)
-            assert all(d.value <= low for d in decisions if not d.chosen)
+            passed = [d for d in decisions if not d.chosen]
+            assert all(
+                d.value <= low or "repeats a problem ranked higher" in d.detail["reason"]
+                for d in passed
+            )
+            problem_of = {e.id: e.problem_id for e in eps}
+            explained = [problem_of[s] for s in chosen]
+            distinct_wrong = {e.problem_id for e in wrong}
+            assert len(set(explained)) == min(len(explained), len(distinct_wrong))
     engine = sa.create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
         per_round = conn.execute(sa.text(
