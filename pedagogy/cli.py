@@ -265,7 +265,7 @@ def bench_learning(
     rounds: int | None = typer.Option(None, "--rounds", min=1, help="Teaching rounds per run (default 3; --quick: 2)."),
     quick: bool = typer.Option(False, "--quick", help="A tiny bench for tests/CI: 2 levels, 2 rounds of 48 episodes, 3 s training, 1 seed, 2 arms."),
     out: Path = typer.Option(Path("pedagogy-bench"), "--out", help="Folder for bench.json, bench.png and the runs' database; a rerun skips runs done there."),
-    arms: str | None = typer.Option(None, "--arms", help="Comma-separated arms (default: all; --quick: standard_kd,pedagogy). See pedagogy.bench.ARMS."),
+    arms: str | None = typer.Option(None, "--arms", help="Comma-separated arms (default: the 15 of pedagogy.bench.DEFAULT_ARMS; --quick: standard_kd,pedagogy); more in pedagogy.bench.ARMS."),
     as_json: bool = typer.Option(False, "--json", help="Print the per-arm summary as JSON instead of a table."),
 ) -> None:
     """Run several teaching arms with the same seeds, student and teacher budget; compare held-out accuracy."""
@@ -298,9 +298,10 @@ def bench_learning(
         table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True, min_width=min(width, 14))
     for row in rows:
         table.add_row(*row)
-    (console if console.is_terminal else Console(width=200)).print(table)  # a file gets every digit
+    wide = console if console.is_terminal else Console(width=200)  # a file gets every digit
+    wide.print(table)
     for line in target_lines(summary):
-        console.print(line, highlight=False)
+        wide.print(line, highlight=False)
     console.print(f"results    {bench.json_path}")
     console.print(f"plot       {bench.png_path}")
     console.print(f"database   {out / 'bench.db'}")

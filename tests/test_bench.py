@@ -167,6 +167,12 @@ def test_quick_bench_end_to_end_then_rerun_skips_finished_runs(tmp_path):
     assert result.exit_code == 0, result.output
     assert "standard_kd seed 0: L0=" in result.stderr and "pedagogy seed 0: L0=" in result.stderr
     assert "held-out accuracy" in result.stdout and "standard_kd" in result.stdout
+    # The verdict on the target, each on one line however narrow the output.
+    assert any(
+        line.startswith("pedagogy vs standard_kd at the same budget: ")
+        and line.endswith(("): met", "): not met"))
+        for line in result.stdout.splitlines()
+    ), result.stdout
 
     data = json.loads((out / "bench.json").read_text())
     assert sorted((r["arm"], r["seed"], r["status"]) for r in data["runs"]) == [
