@@ -20,7 +20,9 @@ min(budget, number of candidates) interventions (budget None = unlimited: all of
   candidate of a call has no solution, the whole call uses the answer target, so that the
   utilities being ranked are comparable. All 2n log-probabilities come from ONE batched
   `score` call. `measure="prob_gain"` ranks by P(target | explanation) - P(target | prompt)
-  instead, the paper's difference of probabilities. The same problem posed twice in a round is
+  instead, the paper's difference of probabilities; `measure="log_ratio_per_token"` divides the
+  log ratio by the target's token count, so that long solutions do not dominate the ranking
+  just by being long. The same problem posed twice in a round is
   explained once before any problem gets a second explanation (`distinct`). A student backend without `score` (API
   models, scripted) falls back to the teacher's model of the student: utility = 1 - mastery(arm)
   from a `StudentProfile`; each decision's reason says which was used.
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pedagogy.agents.curriculum import _rng_state, _set_rng_state
+from pedagogy.agents.explanations import _token_counts
 from pedagogy.agents.profile import StudentProfile
 from pedagogy.agents.roles import Student
 from pedagogy.backends.base import Backend
@@ -48,7 +51,7 @@ from pedagogy.errors import BackendError, ConfigError, PedagogyError, UnknownNam
 from pedagogy.memory.records import DecisionRecord
 
 TARGETS = ("solution", "answer")
-MEASURES = ("log_ratio", "prob_gain")
+MEASURES = ("log_ratio", "log_ratio_per_token", "prob_gain")
 
 
 @dataclass
@@ -395,12 +398,23 @@ class UtilityPolicy:
                 f"student backend {backend_name!r} returned {len(scores)} scores for {2 * n} "
                 "prompts; score must return one log-probability per prompt"
             )
+        tokens = (
+            _token_counts(self.student, plain, continuations)
+            if self.measure == "log_ratio_per_token"
+            else []
+        )
         utilities, why = [], []
         for i in range(n):
             lp_with, lp_without = float(scores[i]), float(scores[n + i])
             if self.measure == "log_ratio":
                 u = lp_with - lp_without
                 formula = f"log P({label} | explanation + prompt) - log P(... | prompt)"
+            elif self.measure == "log_ratio_per_token":
+                u = (lp_with - lp_without) / tokens[i]
+                formula = (
+                    f"(log P({label} | explanation + prompt) - log P(... | prompt)) / "
+                    f"{tokens[i]} tokens"
+                )
             else:
                 u = math.exp(lp_with) - math.exp(lp_without)
                 formula = f"P({label} | explanation + prompt) - P(... | prompt)"

@@ -233,6 +233,29 @@ def test_utility_ties_keep_the_given_order_and_answer_target_is_used():
     assert seen == [f"A:{c.problem.answer}" for c in candidates] * 2
 
 
+def test_log_ratio_per_token_divides_by_the_target_length():
+    # ep1's solution is long and gains 6 nats (0.26 per character); ep2's is short and gains 4
+    # (0.36 per character): the log ratio ranks ep1 first, the per-token measure ep2.
+    long_sol, short_sol = "S:1+3=4;4+0=4;4+0=4\nA:4", "S:2+6=8\nA:8"
+    gain = {long_sol: 6.0, short_sol: 4.0}
+
+    def fn(prompt: str, continuation: str) -> float:
+        return gain[continuation] if "\n" in prompt else 0.0
+
+    one, two = candidate(1), candidate(2)
+    one.solution, two.solution = long_sol, short_sol
+    assert (len(long_sol), len(short_sol)) == (23, 11)
+    plain = UtilityPolicy(student=FakeScorer(fn)).decide([one, two], 1)
+    assert [d.intervene for d in plain] == [True, False]
+    per_token = UtilityPolicy(student=FakeScorer(fn), measure="log_ratio_per_token")
+    decisions = per_token.decide([one, two], 1)
+    assert [d.intervene for d in decisions] == [False, True]
+    assert [d.utility for d in decisions] == pytest.approx([6.0 / 23, 4.0 / 11])
+    assert "/ 11 tokens" in decisions[1].reason
+    with pytest.raises(ConfigError, match="log_ratio_per_token"):
+        UtilityPolicy(student=FakeScorer(fn), measure="per_token")
+
+
 def test_utility_explains_distinct_problems_before_repeats():
     # ep0 and ep10 pose the same problem (0+0) and share the top utility: the budget of 2 goes
     # to 0+0 once and to the next problem, not to 0+0 twice; with distinct=False it is doubled.
