@@ -229,7 +229,9 @@ async def _refinements(session: Session, round_: int) -> Refined:
     if want < 1 or round_ < 2:
         return Refined()
     stored = session.store.decisions(session.run_id, round_, "refine")
-    if stored:  # a rerun of plan_round: the variants it posed, in the order it posed them
+    if stored or session.store.decisions(session.run_id, round_, "refine_candidate"):
+        # A rerun of plan_round: the variants it posed (none, if every candidate was rejected),
+        # in the order it posed them; the models are not asked again.
         ids = [v for d in stored for v in d.detail["variants"]]
         found = session.store.get_problems(ids)
         return Refined([found[i] for i in ids if i in found])
@@ -299,7 +301,6 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     for i, item in enumerate(plan):
         item["index"] = i
     session.store.add_problems(problems)
-    session.store.record_turns(session.run_id, refinement.turns)  # teacher/generator refine calls
     posing = getattr(session.generator, "turns", None)
     if posing:  # an LLM generator's calls: recorded as turns outside any episode
         session.store.record_turns(session.run_id, posing)
@@ -316,14 +317,17 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     by_parent: dict[str, list[str]] = {}
     for p in refined:  # in posing order: a rerun reads them back in it
         by_parent.setdefault(p.parent_id or "", []).append(p.id)
-    _record_once(session, round_, "refine_candidate", refinement.decisions)
     refine_by = session.config.curriculum.refine_by
     policy = {"domain": "variants", "teacher": "teacher"}.get(refine_by, "teacher+generator")
-    _record_once(session, round_, "refine", [
+    refine_rows = [*refinement.decisions, *(
         DecisionRecord(session.run_id, round_, "refine", policy, parent, True, float(len(ids)),
                        {"variants": ids})
         for parent, ids in by_parent.items()
-    ])
+    )]
+    if not any(session.store.decisions(session.run_id, round_, k) for k in ("refine", "refine_candidate")):
+        # The teacher's and generator's refine calls and what came of them, in one transaction:
+        # a crash leaves both or neither, so a rerun never asks the models twice.
+        session.store.record_turns(session.run_id, refinement.turns, refine_rows)
     session.emit("round_planned", {
         "round": round_, "episodes": len(plan), "counts": counts, "refined": len(refined),
         "refine_candidates": len(refinement.decisions),

@@ -47,9 +47,12 @@ class Store(Protocol):
         """One transaction; idempotent on (run_id, round, index): a re-recorded episode is skipped."""
         ...
 
-    def record_turns(self, run_id: str, turns: Sequence[TurnRecord]) -> None:
+    def record_turns(
+        self, run_id: str, turns: Sequence[TurnRecord], decisions: Sequence[DecisionRecord] = ()
+    ) -> None:
         """Turns outside any episode (episode_id None), appended to the run's hash chain in one
-        transaction; idempotent on turn id (a turn already stored is skipped)."""
+        transaction; idempotent on turn id (a turn already stored is skipped). `decisions` made
+        from these calls are written in the same transaction: both are stored, or neither."""
         ...
 
     def turns_outside_episodes(self, run_id: str) -> list[TurnRecord]:

@@ -438,11 +438,19 @@ class SQLStore:
             for run_id, batch in by_run.items():
                 self._record_run_episodes(conn, run_id, batch, *heads[run_id])
 
-    def record_turns(self, run_id: str, turns: Sequence[TurnRecord]) -> None:
-        if not turns:
+    def record_turns(
+        self, run_id: str, turns: Sequence[TurnRecord], decisions: Sequence[DecisionRecord] = ()
+    ) -> None:
+        if not turns and not decisions:
             return
         t = S.turns
         with self._writing("record turns") as conn:
+            if decisions:
+                for other in sorted({d.run_id for d in decisions}):
+                    self._require_run(conn, other)
+                conn.execute(insert(S.decisions), [_row(d) for d in decisions])
+            if not turns:
+                return
             last, length = self._lock_chain(conn, run_id)
             for turn in turns:
                 turn.id = turn.id or uuid.uuid4().hex

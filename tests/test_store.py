@@ -425,6 +425,30 @@ def test_turns_outside_episodes_join_the_chain_once(store: SQLStore, raw: sa.Eng
         store.record_turns("nope", [pose(3)])
 
 
+def test_turns_and_their_decisions_are_stored_together_or_not_at_all(store: SQLStore):
+    make_run(store)
+    call = TurnRecord(0, "teacher", "scripted", "t", {"purpose": "refine"}, "3+4=\nA: 7", id="ref-1")
+
+    def decision(run_id: str) -> DecisionRecord:
+        return DecisionRecord(run_id, 2, "refine_candidate", "teacher", "p1", True, None,
+                              {"turn_id": "ref-1"})
+
+    with pytest.raises(StoreError, match="unknown run id"):
+        store.record_turns("run1", [call], [decision("nope")])
+    # The decisions go in first; turns that cannot be stored take them back out.
+    with pytest.raises(StoreError, match="unknown run id"):
+        store.record_turns("nope", [call], [decision("run1")])
+    assert store.turns_outside_episodes("run1") == [] and store.decisions("run1") == []
+    store.record_turns("run1", [call], [decision("run1")])
+    assert [t.id for t in store.turns_outside_episodes("run1")] == ["ref-1"]
+    assert [(d.kind, d.detail) for d in store.decisions("run1", 2)] == [
+        ("refine_candidate", {"turn_id": "ref-1"})
+    ]
+    store.record_turns("run1", [], [decision("run1")])  # decisions alone are fine too
+    assert len(store.decisions("run1", 2, "refine_candidate")) == 2
+    assert store.verify_chain("run1") == []
+
+
 def test_token_totals_per_agent(store: SQLStore):
     make_run(store)
     store.record_episodes(batch(store, "run1", 0, 3))  # episodes 0 and 2 explained
