@@ -48,6 +48,7 @@ __all__ = [
     "probe_styles",
     "split_chunks",
     "student_prompt",
+    "token_counts",
 ]
 
 
@@ -332,7 +333,7 @@ def _score(scorer: Any, prompts: list[str], continuations: list[str]) -> list[fl
     return [float(s) for s in scores]
 
 
-def _token_counts(scorer: Any, prompts: Sequence[str], continuations: Sequence[str]) -> list[int]:
+def token_counts(scorer: Any, prompts: Sequence[str], continuations: Sequence[str]) -> list[int]:
     """Tokens of each continuation after its prompt: the backend's tokenizer, else characters.
 
     Counted as `TransformersBackend.score` counts them: the tokens of prompt + continuation past
@@ -630,7 +631,7 @@ def filter_explanation(
         prompts = [base + contexts[i] for i in live]
         continuation = [texts[i] for i in live]
         sums = _score(scorer, prompts, continuation)
-        counts = _token_counts(scorer, prompts, continuation)
+        counts = token_counts(scorer, prompts, continuation)
         for i, total, n in zip(live, sums, counts):
             scores[i] = total / n
         # The first improbable chunk is also the context of every later one: settle it, and

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pedagogy.agents.curriculum import _rng_state, _set_rng_state
-from pedagogy.agents.explanations import _token_counts
+from pedagogy.agents.explanations import token_counts
 from pedagogy.agents.profile import StudentProfile
 from pedagogy.agents.roles import Student
 from pedagogy.backends.base import Backend
@@ -399,7 +399,7 @@ class UtilityPolicy:
                 "prompts; score must return one log-probability per prompt"
             )
         tokens = (
-            _token_counts(self.student, plain, continuations)
+            token_counts(self.student, plain, continuations)
             if self.measure == "log_ratio_per_token"
             else []
         )

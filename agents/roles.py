@@ -55,6 +55,12 @@ def make_turn(agent: str, backend: Backend, request: ChatRequest, completion: Co
     )
 
 
+async def ask(agent: str, backend: Backend, request: ChatRequest, seq: int = 0) -> TurnRecord:
+    """One call of `agent` through `backend`, as its turn."""
+    (completion,) = await backend.generate([request])
+    return make_turn(agent, backend, request, completion, seq)
+
+
 @dataclass
 class Student:
     """Attempts problems; the domain parses its answer."""
@@ -75,9 +81,7 @@ class Student:
         )
 
     async def attempt(self, problem: Problem, seq: int, explanation: str | None = None, seed: int | None = None) -> TurnRecord:
-        request = self.request(problem, explanation, seed)
-        (completion,) = await self.backend.generate([request])
-        return make_turn("student", self.backend, request, completion, seq)
+        return await ask("student", self.backend, self.request(problem, explanation, seed), seq)
 
 
 @dataclass
@@ -130,15 +134,13 @@ class Teacher:
             problem=problem,
             purpose="explain",
         )
-        (completion,) = await self.backend.generate([request])
-        return make_turn("teacher", self.backend, request, completion, seq)
+        return await ask("teacher", self.backend, request, seq)
 
     async def refine(self, problem: Problem, attempt: str, n: int, seed: int | None = None) -> TurnRecord:
         """Write `n` new problems that target the mistake in `attempt` (the REFINE prompt of
         `pedagogy.agents.refinement`); the reply is checked there. Not charged to the budget."""
         request = refine_request(problem, attempt, n, max_tokens=self.max_tokens, seed=seed)
-        (completion,) = await self.backend.generate([request])
-        return make_turn("teacher", self.backend, request, completion, 0)
+        return await ask("teacher", self.backend, request)
 
 
 @dataclass
@@ -198,8 +200,7 @@ class Generator:
             problem, attempt, n, max_tokens=self.max_tokens,
             temperature=self.temperature, seed=seed,
         )
-        (completion,) = await self.backend.generate([request])
-        return make_turn("generator", self.backend, request, completion, 0)
+        return await ask("generator", self.backend, request)
 
     async def pose(self, rng: random.Random, n: int, skill: str, level: int) -> list[Problem]:
         if self.backend is None or not self.poses:

@@ -104,6 +104,7 @@ class ScriptedBackend:
 def _variants_reply(domain: Domain, request: ChatRequest) -> str:
     """The domain's variants of the request's problem, as many as the prompt asks for, each as
     a problem line and 'A: <answer>' (seeded by the request, so a rerun writes the same)."""
+    from pedagogy.agents.refinement import render_problems
     from pedagogy.domains.base import problem_variants
 
     problem = request.problem
@@ -115,5 +116,4 @@ def _variants_reply(domain: Domain, request: ChatRequest) -> str:
     match = _HOW_MANY.search(last_user_content(request))
     n = int(match.group(1)) if match else 2
     seed = request.seed if request.seed is not None else problem.id
-    made = problem_variants(domain, problem, random.Random(seed), n)
-    return "\n".join(f"{v.prompt}\nA: {v.answer}" for v in made)
+    return render_problems(problem_variants(domain, problem, random.Random(seed), n))

@@ -234,7 +234,7 @@ async def _refinements(session: Session, round_: int) -> Refined:
         # in the order it posed them; the models are not asked again.
         ids = [v for d in stored for v in d.detail["variants"]]
         found = session.store.get_problems(ids)
-        return Refined([found[i] for i in ids if i in found])
+        return Refined([found[i] for i in ids if i in found], stored=True)
     written = cfg.refine_by != "domain"
     failed = [e for e in session.store.episodes(session.run_id, round_ - 1, with_turns=written)
               if not e.correct_first]
@@ -324,7 +324,7 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
                        {"variants": ids})
         for parent, ids in by_parent.items()
     )]
-    if not any(session.store.decisions(session.run_id, round_, k) for k in ("refine", "refine_candidate")):
+    if not refinement.stored:
         # The teacher's and generator's refine calls and what came of them, in one transaction:
         # a crash leaves both or neither, so a rerun never asks the models twice.
         session.store.record_turns(session.run_id, refinement.turns, refine_rows)

@@ -46,6 +46,8 @@ class Refined:
     turns: list[TurnRecord] = field(default_factory=list)
     decisions: list[DecisionRecord] = field(default_factory=list)
     """One `refine_candidate` decision per written candidate (and per reply with none)."""
+    stored: bool = False
+    """Read back from the store (a rerun of the planning step): nothing new to record."""
 
 
 def first_attempts(session: Session, episodes: list[EpisodeRecord]) -> dict[str, str]:

@@ -110,8 +110,9 @@ def _check_refinement(config: RunConfig, domain) -> None:
         )
 
 
-def _local_model(backend_cfg, path: Path, seed: int) -> str:
-    """The backend's model, or a freshly built tiny model at `path` for model 'tiny'."""
+def _local_model(backend_cfg, path: Path, seed: int, role: str) -> str:
+    """The backend's model, or for a transformers backend with model 'tiny' a freshly built
+    tiny model at `path`."""
     if backend_cfg.kind != "transformers" or backend_cfg.model != "tiny":
         return backend_cfg.model
     from pedagogy.training.tiny import TinyStudentConfig, build_tiny_student
@@ -119,7 +120,7 @@ def _local_model(backend_cfg, path: Path, seed: int) -> str:
     try:
         tiny = TinyStudentConfig(**dict(backend_cfg.options.get("tiny") or {}))
     except TypeError as err:
-        raise ConfigError(f"options.tiny: {err}; see TinyStudentConfig for the fields") from None
+        raise ConfigError(f"{role}.options.tiny: {err}; see TinyStudentConfig for the fields") from None
     build_tiny_student(path, tiny, seed=seed)
     return str(path)
 
@@ -135,7 +136,7 @@ def _generator_model(config: RunConfig, store, run_id: str, resume: str | None, 
         latest = max(trained, key=lambda v: v.number)
         cfg, version = cfg.model_copy(update={"model": latest.path}), latest.id
     else:
-        cfg = cfg.model_copy(update={"model": _local_model(cfg, models_dir / "generator-v0", config.seed + 1)})
+        cfg = cfg.model_copy(update={"model": _local_model(cfg, models_dir / "generator-v0", config.seed + 1, "generator.backend")})
     if cfg.kind == "transformers":
         cfg = cfg.model_copy(update={"options": {k: v for k, v in cfg.options.items() if k != "tiny"}})
     return cfg, version
@@ -205,16 +206,7 @@ async def run_loop(
             await _check_reachable(b)
 
     if resume is None:
-        base_path = config.student.model
-        if base_path == "tiny":
-            from pedagogy.training.tiny import TinyStudentConfig, build_tiny_student
-
-            base_path = str(models_dir / "student-v0")
-            try:
-                tiny = TinyStudentConfig(**dict(config.student.options.get("tiny") or {}))
-            except TypeError as err:
-                raise ConfigError(f"student.options.tiny: {err}; see TinyStudentConfig for the fields") from None
-            build_tiny_student(base_path, tiny, seed=config.seed)
+        base_path = _local_model(config.student, models_dir / "student-v0", config.seed, "student")
         student_path, student_version = base_path, f"{run_id}-student-v0"
     else:
         promoted = [v for v in store.model_versions(run_id, "student") if v.status in ("base", "promoted")]
