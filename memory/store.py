@@ -20,7 +20,9 @@ import hashlib
 import json
 import os
 import re
+import sqlite3
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _CHUNK = 500
+_SQLITE_TIMEOUT = 30.0  # seconds a SQLite connection waits for another's lock
 """Ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits."""
 _MIGRATING = threading.Lock()
 _MIGRATION_LOCK = 0x7065646167
@@ -200,10 +203,29 @@ def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _wal_mode(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _wal_mode(cursor: Any) -> None:
+    """Switch a SQLite file to WAL (persistent in the file), waiting out other openers.
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at once, without
+    its busy timeout, while another connection is opening or switching the same new file; so retry
+    for as long as the connection's own busy timeout would wait.
+    """
+    deadline = time.monotonic() + _SQLITE_TIMEOUT
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class SQLStore:
@@ -261,7 +283,7 @@ class SQLStore:
                     raise StoreError(
                         f"no database at {self.url}; check the --db path (or create it first)"
                     )
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": _SQLITE_TIMEOUT}
         elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
             kwargs["connect_args"] = {"connect_timeout": 10}
         try:
