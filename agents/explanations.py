@@ -12,7 +12,9 @@ Three mechanisms from the tailored-teaching literature, each usable on its own:
 - **Learnability filter** (Reverse Speculative Decoding / Gen-SSD). Teacher text full of tokens
   the student finds improbable hurts small students, so each chunk of an explanation is scored
   as the student's own continuation of the problem; improbable chunks are dropped when the rest
-  still verifies, and flagged for a rewrite otherwise.
+  still verifies; otherwise (with `rewrite`) the student writes the rest itself from the text
+  before the chunk and its own version is kept when it verifies, else the explanation is
+  rejected.
 
 Scoring needs a backend with `score(prompts, continuations)` (a local `TransformersBackend`);
 prompts are rendered exactly as the student sees them (`Student.request`, then the backend's
@@ -333,6 +335,16 @@ def _score(scorer: Any, prompts: list[str], continuations: list[str]) -> list[fl
     return [float(s) for s in scores]
 
 
+def _student_continuation(scorer: Any, prompt: str, max_tokens: int) -> str:
+    texts = list(scorer.continue_texts([prompt], max_tokens))
+    if len(texts) != 1 or not isinstance(texts[0], str):
+        raise BackendError(
+            f"backend {getattr(scorer, 'name', type(scorer).__name__)!r} returned {texts!r} "
+            "from continue_texts for one prompt; it must return one string per prompt"
+        )
+    return texts[0]
+
+
 def token_counts(scorer: Any, prompts: Sequence[str], continuations: Sequence[str]) -> list[int]:
     """Tokens of each continuation after its prompt: the backend's tokenizer, else characters.
 
@@ -550,8 +562,9 @@ class FilterOutcome:
     text: str
     """The explanation to use: the original, or with improbable chunks dropped."""
     decision: str
-    """'kept' (every chunk learnable), 'trimmed' (chunks dropped, still verifies) or
-    'rejected' (some chunks are flagged for a rewrite)."""
+    """'kept' (every chunk learnable), 'trimmed' (chunks dropped, still verifies),
+    'rewritten' (the student's own continuation replaced the first chunk it could not follow and
+    everything after it, and verifies) or 'rejected' (chunks flagged, no verified fix)."""
     reason: str
     chunks: list[str]
     """The chunks scored, in order."""
@@ -562,6 +575,9 @@ class FilterOutcome:
     flagged: list[int] = field(default_factory=list)
     """Indices of improbable chunks that could not be dropped: rewrite them."""
     threshold: float = 0.0
+    rewrite: str | None = None
+    """With `rewrite`: the student's continuation from the first flagged chunk (also when it did
+    not verify, so a rejection shows what the student would have written instead)."""
 
     @property
     def accepted(self) -> bool:
@@ -575,6 +591,8 @@ def filter_explanation(
     *,
     threshold: float = -2.5,
     verify: Callable[[str], bool] | None = None,
+    rewrite: bool = False,
+    rewrite_tokens: int = 64,
 ) -> FilterOutcome:
     """Score each chunk of `explanation` as the student's continuation of `prompt`; act on it.
 
@@ -587,15 +605,42 @@ def filter_explanation(
     dropped if `verify` accepts the text without it, and the chunks after it are rescored
     without it (one batched `score` call per pass, so 1 + the number of dropped chunks calls).
     A chunk that cannot be dropped (always, when `verify` is None) is flagged for a rewrite,
-    together with every later chunk below the threshold (their context is already improbable),
-    and the decision is 'rejected'.
+    together with every later chunk below the threshold (their context is already improbable).
+    With `rewrite`, the student then writes the rest itself, as in Reverse Speculative
+    Decoding: its greedy continuation of the prompt and the explanation up to the flagged chunk
+    replaces that chunk and everything after it, and the result is used ('rewritten') when
+    `verify` accepts it: a correct text in the student's own distribution. Otherwise the
+    decision is 'rejected'.
 
     Args:
         threshold: mean log-prob per token below which a chunk is unlearnable; -2.5 is a
             per-token probability of about 0.08.
         verify: checks a candidate text, e.g. ``lambda t: domain.verify(problem, t).correct``.
+        rewrite: let the student rewrite what cannot be dropped; needs `verify` and a backend
+            with `continue_texts` (a local `TransformersBackend`).
+        rewrite_tokens: most tokens the student writes for a rewrite.
     """
     _check_scorer(scorer)
+    if rewrite:
+        if verify is None:
+            raise ConfigError(
+                "rewrite needs verify: a student's rewrite is used only when it is checked "
+                "correct; pass verify=lambda text: domain.verify(problem, text).correct"
+            )
+        if not callable(getattr(scorer, "continue_texts", None)):
+            raise ConfigError(
+                f"backend {getattr(scorer, 'name', type(scorer).__name__)!r} cannot continue "
+                "text (no continue_texts method), so the student cannot rewrite; use a local "
+                "TransformersBackend or rewrite=False"
+            )
+        if (
+            isinstance(rewrite_tokens, bool)
+            or not isinstance(rewrite_tokens, int)
+            or rewrite_tokens < 1
+        ):
+            raise ConfigError(
+                f"rewrite_tokens must be a positive integer, got {rewrite_tokens!r}; try 64"
+            )
     if (
         isinstance(threshold, bool)
         or not isinstance(threshold, (int, float))
@@ -666,6 +711,26 @@ def filter_explanation(
         outcome.reason = (
             f"dropped chunks {outcome.dropped} (below {threshold} per token); the rest verifies"
         )
+    elif rewrite and verify is not None:
+        first = outcome.flagged[0]
+        head = _contexts(explanation, chunks, keep)[first]
+        written = _student_continuation(scorer, base + head, rewrite_tokens)
+        outcome.rewrite = written
+        candidate = (head + written).strip()
+        if candidate and verify(candidate):
+            outcome.text = candidate
+            outcome.decision = "rewritten"
+            outcome.reason = (
+                f"chunk {first} scores {scores[first]:.3g} < {threshold} per token and cannot "
+                "be dropped; the student's own continuation from there verifies"
+            )
+        else:
+            outcome.decision = "rejected"
+            outcome.reason = (
+                f"chunks {outcome.flagged} score below {threshold} per token and cannot be "
+                f"dropped, and the student's rewrite from chunk {first} ({written!r}) does not "
+                "verify"
+            )
     else:
         outcome.decision = "rejected"
         why = (

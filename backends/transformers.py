@@ -248,6 +248,21 @@ class TransformersBackend:
             out.extend(self._score_batch(prompts[start:stop], continuations[start:stop]))
         return out
 
+    def continue_texts(self, prompts: Sequence[str], max_tokens: int = 64) -> list[str]:
+        """The model's greedy continuation of each (already rendered) text, up to `max_tokens`
+        tokens or its end-of-sequence token.
+
+        Prompts are raw text, rendered as `score` takes them, so a caller can continue the
+        middle of an answer (the learnability filter's rewrite). Synchronous and batched.
+        """
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ConfigError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+        out: list[str] = []
+        for start in range(0, len(prompts), self.max_batch_size):
+            chunk = list(prompts[start : start + self.max_batch_size])
+            out.extend(text for text, _n, _ in self._greedy(chunk, max_tokens)[0])
+        return out
+
     def reload(self, path: str | Path, version_id: str | None = None) -> None:
         """Load a newly promoted model version; in-flight batches finish on the old one."""
         model, tokenizer = load_model(path, device=self.device, dtype=self.dtype)
@@ -315,51 +330,69 @@ class TransformersBackend:
 
     def _run_batch(self, requests: list[ChatRequest]) -> list[Completion]:
         """One `model.generate` for the whole batch, greedy and sampled rows mixed."""
+        with self._lock:
+            texts = [render_prompt(self._tokenizer, r.messages) for r in requests]
+        rows, latency, name, version = self._greedy(
+            texts,
+            max(r.max_tokens for r in requests),
+            [r.max_tokens for r in requests],
+            _RowSampler(requests, self.device) if any(r.temperature > 0 for r in requests) else None,
+        )
+        self.requests_served += len(requests)
+        return [
+            Completion(
+                text=_apply_stop(text, request.stop),
+                model=name,
+                prompt_tokens=n_prompt,
+                completion_tokens=n_new,
+                latency_s=latency,
+                model_version=version,
+            )
+            for (text, n_new, n_prompt), request in zip(rows, requests)
+        ]
+
+    def _greedy(
+        self,
+        texts: list[str],
+        max_new_tokens: int,
+        limits: list[int] | None = None,
+        sampler: Any = None,
+    ) -> tuple[list[tuple[str, int, int]], float, str, str | None]:
+        """One `model.generate` over rendered texts: per row (text, new tokens, prompt tokens),
+        then the latency and the model name and version that produced them."""
         import torch
 
         with self._lock:
             model, tokenizer = self._model, self._tokenizer
             version, name = self.version_id, self.model
-            texts = [render_prompt(tokenizer, r.messages) for r in requests]
             templated = bool(getattr(tokenizer, "chat_template", None))
             enc = tokenizer(
                 texts, return_tensors="pt", padding=True, add_special_tokens=not templated
             ).to(self.device)
             kwargs: dict[str, Any] = {
-                "max_new_tokens": max(r.max_tokens for r in requests),
+                "max_new_tokens": max_new_tokens,
                 "do_sample": False,
                 "pad_token_id": tokenizer.pad_token_id,
                 "eos_token_id": tokenizer.eos_token_id,
             }
-            if any(r.temperature > 0 for r in requests):
-                kwargs["logits_processor"] = [_RowSampler(requests, self.device)]
+            if sampler is not None:
+                kwargs["logits_processor"] = [sampler]
             t0 = time.perf_counter()
             with torch.inference_mode():
                 out = model.generate(**enc, **kwargs)
             latency = time.perf_counter() - t0
             self.generate_calls += 1
-            self.requests_served += len(requests)
         prompt_len = enc["input_ids"].shape[1]
         prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
-        completions = []
-        for row, request, n_prompt in zip(out, requests, prompt_tokens):
-            new = row[prompt_len:].tolist()[: request.max_tokens]
+        rows = []
+        for i, (row, n_prompt) in enumerate(zip(out, prompt_tokens)):
+            new = row[prompt_len:].tolist()[: (limits[i] if limits else max_new_tokens)]
             n_new = len(new)
             if tokenizer.eos_token_id in new:
                 n_new = new.index(tokenizer.eos_token_id) + 1
             text = tokenizer.decode(new[:n_new], skip_special_tokens=True)
-            text = _apply_stop(text, request.stop)
-            completions.append(
-                Completion(
-                    text=text,
-                    model=name,
-                    prompt_tokens=int(n_prompt),
-                    completion_tokens=n_new,
-                    latency_s=latency,
-                    model_version=version,
-                )
-            )
-        return completions
+            rows.append((text, n_new, int(n_prompt)))
+        return rows, latency, name, version
 
     # -- scoring -------------------------------------------------------------------------------
 

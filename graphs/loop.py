@@ -567,7 +567,8 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
 
 def _learnability_filter(session: Session, round_: int, items: list, episodes: list, problems: dict) -> list:
     """Score this round's teacher explanations under the student (Reverse Speculative Decoding):
-    trim chunks it cannot follow when the rest still verifies, leave out what cannot be fixed.
+    trim chunks it cannot follow when the rest still verifies, else let the student rewrite them
+    (`filter_rewrite`), leave out what cannot be fixed.
     Every outcome is stored as a decision of kind "filter"."""
     from pedagogy.agents.explanations import filter_explanation
 
@@ -583,12 +584,14 @@ def _learnability_filter(session: Session, round_: int, items: list, episodes: l
             session.student_backend, item.prompt, item.completion,
             threshold=session.config.training.filter_threshold,
             verify=lambda text, p=problem: session.domain.verify(p, text).correct,
+            rewrite=session.config.training.filter_rewrite,
         )
+        detail = {"decision": outcome.decision, "dropped": outcome.dropped, "flagged": outcome.flagged}
+        if outcome.rewrite is not None:
+            detail["rewrite"] = outcome.rewrite
         decisions.append(DecisionRecord(
             session.run_id, round_, "filter", "learnability", item.turn_id, outcome.accepted,
-            min(outcome.scores) if outcome.scores else None,
-            {"decision": outcome.decision, "dropped": outcome.dropped, "flagged": outcome.flagged},
-            item.episode_id,
+            min(outcome.scores) if outcome.scores else None, detail, item.episode_id,
         ))
         if outcome.accepted:
             item.completion = outcome.text

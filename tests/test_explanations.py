@@ -250,7 +250,47 @@ def test_filter_keeps_learnable_text_and_flags_what_it_cannot_drop():
     assert prose.text == "Add 3 and 4.\nAnswer: 7" and prose.dropped == [1]
 
 
+class FakeWriter(FakeScorer):
+    """A FakeScorer whose student continues any text with `written`; records the prompts."""
+
+    def __init__(self, written: str):
+        super().__init__()
+        self.written = written
+        self.continued: list[tuple[list[str], int]] = []
+
+    def continue_texts(self, prompts, max_tokens=64):
+        self.continued.append((list(prompts), max_tokens))
+        return [self.written] * len(prompts)
+
+
+def test_filter_rewrite_uses_the_students_continuation_only_when_it_verifies():
+    verify = lambda t: t.endswith("A:7") and "3+4=7" in t  # noqa: E731 - a step is required
+    good = FakeWriter("3+4=7\nA:7")
+    out = filter_explanation(good, "3+4=", "S:qzqz=7\nA:7", verify=verify, rewrite=True)
+    assert out.decision == "rewritten" and out.accepted
+    assert out.text == "S:3+4=7\nA:7" and out.rewrite == "3+4=7\nA:7"
+    assert out.flagged == [0] and out.dropped == []
+    # The student continues its own prompt plus the explanation up to the flagged chunk.
+    assert good.continued == [(["3+4=S:"], 64)]
+    bad = FakeWriter("3+4=8\nA:8")
+    rejected = filter_explanation(bad, "3+4=", "S:qzqz=7\nA:7", verify=verify, rewrite=True)
+    assert rejected.decision == "rejected" and not rejected.accepted
+    assert rejected.text == "S:qzqz=7\nA:7" and rejected.rewrite == "3+4=8\nA:8"
+    assert "'3+4=8\\nA:8'" in rejected.reason and "does not verify" in rejected.reason
+    # Nothing to rewrite when a chunk can simply be dropped or every chunk is learnable.
+    trimmed = filter_explanation(
+        good, "3+4=", "S:3+4=7;qzqz=9\nA:7", verify=lambda t: t.endswith("A:7"), rewrite=True
+    )
+    assert trimmed.decision == "trimmed" and trimmed.rewrite is None and len(good.continued) == 1
+
+
 def test_filter_bad_inputs_name_the_value_and_the_fix():
+    with pytest.raises(ConfigError, match="rewrite needs verify"):
+        filter_explanation(FakeWriter("7"), "3+4=", "A:7", rewrite=True)
+    with pytest.raises(ConfigError, match="cannot continue text .* rewrite=False"):
+        filter_explanation(FakeScorer(), "3+4=", "A:7", verify=bool, rewrite=True)
+    with pytest.raises(ConfigError, match="rewrite_tokens must be a positive integer, got 0"):
+        filter_explanation(FakeWriter("7"), "3+4=", "A:7", verify=bool, rewrite=True, rewrite_tokens=0)
     with pytest.raises(ConfigError, match="threshold must be .* <= 0, got 1.0; try -2.5"):
         filter_explanation(FakeScorer(), "3+4=", "A:7", threshold=1.0)
     with pytest.raises(ConfigError, match="threshold .* got nan"):
@@ -313,3 +353,24 @@ def test_filter_with_a_real_student(student):
     assert garbage.scores[1] < -5 < garbage.scores[0]
     unchecked = filter_explanation(student, "3+4=", "S:3+4=7;qzqzqz=9\nA:7")
     assert unchecked.decision == "rejected" and 1 in unchecked.flagged
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_filter_rewrite_with_a_real_student(student):
+    # The teacher writes the step in words the student cannot follow; without the step the text
+    # does not verify (a step is required), so the student writes the rest itself.
+    verify = lambda text: text.strip().endswith("A:10") and "2+8=10" in text  # noqa: E731
+    out = filter_explanation(student, "2+8=", "S:2 plus 8 is 10\nA:10", verify=verify, rewrite=True)
+    assert out.decision == "rewritten", out
+    assert out.text == "S:2+8=10\nA:10" and out.flagged[0] == 0
+    # A student that has learned 2+8=10 cannot rewrite its way to a wrong claim.
+    wrong = filter_explanation(
+        student, "2+8=", "S:2 plus 8 is 11\nA:11", verify=lambda t: t.strip().endswith("A:11") and "2+8=11" in t,
+        rewrite=True,
+    )
+    assert wrong.decision == "rejected" and wrong.rewrite.strip().endswith("A:10"), wrong
+    # Batched continuations equal single ones (left padding does not change them).
+    batch = student.continue_texts(["2+8=S:", "5+5=S:", "1+1=S:"], 12)
+    assert batch == [student.continue_texts([p], 12)[0] for p in ["2+8=S:", "5+5=S:", "1+1=S:"]]
+    assert batch[:2] == ["2+8=10\nA:10", "5+5=10\nA:10"]

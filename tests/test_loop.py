@@ -175,7 +175,9 @@ def test_learning_from_mistakes_trains_on_negatives(quick_config, tmp_path, kind
 def test_styles_and_learnability_filter_are_applied_and_recorded(quick_config, tmp_path, style):
     cfg = quick_config(
         episodes={"per_round": 48, "style": style},
-        training={"max_seconds": 3, "batch_size": 16, "filter": True},
+        # adaptive also lets the student rewrite what it cannot follow
+        training={"max_seconds": 3, "batch_size": 16, "filter": True,
+                  "filter_rewrite": style == "adaptive"},
     )
     result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -198,7 +200,24 @@ def test_styles_and_learnability_filter_are_applied_and_recorded(quick_config, t
     teacher_turns = {t.id for e in eps for t in e.turns if t.agent == "teacher"}
     per_item = [d for d in filtered if d.detail["decision"] != "bypassed"]
     assert per_item and {d.subject for d in per_item} <= teacher_turns
-    assert all(d.detail["decision"] in ("kept", "trimmed", "rejected", "bypassed") for d in filtered)
+    assert all(
+        d.detail["decision"] in ("kept", "trimmed", "rewritten", "rejected", "bypassed")
+        for d in filtered
+    )
+    # Every explanation that could not be trimmed got a rewrite attempt, and only then.
+    tried = [d for d in per_item if "rewrite" in d.detail]
+    if style == "adaptive":
+        assert tried and all(d.detail["decision"] in ("rewritten", "rejected") for d in tried)
+        assert {d.subject for d in per_item if d.detail["decision"] == "rejected"} <= {
+            d.subject for d in tried
+        }
+        for job in store.training_jobs(run_id):  # a rewrite is trained on as the student wrote it
+            completions = {i.turn_id: i.completion for i in store.dataset_items(job.id)}
+            for d in tried:
+                if d.round == job.round and d.detail["decision"] == "rewritten":
+                    assert completions[d.subject].endswith(d.detail["rewrite"].strip())
+    else:
+        assert not tried
     # Rejected explanations never became training data.
     bypassed = {d.round for d in filtered if d.detail["decision"] == "bypassed"}
     for job in store.training_jobs(run_id):
