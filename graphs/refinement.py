@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pedagogy.agents.refinement import Candidate, read_candidates, training_pair
 from pedagogy.domains.base import Problem
 from pedagogy.memory.records import (
+    DatasetItemRecord,
     DecisionRecord,
     EpisodeRecord,
     ModelVersionRecord,
@@ -142,9 +143,11 @@ def _decisions(
     ]
 
 
-def generator_examples(session: Session, round_: int) -> tuple[list[tuple[str, str]], int]:
-    """(REFINE prompt, accepted teacher reply) pairs of rounds up to `round_`, one per teacher
-    reply with an accepted candidate (held-out prompts left out), and how many are this round's."""
+def generator_examples(session: Session, round_: int) -> tuple[list[DatasetItemRecord], int]:
+    """(REFINE prompt, accepted teacher reply) examples of rounds up to `round_`, one per teacher
+    reply with an accepted candidate (held-out prompts left out), and how many are this round's.
+
+    Each is a dataset item (job_id left empty) of the teacher's refine turn, outside episodes."""
     rows = [d for d in session.store.decisions(session.run_id, kind="refine_candidate")
             if d.policy == "teacher" and d.chosen and d.round <= round_
             and d.detail.get("prompt") not in session.heldout_prompts]
@@ -152,17 +155,18 @@ def generator_examples(session: Session, round_: int) -> tuple[list[tuple[str, s
     for d in rows:
         replies.setdefault(d.detail["turn_id"], []).append(d)
     parents = session.store.get_problems(sorted({d.detail["parent"] for d in rows}))
-    pairs: list[tuple[str, str]] = []
+    items: list[DatasetItemRecord] = []
     new = 0
-    for got in replies.values():
+    for turn_id, got in replies.items():
         parent = parents.get(got[0].detail["parent"])
         if parent is None:
             continue
         accepted = [Problem(parent.domain, parent.skill, parent.level, d.detail["prompt"],
                             str(d.detail["solved"])) for d in got]
-        pairs.append(training_pair(parent, got[0].detail["attempt"], accepted))
+        prompt, completion = training_pair(parent, got[0].detail["attempt"], accepted)
+        items.append(DatasetItemRecord("", None, turn_id, "positive", prompt, completion))
         new += got[0].round == round_
-    return pairs, new
+    return items, new
 
 
 async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
@@ -178,11 +182,12 @@ async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
             store.finish_training_job(job.id, "interrupted", job.metrics, None)
     if any(j.round == round_ and j.status == "completed" for j in jobs):
         return {}  # a rerun: this round's generator is trained and was loaded at resume
-    pairs, new = generator_examples(session, round_)
+    items, new = generator_examples(session, round_)
     if new < 1:
-        session.emit("generator_training_skipped", {"round": round_, "examples": len(pairs)})
+        session.emit("generator_training_skipped", {"round": round_, "examples": len(items)})
         return {}
-    pairs = pairs[-tc.max_examples:] if tc.max_examples else pairs
+    items = items[-tc.max_examples:] if tc.max_examples else items
+    pairs = [(i.prompt, i.completion) for i in items]
     base = max(store.model_versions(run_id, "generator"), key=lambda v: v.number)
     job_cfg = SFTJobConfig(
         learning_rate=tc.learning_rate, batch_size=tc.batch_size, max_steps=gen.train_steps,
@@ -194,6 +199,9 @@ async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
         config={"role": "generator", **job_cfg.to_dict()}, base_version_id=base.id,
     )
     store.start_training_job(job)
+    for item in items:
+        item.job_id = job.id
+    store.add_dataset_items(items)
     out_path = session.models_dir / f"generator-v{base.number + 1}"
     session.emit("generator_training_started", {"round": round_, "examples": len(pairs), "new": new})
     try:

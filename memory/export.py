@@ -69,7 +69,9 @@ def export_run(store: Store, run_id: str, fmt: str, out: Path | str) -> int:
 def training_records(store: Store, run_id: str) -> list[dict[str, Any]]:
     """The chat-format records `export_run` writes, in run order."""
     store.get_run(run_id)  # a clear error for an unknown run
-    jobs = store.training_jobs(run_id)
+    # The student's training data: an LLM generator's jobs (config role "generator") train
+    # another model on the teacher's refinements.
+    jobs = [j for j in store.training_jobs(run_id) if j.config.get("role", "student") == "student"]
     if not jobs:
         return _from_turns(store, run_id)
     problem_of = {e.id: e.problem_id for e in store.episodes(run_id)}

@@ -58,6 +58,8 @@ def lineage_graph(store: Store, run_id: str) -> nx.DiGraph:
             tn = _node("turn", t.id)
             g.add_node(tn, type="turn", agent=t.agent, seq=t.seq, correct=correct.get(t.id))
             g.add_edge(ep, tn, relation="turn")
+    for t in store.turns_outside_episodes(run_id):  # refine and generator calls of the planning
+        g.add_node(_node("turn", t.id), type="turn", agent=t.agent, seq=t.seq, outside=True)
 
     versions = {v.id: v for v in store.model_versions(run_id)}
     for v in versions.values():
@@ -119,6 +121,8 @@ class ModelAudit:
     episode_ids: list[str] = field(default_factory=list)
     """Episodes whose turns trained this version, transitively through its parents."""
     turn_ids: list[str] = field(default_factory=list)
+    """Turns whose responses trained it: in those episodes, and for an LLM generator the
+    teacher's refine turns (outside episodes)."""
     items_by_polarity: dict[str, int] = field(default_factory=dict)
     """Dataset items of all those jobs, counted by polarity (positive / negative)."""
     evaluations: list[EvaluationRecord] = field(default_factory=list)
@@ -184,7 +188,8 @@ def audit_model(store: Store, version_id: str) -> ModelAudit:
     polarity: Counter[str] = Counter()
     for job in jobs:
         for item in store.dataset_items(job.id):
-            episodes.setdefault(item.episode_id)
+            if item.episode_id is not None:  # None: a turn outside episodes (generator data)
+                episodes.setdefault(item.episode_id)
             turns.setdefault(item.turn_id)
             polarity[item.polarity] += 1
     evaluations = [e for e in store.evaluations(version.run_id) if e.model_version_id == version.id]

@@ -130,7 +130,9 @@ class DatasetItemRecord:
     """One training example and where it came from."""
 
     job_id: str
-    episode_id: str
+    episode_id: str | None
+    """None for an item made from a turn outside episodes (a teacher's refine reply that trains
+    the LLM generator)."""
     turn_id: str
     """The turn whose response is the completion (teacher explanation or student success)."""
     polarity: str

@@ -210,7 +210,8 @@ dataset_items = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_id", ID, ForeignKey("training_jobs.id"), nullable=False),
-    Column("episode_id", ID, ForeignKey("episodes.id"), nullable=False),
+    # NULL: made from turns outside episodes (an LLM generator's training pairs)
+    Column("episode_id", ID, ForeignKey("episodes.id"), nullable=True),
     Column("turn_id", ID, ForeignKey("turns.id"), nullable=False),
     Column("polarity", NAME, nullable=False),
     Column("prompt", Text, nullable=False),

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from pedagogy.agents.refinement import (
+    REFINE_PROMPT,
     check_candidate,
     parse_reply,
     read_candidates,
@@ -288,6 +289,26 @@ async def test_co_evolving_generator_trains_resumes_and_writes_with_its_newest_v
                            if d.policy == "teacher" and d.chosen and d.round <= job.round}
         assert job.metrics["examples"] == len(teacher_replies) > 0
         assert job.metrics["steps"] == 60 and job.metrics["final_loss"] < job.metrics["first_loss"]
+        # What it trained on is stored: the teacher's refine turns, outside episodes.
+        items = store.dataset_items(job.id)
+        assert {i.turn_id for i in items} == teacher_replies and len(items) == len(teacher_replies)
+        assert all(i.episode_id is None and i.polarity == "positive" for i in items)
+        assert all(i.prompt.startswith(REFINE_PROMPT.split("{", 1)[0]) for i in items)
+    # The newest generator's audit reaches back through both jobs to the teacher's replies.
+    from pedagogy.memory.export import training_records
+    from pedagogy.memory.lineage import audit_model, lineage_graph
+
+    audit = audit_model(store, versions[2].id)
+    assert [j.id for j in audit.training_jobs] == [jobs[1].id, jobs[0].id]
+    assert audit.n_episodes == 0 and audit.items_by_polarity["positive"] == sum(
+        j.metrics["examples"] for j in jobs
+    )
+    refine_turns = {t.id for t in store.turns_outside_episodes(run.id) if t.agent == "teacher"}
+    assert set(audit.turn_ids) <= refine_turns and audit.turn_ids
+    graph = lineage_graph(store, run.id)
+    assert all(graph.nodes[f"turn:{t}"].get("outside") for t in audit.turn_ids)
+    # The student's exported training data holds none of the generator's examples.
+    assert not {r["lineage"]["job_id"] for r in training_records(store, run.id)} & {j.id for j in jobs}
 
     turns = store.turns_outside_episodes(run.id)
     gen_turns = [t for t in turns if t.agent == "generator"]

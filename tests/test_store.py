@@ -204,6 +204,9 @@ def test_upgrading_a_database_with_data_keeps_it_and_its_chain(db_url: str):
         assert s.verify_chain("run1") == []
         s.record_turns("run1", [TurnRecord(0, "generator", "x", "m", {}, "1+1=\nA:2", id="g")])
         assert [t.id for t in s.turns_outside_episodes("run1")] == ["g"]
+        s.start_training_job(TrainingJobRecord("gjob", "run1", 1, "sft", {"role": "generator"}, None))
+        s.add_dataset_items([DatasetItemRecord("gjob", None, "g", "positive", "x", "1+1=\nA:2")])
+        assert [i.episode_id for i in s.dataset_items("gjob")] == [None]
         if s._engine.dialect.name == "sqlite":  # the pooled connection enforces references again
             with s._engine.connect() as conn:
                 assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -503,9 +506,13 @@ def test_models_jobs_and_dataset_items(store: SQLStore):
     job = TrainingJobRecord("job1", "run1", 0, "sft", {"lr": 2e-3}, base_version_id="v0")
     store.start_training_job(job)
     explain = eps[0].turns[1]
+    refine = TurnRecord(0, "teacher", "refine", "m", {}, "Q: 1+2=\nA: 3", id="refine-turn")
+    store.record_turns("run1", [refine])
     items = [
         DatasetItemRecord("job1", eps[0].id, explain.id, "positive", "p", explain.response),
         DatasetItemRecord("job1", eps[0].id, eps[0].turns[0].id, "negative", "p", "A: 0"),
+        # an LLM generator's example: the teacher's refine turn, outside any episode
+        DatasetItemRecord("job1", None, refine.id, "positive", "refine p", refine.response),
     ]
     store.add_dataset_items(items)
     store.add_model_version(
@@ -530,7 +537,7 @@ def test_models_jobs_and_dataset_items(store: SQLStore):
     assert got.finished_at is not None and got.started_at is not None
     stored = store.dataset_items("job1")
     assert [replace(i, id=None) for i in stored] == items
-    assert all(isinstance(i.id, int) for i in stored) and stored[0].id < stored[1].id
+    assert all(isinstance(i.id, int) for i in stored) and stored[0].id < stored[1].id < stored[2].id
 
     with pytest.raises(StoreError, match="unknown model version 'v9'"):
         store.get_model_version("v9")
