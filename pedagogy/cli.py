@@ -147,10 +147,15 @@ def show(
     r = summary["run"]
     console.print(f"run {r['id']} · {r['name']} · {r['status']}" + (f" · {r['error']}" if r["error"] else ""))
     arms = sorted({a for rd in summary["rounds"] for a in rd.get("heldout", {})})
-    table = Table(title="held-out accuracy of the student in service, per round")
+    skills = {a.rpartition("@")[0] for a in arms}
+    title = "held-out accuracy of the student in service, per round"
+    if len(skills) == 1:  # one skill: its levels as "@0", "@1", ... fit an 80-column terminal
+        title += f" ({next(iter(skills))}@level)"
+    table = Table(title=title)
     table.add_column("round", justify="right")
     for a in arms:
-        table.add_column(a, justify="right")
+        table.add_column("@" + a.rpartition("@")[2] if len(skills) == 1 else a, justify="right",
+                         overflow="fold")
     table.add_column("episodes", justify="right")
     table.add_column("first-try", justify="right")
     table.add_column("explained", justify="right")
@@ -171,6 +176,13 @@ def show(
         tt.add_row(agent, str(int(t.get("calls", 0))), str(int(t.get("prompt_tokens", 0))),
                    str(int(t.get("completion_tokens", 0))), "-" if cost is None else f"{cost:.4f}")
     console.print(tt)
+    decided = [rd for rd in summary["rounds"] if rd.get("decisions")]
+    if decided:
+        dt = Table("round", "kind", "outcomes", title="decisions (SQL table decisions)")
+        for rd in decided:
+            for kind, outcomes in rd["decisions"].items():
+                dt.add_row(str(rd["round"]), kind, " · ".join(f"{o} {n}" for o, n in outcomes.items()))
+        console.print(dt)
     c = summary["counts"]
     console.print(f"episodes {c['episodes']} · correct first try {c['correct_first']} · explained {c['explained']} · training jobs {c['training_jobs']}")
 

@@ -37,6 +37,8 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
         r["correct_first"] = sum(ep.correct_first for ep in eps)
         r["explained"] = sum(ep.explained for ep in eps)
         r["arms"] = dict(sorted(arms.items()))
+    for rnd, kinds in decision_counts(store, run_id).items():
+        rounds.setdefault(rnd, {"round": rnd, "evaluated": {}})["decisions"] = kinds
     for cs in store.curriculum_states(run_id):
         if cs.round in rounds and cs.state.get("probabilities"):
             rounds[cs.round]["probabilities"] = dict(sorted(cs.state["probabilities"].items()))
@@ -81,6 +83,25 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
             "training_jobs": len(jobs),
         },
         "tokens": store.token_totals(run_id),
+    }
+
+
+def decision_counts(store: Store, run_id: str) -> dict[int, dict[str, dict[str, int]]]:
+    """Per round, per decision kind, how many decisions had each outcome.
+
+    The outcome is `detail.decision` where a decision carries one (the learnability filter:
+    kept, trimmed, rewritten, rejected, bypassed), else "chosen" / "not chosen" (interventions,
+    refine candidates, ...) or "recorded" when a decision chooses nothing (arm rewards)."""
+    counts: dict[int, dict[str, dict[str, int]]] = {}
+    for d in store.decisions(run_id):
+        outcome = d.detail.get("decision") if isinstance(d.detail, dict) else None
+        if not isinstance(outcome, str):
+            outcome = "recorded" if d.chosen is None else ("chosen" if d.chosen else "not chosen")
+        kinds = counts.setdefault(d.round, {}).setdefault(d.kind, {})
+        kinds[outcome] = kinds.get(outcome, 0) + 1
+    return {
+        r: {k: dict(sorted(v.items())) for k, v in sorted(kinds.items())}
+        for r, kinds in sorted(counts.items())
     }
 
 

@@ -60,6 +60,15 @@ def test_two_round_loop_show_replay_export_audit(quick_config, tmp_path):
     assert summary["counts"]["episodes"] == 96
     assert summary["tokens"]["student"]["completion_tokens"] > 0
     assert len(summary["model_versions"]) == 3
+    for rd in summary["rounds"][1:]:  # each round's decisions, counted by kind and outcome
+        stored = store.decisions(run_id, rd["round"])
+        assert sum(n for kind in rd["decisions"].values() for n in kind.values()) == len(stored)
+        explained = sum(d.chosen for d in stored if d.kind == "intervention")
+        assert rd["decisions"]["intervention"].get("chosen", 0) == explained == rd["explained"]
+    text = runner.invoke(app, ["show", run_id, "--db", db])
+    assert text.exit_code == 0, text.output
+    assert "(chain_sum@level)" in text.output and "@1" in text.output and "chain…" not in text.output
+    assert "intervention" in text.output and "arm_reward" in text.output
 
     rep = runner.invoke(app, ["replay", run_id, "--db", db, "--json"])
     assert rep.exit_code == 0, rep.output
