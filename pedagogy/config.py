@@ -148,11 +148,11 @@ class EpisodesConfig(_Strict):
     utility (largest gain in the student's log-probability of the solution; see
     pedagogy.agents.intervention). Decided once per round over all its wrong attempts."""
     intervention_options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the policy, e.g. {target: answer} for utility; random's seed defaults to the run's."""
     style: Literal["worked", "concise", "detailed", "adaptive", "probe"] = "worked"
     """How explanations are told (pedagogy.agents.explanations): adaptive follows the student's
     mastery of the arm; probe picks, each round, the style under which the student itself finds
     the solution likeliest (needs a student with log-probabilities, else worked)."""
-    """Options of the policy, e.g. {target: answer} for utility; random's seed defaults to the run's."""
     teacher_mistakes: int = Field(0, ge=0)
     """Tailored learning: show the teacher up to this many of the student's wrong first attempts
     on the same arm from the round before, in its explain prompt (for LLM teachers; the scripted

@@ -10,6 +10,31 @@ def test_default_config_loads():
     assert cfg.db_url().endswith("pedagogy.db")
 
 
+def test_the_commented_default_names_every_setting():
+    """`pedagogy init` writes default_config.yaml, and a run without --config uses it: every
+    setting of RunConfig is in it, so that a user reading it sees every knob."""
+    import yaml
+    from pydantic import BaseModel
+
+    from pedagogy.config import DEFAULT_CONFIG_PATH
+
+    written = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    loaded = load_config(None)
+    missing = []
+
+    def walk(section: dict, value: BaseModel, path: str) -> None:
+        for name in type(value).model_fields:
+            if name not in section:
+                missing.append(path + name)
+                continue
+            sub = getattr(value, name)
+            if isinstance(sub, BaseModel) and isinstance(section[name], dict):
+                walk(section[name], sub, f"{path}{name}.")
+
+    walk(written, loaded, "")
+    assert missing == [], f"add these to default_config.yaml: {missing}"
+
+
 def test_partial_file_layers_over_default(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("rounds: 2\ntraining:\n  max_seconds: 5\n")
