@@ -154,3 +154,20 @@ def written_problem(domain: Domain, text: str, like: Problem) -> Problem | None:
 def reads_problems(domain: Domain) -> bool:
     """Whether the domain can read problems a model wrote (`written_problem`)."""
     return callable(getattr(domain, "parse_problem", None))
+
+
+def problem_parameters(domain: Domain, problem: Problem) -> dict[str, Any] | None:
+    """The generator parameters that made `problem` (e.g. ``{"num_terms": 3, "num_digits": 1}``),
+    or None when the domain cannot tell.
+
+    A domain offers them with an optional method ``parameters(problem) -> dict | None`` (like
+    ``variants``, not part of the `Domain` protocol). They let an adaptive generator learn which
+    settings inside a level the student is ready for (`pedagogy.agents.adaptive`).
+    """
+    read = getattr(domain, "parameters", None)
+    return read(problem) if callable(read) else None
+
+
+def has_parameters(domain: Domain) -> bool:
+    """Whether the domain can tell a problem's generator parameters (`problem_parameters`)."""
+    return callable(getattr(domain, "parameters", None))

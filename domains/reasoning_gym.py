@@ -449,6 +449,16 @@ class ReasoningGymDomain:
                 out.append(variant)
         return out
 
+    def parameters(self, problem: Problem) -> dict[str, Any] | None:
+        """The dataset's difficulty attributes as this problem drew them, e.g. chain_sum's
+        ``{"num_digits": 1, "num_terms": 3}``; None for a problem without them."""
+        meta = ((problem.metadata or {}).get("entry") or {}).get("metadata") or {}
+        ranges = meta.get("difficulty")
+        if not isinstance(ranges, dict) or not ranges:
+            return None
+        values = {k: meta[k] for k in sorted(ranges) if isinstance(meta.get(k), (int, float, str))}
+        return values or None
+
     def parse_problem(self, text: str, like: Problem) -> Problem | None:
         """An arithmetic problem a model wrote (``5+2=`` or, without `compact`, the question with
         another expression), as a problem of `like`'s skill and level with the answer computed

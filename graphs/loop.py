@@ -140,6 +140,13 @@ class Session:
         solution = self.domain.solve(problem)
         return (solution if solution is not None else f"A:{problem.answer}"), solution
 
+    def cell_of(self, problem: Problem) -> str:
+        """The generator settings that made `problem`, as a cell name (adaptive generator)."""
+        from pedagogy.agents.adaptive import cell_key
+        from pedagogy.domains.base import problem_parameters
+
+        return cell_key(problem_parameters(self.domain, problem))
+
     def sampler(self, state: dict[str, Any] | None):
         """The configured curriculum sampler, continued from `state` (a stored `state()`) if given."""
         c = self.config.curriculum
@@ -217,6 +224,24 @@ async def _pose_outside_heldout(session: Session, rng: random.Random, n: int, sk
     return [pool[i % len(pool)] for i in range(n)]
 
 
+def _adaptive(session: Session, round_: int):
+    """With generator.adapt: the adaptive generator and the student's first-attempt success per
+    arm and cell in the rounds before `round_` (recomputed from the store, so a resumed run gets
+    the same numbers); else None."""
+    g = session.config.generator
+    if not g.adapt:
+        return None
+    from pedagogy.agents.adaptive import AdaptiveGenerator, CellStats
+
+    episodes = [e for e in session.store.episodes(session.run_id) if e.round < round_]
+    problems = session.store.get_problems(sorted({e.problem_id for e in episodes}))
+    stats = CellStats.from_attempts(
+        (e.arm, session.cell_of(problems[e.problem_id]), e.correct_first)
+        for e in episodes if e.problem_id in problems
+    )
+    return AdaptiveGenerator(target=g.adapt_target, oversample=g.adapt_oversample), stats
+
+
 async def _refinements(session: Session, round_: int) -> Refined:
     """Failure-driven refinement (Socratic-Zero): `curriculum.refine` of the round's episodes as
     variants of problems the student got wrong on first attempt in the round before, made by the
@@ -285,10 +310,21 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
         counts[arm] = counts.get(arm, 0) + 1
     plan: list[dict[str, Any]] = []
     problems: list[Problem] = []
+    adapt = _adaptive(session, round_)
+    adapted: list[DecisionRecord] = []
     for arm in sorted(counts):
         skill, level = parse_arm(arm)
         rng = random.Random(f"{session.config.seed}:{round_}:{arm}")
-        posed = await _pose_outside_heldout(session, rng, counts[arm], skill, level)
+        if adapt is None:
+            posed = await _pose_outside_heldout(session, rng, counts[arm], skill, level)
+        else:  # over-sample, then pose the settings the student is ready for
+            generator, stats = adapt
+            candidates = await _pose_outside_heldout(
+                session, rng, counts[arm] * generator.oversample, skill, level)
+            posed, cells = generator.choose(rng, candidates, counts[arm], arm, stats, session.cell_of)
+            adapted.append(DecisionRecord(
+                session.run_id, round_, "generator_params", "adaptive", arm, True,
+                float(len(cells)), {"cells": cells, "target": generator.target}))
         problems.extend(posed)
         for p in posed:
             plan.append({"arm": arm, "problem_id": p.id, "seed": rng.randrange(2**31)})
@@ -309,6 +345,7 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     session.store.save_curriculum_state(
         CurriculumStateRecord(session.run_id, round_, {"probabilities": probs, "counts": counts, "sampler": new_state})
     )
+    _record_once(session, round_, "generator_params", adapted)
     _record_once(session, round_, "curriculum", [
         DecisionRecord(session.run_id, round_, "curriculum", session.config.curriculum.sampler, arm,
                        counts.get(arm, 0) > 0, p, {"count": counts.get(arm, 0)})

@@ -116,6 +116,10 @@ ARMS.update({
     "kd+utility+in_context": {
         **STANDARD_KD, "episodes.intervention": "utility", "training.in_context": True
     },
+    # The adaptive generator: inside each level, pose the settings the student is ready for.
+    "kd+adapt": {**STANDARD_KD, "generator.adapt": True},
+    "kd+curriculum+adapt": {**STANDARD_KD, **MECHANISMS["curriculum"], "generator.adapt": True},
+    "pedagogy+adapt": {**PEDAGOGY, "generator.adapt": True},
 })
 QUICK_ARMS = ["standard_kd", "pedagogy"]
 

@@ -59,6 +59,15 @@ class GeneratorConfig(_Strict):
     """train: optimiser steps per job (None: only train_seconds bounds it)."""
     train_seconds: float = Field(30.0, gt=0)
     """train: time budget of one job."""
+    adapt: bool = False
+    """Adapt the sampling parameters inside each level to the student (pedagogy.agents.adaptive):
+    over-sample an arm's problems and pose those whose generator settings (e.g. number of terms
+    and digits) the student solves near `adapt_target` of the time. Needs a domain that can tell
+    a problem's parameters (reasoning-gym can)."""
+    adapt_target: float = Field(0.5, ge=0, le=1)
+    """adapt: the success rate most wanted."""
+    adapt_oversample: int = Field(4, ge=1)
+    """adapt: candidates drawn per problem posed."""
 
     def model_post_init(self, context: Any) -> None:
         if self.train and (self.kind != "llm" or self.backend is None or self.backend.kind != "transformers"):

@@ -20,7 +20,7 @@ from typing import Any
 from pedagogy.agents.roles import Generator, Student, Teacher, Verifier
 from pedagogy.backends.registry import build_backend, check_backend_kind
 from pedagogy.config import RunConfig, config_from_dict
-from pedagogy.domains.base import arm_name, reads_problems
+from pedagogy.domains.base import arm_name, has_parameters, reads_problems
 from pedagogy.errors import ConfigError, PedagogyError
 from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.graphs.loop import EventSink, LoopState, Session, _no_events, build_loop_graph
@@ -101,6 +101,12 @@ def _check_refinement(config: RunConfig, domain) -> None:
         raise ConfigError(
             f"generator.pose: false leaves the LLM generator nothing to do with curriculum."
             f"refine_by {refine_by!r}; set refine_by: generator or pose: true"
+        )
+    if gen.adapt and not has_parameters(domain):
+        raise ConfigError(
+            f"generator.adapt needs the generator settings of each problem, and domain "
+            f"{config.domain.name!r} cannot tell them (no parameters method); use a domain with "
+            "parameters(problem) (reasoning-gym has one) or generator.adapt: false"
         )
     if refine_by != "domain" and not reads_problems(domain):
         raise ConfigError(

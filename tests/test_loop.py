@@ -251,6 +251,7 @@ async def test_resumed_run_makes_the_same_decisions_as_an_uninterrupted_one(quic
             name=name,
             rounds=3,
             curriculum={"sampler": "bandit", "temperature": 0.05},
+            generator={"adapt": True},  # poses by the student's success per generator setting
             episodes={"per_round": 32, "explain_budget": 6, "intervention": "random"},
             training={"max_steps": 8, "max_seconds": 600, "batch_size": 16},
             evaluation={"heldout_per_arm": 8},
@@ -261,7 +262,9 @@ async def test_resumed_run_makes_the_same_decisions_as_an_uninterrupted_one(quic
         index = {e.id: (e.round, e.index) for e in store.episodes(run_id)}
         chosen = sorted((index[d.subject], d.chosen) for d in store.decisions(run_id, kind="intervention"))
         planned = [(d.round, d.subject, round(d.value, 12)) for d in store.decisions(run_id, kind="curriculum")]
-        return chosen, planned
+        posed = sorted((e.round, e.index, e.problem_id) for e in store.episodes(run_id))
+        cells = [(d.round, d.subject, d.detail["cells"]) for d in store.decisions(run_id, kind="generator_params")]
+        return chosen, planned, posed, cells
 
     straight = await run_loop(config("straight"))
 
@@ -277,7 +280,7 @@ async def test_resumed_run_makes_the_same_decisions_as_an_uninterrupted_one(quic
     resumed = await run_loop(cfg, resume=crashed_id)
     assert resumed.status == "completed"
     a, b = decisions(store, straight.run_id), decisions(store, crashed_id)
-    assert a[0] and a[1]
+    assert a[0] and a[1] and len(a[3]) >= 3
     assert b == a
 
 

@@ -135,6 +135,9 @@ async def test_procedural_generator_cannot_refine(domain, parent):
         ({"curriculum": {"refine": 0.25, "refine_by": "teacher"},
           "domain": {"name": "jsonl", "options": {"path": "QA"}}},
          "domain 'jsonl' cannot read written problems"),
+        ({"generator": {"adapt": True}, "domain": {"name": "jsonl", "options": {"path": "QA"}}},
+         "generator.adapt needs the generator settings of each problem, and domain 'jsonl' "
+         "cannot tell them"),
     ],
 )
 async def test_bad_combinations_fail_before_anything_is_written(tmp_path, overrides, match):
