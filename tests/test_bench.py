@@ -271,6 +271,10 @@ def test_default_arms_and_arms_run_only_by_name():
     assert {k: v for k, v in B.ARMS["pedagogy@half"].items() if k != B.BUDGET_SHARE} == B.PEDAGOGY
     assert B.parse_arms(None, quick=True) == B.QUICK_ARMS
     extra = [a for a in B.ARMS if a not in B.DEFAULT_ARMS]
-    assert extra == ["kd+graph", "kd+chain", "kd+in_context", "kd+utility+in_context"]
+    assert extra == ["kd+graph", "kd+chain", "kd+in_context", "kd+utility+in_context",
+                     "kd+adapt", "kd+curriculum+adapt", "pedagogy+adapt"]
     assert B.parse_arms(",".join(extra)) == extra
     assert B.ARMS["kd+in_context"] == {**B.STANDARD_KD, "training.in_context": True}
+    assert B.ARMS["pedagogy+adapt"] == {**B.PEDAGOGY, "generator.adapt": True}
+    config = B.arm_config("kd+adapt", 0, B.BenchSettings(), Path("x"))
+    assert config.generator.adapt and config.curriculum.sampler == "uniform"
