@@ -260,7 +260,7 @@ class TransformersBackend:
         out: list[str] = []
         for start in range(0, len(prompts), self.max_batch_size):
             chunk = list(prompts[start : start + self.max_batch_size])
-            out.extend(text for text, _n, _ in self._greedy(chunk, max_tokens)[0])
+            out.extend(text for text, _n, _ in self._generate_rows(chunk, max_tokens)[0])
         return out
 
     def reload(self, path: str | Path, version_id: str | None = None) -> None:
@@ -332,7 +332,7 @@ class TransformersBackend:
         """One `model.generate` for the whole batch, greedy and sampled rows mixed."""
         with self._lock:
             texts = [render_prompt(self._tokenizer, r.messages) for r in requests]
-        rows, latency, name, version = self._greedy(
+        rows, latency, name, version = self._generate_rows(
             texts,
             max(r.max_tokens for r in requests),
             [r.max_tokens for r in requests],
@@ -351,14 +351,15 @@ class TransformersBackend:
             for (text, n_new, n_prompt), request in zip(rows, requests)
         ]
 
-    def _greedy(
+    def _generate_rows(
         self,
         texts: list[str],
         max_new_tokens: int,
         limits: list[int] | None = None,
         sampler: Any = None,
     ) -> tuple[list[tuple[str, int, int]], float, str, str | None]:
-        """One `model.generate` over rendered texts: per row (text, new tokens, prompt tokens),
+        """One `model.generate` over rendered texts (greedy; rows with temperature > 0 are drawn
+        by `sampler`): per row (text, new tokens, prompt tokens) cut at `limits[i]` new tokens,
         then the latency and the model name and version that produced them."""
         import torch
 

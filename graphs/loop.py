@@ -22,10 +22,18 @@ from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
+from pedagogy.agents.adaptive import AdaptiveGenerator, CellStats, cell_key
 from pedagogy.agents.curriculum import build_sampler
 from pedagogy.agents.roles import Generator
 from pedagogy.config import RunConfig
-from pedagogy.domains.base import Domain, Problem, arm_name, parse_arm, problem_variants
+from pedagogy.domains.base import (
+    Domain,
+    Problem,
+    arm_name,
+    parse_arm,
+    problem_parameters,
+    problem_variants,
+)
 from pedagogy.graphs.broker import InterventionBroker, episode_id
 from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.graphs.refinement import Refined, first_attempts, train_generator, write_refinements
@@ -142,9 +150,6 @@ class Session:
 
     def cell_of(self, problem: Problem) -> str:
         """The generator settings that made `problem`, as a cell name (adaptive generator)."""
-        from pedagogy.agents.adaptive import cell_key
-        from pedagogy.domains.base import problem_parameters
-
         return cell_key(problem_parameters(self.domain, problem))
 
     def sampler(self, state: dict[str, Any] | None):
@@ -231,8 +236,6 @@ def _adaptive(session: Session, round_: int):
     g = session.config.generator
     if not g.adapt:
         return None
-    from pedagogy.agents.adaptive import AdaptiveGenerator, CellStats
-
     episodes = [e for e in session.store.episodes(session.run_id) if e.round < round_]
     problems = session.store.get_problems(sorted({e.problem_id for e in episodes}))
     stats = CellStats.from_attempts(

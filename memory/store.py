@@ -61,8 +61,9 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _CHUNK = 500
-_SQLITE_TIMEOUT = 30.0  # seconds a SQLite connection waits for another's lock
 """Ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits."""
+_SQLITE_TIMEOUT = 30.0
+"""Seconds a SQLite connection waits for another's lock (also when switching a file to WAL)."""
 _MIGRATING = threading.Lock()
 _MIGRATION_LOCK = 0x7065646167
 """PostgreSQL advisory lock key held while migrating ('pedag')."""
