@@ -83,20 +83,34 @@ class AdaptiveGenerator:
     def __post_init__(self) -> None:
         for name, lo, hi in (("target", 0.0, 1.0), ("floor", 0.0, 1.0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-                raise ConfigError(f"adaptive generator {name} must be in [{lo}, {hi}], got {value!r}")
-        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not (
-            math.isfinite(self.width) and self.width > 0
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not lo <= value <= hi
+            ):
+                raise ConfigError(
+                    f"adaptive generator {name} must be in [{lo}, {hi}], got {value!r}"
+                )
+        if (
+            isinstance(self.width, bool)
+            or not isinstance(self.width, (int, float))
+            or not (math.isfinite(self.width) and self.width > 0)
         ):
             raise ConfigError(f"adaptive generator width must be > 0, got {self.width!r}; try 0.25")
-        if isinstance(self.oversample, bool) or not isinstance(self.oversample, int) or self.oversample < 1:
+        if (
+            isinstance(self.oversample, bool)
+            or not isinstance(self.oversample, int)
+            or self.oversample < 1
+        ):
             raise ConfigError(
                 f"adaptive generator oversample must be an integer >= 1, got {self.oversample!r}; "
                 "try 4 (1 poses what the generator draws, unchanged)"
             )
 
     def weight(self, success: float) -> float:
-        return self.floor + (1 - self.floor) * math.exp(-(((success - self.target) / self.width) ** 2))
+        return self.floor + (1 - self.floor) * math.exp(
+            -(((success - self.target) / self.width) ** 2)
+        )
 
     def choose(
         self,
@@ -116,8 +130,13 @@ class AdaptiveGenerator:
         for cell in cells:
             if cell not in report:
                 s = stats.success(arm, cell)
-                report[cell] = {"success": s, "attempts": stats.attempts(arm, cell),
-                                "weight": self.weight(s), "candidates": 0, "posed": 0}
+                report[cell] = {
+                    "success": s,
+                    "attempts": stats.attempts(arm, cell),
+                    "weight": self.weight(s),
+                    "candidates": 0,
+                    "posed": 0,
+                }
             report[cell]["candidates"] += 1
         # Weighted sampling without replacement in one pass (Efraimidis-Spirakis): each candidate
         # gets the key u ** (1 / weight), u uniform; the n largest keys are posed.

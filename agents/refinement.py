@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pedagogy.backends.base import ChatRequest
-from pedagogy.domains.base import Domain, Problem, written_problem
+from pedagogy.domains.base import Domain, Problem, render_problems, written_problem
 
 __all__ = [
     "REFINE_PROMPT",
@@ -72,11 +72,6 @@ def refine_request(
 def refine_prompt(problem: Problem, attempt: str, n: int) -> str:
     shown = " ".join(attempt.split())[:ATTEMPT_CHARS] or "(none)"
     return REFINE_PROMPT.format(prompt=problem.prompt, attempt=shown, n=n)
-
-
-def render_problems(problems: Sequence[Problem]) -> str:
-    """Problems in the reply format: each prompt on its line, then ``A: <answer>``."""
-    return "\n".join(f"{p.prompt}\nA: {p.answer}" for p in problems)
 
 
 def parse_reply(text: str) -> list[tuple[str, str]]:
@@ -131,7 +126,9 @@ class Candidate:
         return Problem(p.domain, p.skill, p.level, self.text, self.stated).id
 
 
-def check_candidate(domain: Domain, parent: Problem, text: str, stated: str, author: str) -> Candidate:
+def check_candidate(
+    domain: Domain, parent: Problem, text: str, stated: str, author: str
+) -> Candidate:
     """Accept a written problem only if the domain reads it, solves it, and the worked solution
     ends in the answer the model stated."""
 

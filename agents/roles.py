@@ -36,7 +36,9 @@ POSE_PROMPT = (
 )
 
 
-def make_turn(agent: str, backend: Backend, request: ChatRequest, completion: Completion, seq: int) -> TurnRecord:
+def make_turn(
+    agent: str, backend: Backend, request: ChatRequest, completion: Completion, seq: int
+) -> TurnRecord:
     return TurnRecord(
         id=uuid.uuid4().hex,
         seq=seq,
@@ -69,7 +71,9 @@ class Student:
     max_tokens: int = 96
     temperature: float = 0.0
 
-    def request(self, problem: Problem, explanation: str | None = None, seed: int | None = None) -> ChatRequest:
+    def request(
+        self, problem: Problem, explanation: str | None = None, seed: int | None = None
+    ) -> ChatRequest:
         content = problem.prompt if explanation is None else f"{explanation}\n{problem.prompt}"
         return ChatRequest(
             messages=[{"role": "user", "content": content}],
@@ -80,7 +84,9 @@ class Student:
             purpose="attempt" if explanation is None else "reattempt",
         )
 
-    async def attempt(self, problem: Problem, seq: int, explanation: str | None = None, seed: int | None = None) -> TurnRecord:
+    async def attempt(
+        self, problem: Problem, seq: int, explanation: str | None = None, seed: int | None = None
+    ) -> TurnRecord:
         return await ask("student", self.backend, self.request(problem, explanation, seed), seq)
 
 
@@ -92,6 +98,8 @@ class Teacher:
     budget: int | None = None
     """Explanations per round; None = unlimited."""
     max_tokens: int = 256
+    temperature: float = 0.0
+    """Sent with every explain request (the scripted teacher ignores it)."""
     spent: int = 0
     style_for: Callable[[Problem], Any] | None = None
     """The explanation style (`pedagogy.agents.explanations`) for a problem; None: plain
@@ -120,7 +128,9 @@ class Teacher:
         LLM teacher gets the style's instruction in its prompt instead."""
         return getattr(self.backend, "name", "") == "scripted"
 
-    async def explain(self, problem: Problem, attempt: str, seq: int, style: Any = None) -> TurnRecord:
+    async def explain(
+        self, problem: Problem, attempt: str, seq: int, style: Any = None
+    ) -> TurnRecord:
         content = EXPLAIN_PROMPT.format(prompt=problem.prompt, attempt=attempt)
         mistakes = self.mistakes_for(problem) if self.mistakes_for is not None else []
         if mistakes:
@@ -131,12 +141,15 @@ class Teacher:
         request = ChatRequest(
             messages=[{"role": "user", "content": content}],
             max_tokens=self.max_tokens,
+            temperature=self.temperature,
             problem=problem,
             purpose="explain",
         )
         return await ask("teacher", self.backend, request, seq)
 
-    async def refine(self, problem: Problem, attempt: str, n: int, seed: int | None = None) -> TurnRecord:
+    async def refine(
+        self, problem: Problem, attempt: str, n: int, seed: int | None = None
+    ) -> TurnRecord:
         """Write `n` new problems that target the mistake in `attempt` (the REFINE prompt of
         `pedagogy.agents.refinement`); the reply is checked there. Not charged to the budget."""
         request = refine_request(problem, attempt, n, max_tokens=self.max_tokens, seed=seed)
@@ -150,11 +163,20 @@ class Verifier:
     domain: Domain
     judge: Backend | None = None
 
-    async def verify(self, problem: Problem, response: str, seq: int) -> tuple[Verdict, TurnRecord | None]:
+    async def verify(
+        self, problem: Problem, response: str, seq: int
+    ) -> tuple[Verdict, TurnRecord | None]:
         if self.judge is None:
             return self.domain.verify(problem, response), None
         request = ChatRequest(
-            messages=[{"role": "user", "content": JUDGE_PROMPT.format(prompt=problem.prompt, answer=problem.answer, response=response)}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": JUDGE_PROMPT.format(
+                        prompt=problem.prompt, answer=problem.answer, response=response
+                    ),
+                }
+            ],
             max_tokens=4,
             problem=problem,
             purpose="judge",
@@ -188,7 +210,9 @@ class Generator:
     temperature: float = 0.0
     """Of refine calls (its backend config's `temperature`); pose calls sample at 1.0."""
 
-    async def refine(self, problem: Problem, attempt: str, n: int, seed: int | None = None) -> TurnRecord:
+    async def refine(
+        self, problem: Problem, attempt: str, n: int, seed: int | None = None
+    ) -> TurnRecord:
         """Write `n` new problems that target the mistake in `attempt`, with the teacher's REFINE
         prompt; the reply is checked by `pedagogy.agents.refinement`."""
         if self.backend is None:
@@ -197,8 +221,12 @@ class Generator:
                 "backend, or curriculum.refine_by: domain or teacher"
             )
         request = refine_request(
-            problem, attempt, n, max_tokens=self.max_tokens,
-            temperature=self.temperature, seed=seed,
+            problem,
+            attempt,
+            n,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            seed=seed,
         )
         return await ask("generator", self.backend, request)
 
@@ -207,7 +235,9 @@ class Generator:
             return self.domain.generate(rng, n, skill, level)
         requests = [
             ChatRequest(
-                messages=[{"role": "user", "content": POSE_PROMPT.format(skill=skill, level=level)}],
+                messages=[
+                    {"role": "user", "content": POSE_PROMPT.format(skill=skill, level=level)}
+                ],
                 max_tokens=256,
                 temperature=1.0,
                 seed=rng.randrange(2**31),
@@ -224,7 +254,9 @@ class Generator:
             if completion.error or len(lines) < 2 or answer is None:
                 continue
             problems.append(
-                Problem(self.domain.name, skill, level, lines[0].strip(), answer, source="generator")
+                Problem(
+                    self.domain.name, skill, level, lines[0].strip(), answer, source="generator"
+                )
             )
         if not problems:
             raise ConfigError(

@@ -7,20 +7,23 @@ Backends that can score text (local models) also offer `score`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pedagogy.domains.base import Problem
+    from pedagogy.tools.base import ToolCall
 
 
 @dataclass
 class ChatRequest:
     """One chat completion request."""
 
-    messages: list[dict[str, str]]
-    """OpenAI-style messages: [{"role": "user", "content": "..."}]."""
+    messages: list[dict[str, Any]]
+    """OpenAI-style messages: [{"role": "user", "content": "..."}]; an acting agent's also holds
+    assistant messages with `tool_calls` and `tool` messages (`tool_call_id`, `content`)."""
     max_tokens: int = 128
     temperature: float = 0.0
     seed: int | None = None
@@ -29,11 +32,19 @@ class ChatRequest:
     """The problem this request is about; lets scripted backends answer it. Never sent to a model."""
     purpose: str = ""
     """What the caller wants (attempt, explain, pose, judge): for logs and scripted backends."""
+    tools: list[dict[str, Any]] | None = None
+    """OpenAI tools-API entries (`pedagogy.tools.base.tool_spec`) the model may call; None: none."""
 
     def to_record(self) -> dict[str, Any]:
-        """JSON-serialisable form stored in the turns table (no problem object, no secrets)."""
+        """JSON-serialisable form stored in the turns table (no problem object, no secrets).
+
+        `tools` is kept when set (it is part of what the model was asked) and left out when None,
+        so the records (and run hashes) of tool-less requests stay as they were.
+        """
         d = asdict(self)
         d.pop("problem", None)
+        if d.get("tools") is None:
+            d.pop("tools", None)
         if self.problem is not None:
             d["problem_id"] = self.problem.id
         return d
@@ -54,6 +65,10 @@ class Completion:
     """The pedagogy model-version id that produced it, for trained local models."""
     error: str | None = None
     """Set when the call failed; text is then empty."""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    """Tool calls the model asked for (tools API); `text` is then its thought, often empty."""
+    finish_reason: str | None = None
+    """Why generation stopped: "stop", "length", "tool_calls", ...; None when unknown."""
 
 
 @runtime_checkable
@@ -79,8 +94,49 @@ class ScoringBackend(Backend, Protocol):
         ...
 
 
+def parse_tool_arguments(raw: Any) -> dict[str, Any]:
+    """A tool call's arguments as a dict; text that is not a JSON object is kept as `{"_raw": text}`.
+
+    Models do write malformed arguments; the call is kept (and later judged an invalid action)
+    rather than failing the whole completion.
+    """
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, dict):
+        return dict(raw)
+    text = raw if isinstance(raw, str) else str(raw)
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"_raw": text}
+    return value if isinstance(value, dict) else {"_raw": text}
+
+
+def openai_tool_calls(tool_calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+    """Tool calls in the OpenAI wire form, for the assistant message that issued them.
+
+    Arguments kept as `{"_raw": text}` go back as that text, so the model sees what it wrote.
+    """
+    out = []
+    for i, call in enumerate(tool_calls):
+        args = call.arguments
+        raw = args["_raw"] if _is_raw(args) else json.dumps(args, ensure_ascii=False)
+        out.append(
+            {
+                "id": call.id or f"call_{i}",
+                "type": "function",
+                "function": {"name": call.name, "arguments": raw},
+            }
+        )
+    return out
+
+
+def _is_raw(arguments: dict[str, Any]) -> bool:
+    return set(arguments) == {"_raw"} and isinstance(arguments["_raw"], str)
+
+
 def last_user_content(request: ChatRequest) -> str:
     for m in reversed(request.messages):
         if m.get("role") == "user":
             return m.get("content", "")
-    return request.messages[-1]["content"] if request.messages else ""
+    return (request.messages[-1].get("content") or "") if request.messages else ""

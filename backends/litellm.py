@@ -24,15 +24,21 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pedagogy.backends.base import ChatRequest, Completion
+from pedagogy.backends.base import ChatRequest, Completion, parse_tool_arguments
 from pedagogy.errors import BackendError
+
+if TYPE_CHECKING:
+    from pedagogy.tools.base import ToolCall
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 NO_KEY = "no-key"
 """Sent as the API key to an `api_base` when no `api_key_env` is configured."""
+
+MISSING_TOOL_NAME = "<missing>"
+"""The name given to a tool call that the model sent without one (no tool has it)."""
 
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 _MAX_ERROR_CHARS = 300
@@ -150,7 +156,10 @@ class LiteLLMBackend:
                         return self._failed(f"{_one_line(e, api_key)} (after {tries})", t0)
                     await asyncio.sleep(self._backoff(attempts))
                     continue
-                return self._completion(response, t0)
+                try:
+                    return self._completion(response, t0)
+                except Exception as e:  # a response we cannot read fails this call, not the run
+                    return self._failed(f"unreadable response: {_one_line(e, api_key)}", t0)
 
     async def _call(self, request: ChatRequest, api_key: str | None, timeout: float) -> Any:
         kwargs: dict[str, Any] = {
@@ -166,6 +175,9 @@ class LiteLLMBackend:
             kwargs["seed"] = request.seed
         if request.stop:
             kwargs["stop"] = request.stop
+        if request.tools:
+            kwargs["tools"] = request.tools
+            kwargs["tool_choice"] = "auto"
         if self.api_base:
             kwargs["api_base"] = self.api_base
         if api_key is not None:
@@ -175,15 +187,17 @@ class LiteLLMBackend:
     def _completion(self, response: Any, t0: float) -> Completion:
         latency = time.perf_counter() - t0
         choices = getattr(response, "choices", None) or []
-        text = (choices[0].message.content or "") if choices else ""
+        message = getattr(choices[0], "message", None) if choices else None
         usage = getattr(response, "usage", None)
         return Completion(
-            text=text,
+            text=(getattr(message, "content", None) or "") if message is not None else "",
             model=self.model,
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             latency_s=latency,
             cost=self._cost(response),
+            tool_calls=_tool_calls(message),
+            finish_reason=(getattr(choices[0], "finish_reason", None) or None) if choices else None,
         )
 
     def _failed(self, error: str, t0: float) -> Completion:
@@ -251,6 +265,27 @@ class LiteLLMBackend:
                 f"in the config"
             )
         return f"{where} failed a test request: {_one_line(e, api_key)}"
+
+
+def _tool_calls(message: Any) -> list[ToolCall]:
+    """The message's tool calls; malformed arguments are kept as `{"_raw": text}` and a missing
+    name as `MISSING_TOOL_NAME`, so the agent layer records an invalid action instead of failing."""
+    calls = getattr(message, "tool_calls", None) or []
+    if not calls:
+        return []  # tool-less runs never import pedagogy.tools
+    from pedagogy.tools.base import ToolCall
+
+    out = []
+    for i, call in enumerate(calls):
+        function = getattr(call, "function", None)
+        out.append(
+            ToolCall(
+                name=str(getattr(function, "name", None) or MISSING_TOOL_NAME),
+                arguments=parse_tool_arguments(getattr(function, "arguments", None)),
+                id=getattr(call, "id", None) or f"call_{i}",
+            )
+        )
+    return out
 
 
 def _retryable(e: BaseException) -> bool:

@@ -3,9 +3,12 @@
 `ScriptedBackend` answers each request with a function or a fixed list of responses. Built from a
 domain (`ScriptedBackend.from_domain`) it writes the domain's worked solution for the request's
 problem: that is the offline teacher of the embedded default. Asked to refine a failed problem
-(purpose "refine") it writes the domain's variants of it in the reply format an LLM is asked for. The same class is the test fake that
-ships with the library (`pedagogy.testing`): it records calls and can check every scripted step
-was used.
+(purpose "refine") it writes the domain's variants of it in the reply format an LLM is asked for.
+Asked with `tools` about a problem it has a demonstration for (the domain's `demonstrate`, or one
+passed in), it acts through the tools API: step k of the demonstration, where k is the number of
+assistant messages so far, comes back as a tool call (content: the step's thought) or as the
+final `A:<answer>`. The same class is the test fake that ships with the library
+(`pedagogy.testing`): it records calls and can check every scripted step was used.
 """
 
 from __future__ import annotations
@@ -13,15 +16,29 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pedagogy.backends.base import ChatRequest, Completion, last_user_content
 from pedagogy.errors import BackendError
 
 if TYPE_CHECKING:
-    from pedagogy.domains.base import Domain
+    from pedagogy.domains.base import Domain, Problem
+    from pedagogy.tools.base import ToolCall
 
-Responder = Callable[[ChatRequest], str]
+
+@dataclass
+class Reply:
+    """A scripted answer that calls tools; a responder returns this or plain text."""
+
+    text: str = ""
+    """The assistant's content: a thought beside tool calls, or the answer."""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+Responder = Callable[[ChatRequest], "str | Reply"]
+Demonstrator = Callable[["Problem"], list[dict[str, Any]]]
+"""A problem -> its scripted solution as actions (see AGENT_SPEC: `Domain.demonstrate`)."""
 _HOW_MANY = re.compile(r"\bWrite (\d+) new problems\b")
 
 
@@ -32,13 +49,13 @@ class ScriptedBackend:
 
     def __init__(
         self,
-        responses: Responder | Sequence[str] | None = None,
+        responses: Responder | Sequence[str | Reply] | None = None,
         *,
         model: str = "scripted",
     ):
         self.model = model
         self.calls: list[ChatRequest] = []
-        self._script: list[str] | None = None
+        self._script: list[str | Reply] | None = None
         self._responder: Responder
         if responses is None:
             self._responder = last_user_content
@@ -49,10 +66,21 @@ class ScriptedBackend:
             self._responder = self._next_scripted
 
     @classmethod
-    def from_domain(cls, domain: Domain, *, model: str | None = None) -> ScriptedBackend:
-        """A teacher that writes the domain's worked solution for each request's problem."""
+    def from_domain(
+        cls,
+        domain: Domain,
+        *,
+        model: str | None = None,
+        demonstrate: Demonstrator | None = None,
+    ) -> ScriptedBackend:
+        """A teacher that writes the domain's worked solution for each request's problem.
 
-        def solve(request: ChatRequest) -> str:
+        Requests with `tools` follow a demonstration instead, step by step, when there is one:
+        `demonstrate`, else the domain's own `demonstrate` method.
+        """
+        demonstrator = demonstrate or getattr(domain, "demonstrate", None)
+
+        def solve(request: ChatRequest) -> str | Reply:
             if request.problem is None:
                 raise BackendError(
                     "the scripted teacher needs ChatRequest.problem to be set; "
@@ -60,6 +88,8 @@ class ScriptedBackend:
                 )
             if request.purpose == "refine":
                 return _variants_reply(domain, request)
+            if request.tools and callable(demonstrator):
+                return demonstration_step(demonstrator(request.problem), request)
             solution = domain.solve(request.problem)
             if solution is None:
                 raise BackendError(
@@ -71,7 +101,7 @@ class ScriptedBackend:
 
         return cls(solve, model=model or f"scripted:{domain.name}")
 
-    def _next_scripted(self, request: ChatRequest) -> str:
+    def _next_scripted(self, request: ChatRequest) -> str | Reply:
         if not self._script:
             raise BackendError(
                 f"scripted backend ran out of responses after {len(self.calls) - 1} calls; "
@@ -83,14 +113,19 @@ class ScriptedBackend:
         out = []
         for request in requests:
             self.calls.append(request)
-            text = self._responder(request)
-            prompt = sum(len(m.get("content", "").split()) for m in request.messages)
+            reply = self._responder(request)
+            if isinstance(reply, str):
+                reply = Reply(reply)
+            prompt = sum(len((m.get("content") or "").split()) for m in request.messages)
+            called = sum(len(f"{c.name} {c.arguments}".split()) for c in reply.tool_calls)
             out.append(
                 Completion(
-                    text=text,
+                    text=reply.text,
                     model=self.model,
                     prompt_tokens=prompt,
-                    completion_tokens=len(text.split()),
+                    completion_tokens=len(reply.text.split()) + called,
+                    tool_calls=list(reply.tool_calls),
+                    finish_reason="tool_calls" if reply.tool_calls else "stop",
                 )
             )
         return out
@@ -101,11 +136,40 @@ class ScriptedBackend:
             raise BackendError(f"{len(self._script)} scripted responses were never requested")
 
 
+def demonstration_step(demo: Sequence[dict[str, Any]], request: ChatRequest) -> Reply:
+    """Step k of a demonstration (k = assistant messages so far) as a tool call or the answer.
+
+    Steps are `{"thought"?, "tool", "arguments"}` or `{"thought"?, "answer"}`; the content is
+    the thought as a `T:` line (beside the call) or `[T:<thought>\n]A:<answer>`.
+    """
+    from pedagogy.tools.base import ToolCall
+
+    k = sum(1 for m in request.messages if m.get("role") == "assistant")
+    if k >= len(demo):
+        raise BackendError(
+            f"the demonstration has {len(demo)} steps but the request is at step {k + 1}; "
+            "end the episode at the demonstration's answer or raise max_steps accordingly"
+        )
+    step = demo[k]
+    # Thoughts as `T:` lines, so the content reads as the text action format does.
+    thought = str(step.get("thought") or "").strip()
+    if thought and not thought.startswith("T:"):
+        thought = f"T:{thought}"
+    if "answer" in step:
+        return Reply("\n".join(filter(None, [thought, f"A:{step['answer']}"])))
+    if "tool" not in step:
+        raise BackendError(
+            f"demonstration step {k + 1} is {step!r}; give it a 'tool' (with 'arguments') or "
+            "an 'answer'"
+        )
+    call = ToolCall(name=step["tool"], arguments=dict(step.get("arguments") or {}), id=f"call_{k}")
+    return Reply(thought, [call])
+
+
 def _variants_reply(domain: Domain, request: ChatRequest) -> str:
     """The domain's variants of the request's problem, as many as the prompt asks for, each as
     a problem line and 'A: <answer>' (seeded by the request, so a rerun writes the same)."""
-    from pedagogy.agents.refinement import render_problems
-    from pedagogy.domains.base import problem_variants
+    from pedagogy.domains.base import problem_variants, render_problems
 
     problem = request.problem
     if problem is None or not callable(getattr(domain, "variants", None)):

@@ -66,13 +66,29 @@ def quiet_progress() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def render_prompt(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
-    """The text the model sees: its chat template if it has one, else user contents joined."""
+def render_prompt(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> str:
+    """The text the model sees: its chat template if it has one, else the plain-text rendering.
+
+    Plain text (AGENT_SPEC): user contents as they are, assistant contents as they are (an acting
+    agent's step already holds its text action), tool results as `O:<content>`, one per line;
+    after a tool result a final newline, so the model writes its next step. System messages are
+    left out, so user-only conversations read exactly the compact problem text.
+    """
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             list(messages), tokenize=False, add_generation_prompt=True
         )
-    return "\n".join(m.get("content", "") for m in messages if m.get("role", "user") == "user")
+    lines = []
+    for m in messages:
+        role, content = m.get("role", "user"), m.get("content") or ""
+        if role in ("user", "assistant"):
+            lines.append(content)
+        elif role == "tool":
+            lines.append(f"O:{content}")
+    text = "\n".join(lines)
+    if messages and messages[-1].get("role") == "tool":
+        text += "\n"
+    return text
 
 
 def _looks_local(name: str) -> bool:
@@ -336,7 +352,9 @@ class TransformersBackend:
             texts,
             max(r.max_tokens for r in requests),
             [r.max_tokens for r in requests],
-            _RowSampler(requests, self.device) if any(r.temperature > 0 for r in requests) else None,
+            _RowSampler(requests, self.device)
+            if any(r.temperature > 0 for r in requests)
+            else None,
         )
         self.requests_served += len(requests)
         return [

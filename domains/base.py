@@ -12,6 +12,7 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,13 +75,18 @@ class Verdict:
     detail: str = ""
 
 
+def render_problems(problems: Sequence[Problem]) -> str:
+    """Problems in the refinement reply format: each prompt on its line, then ``A: <answer>``."""
+    return "\n".join(f"{p.prompt}\nA: {p.answer}" for p in problems)
 
 
 def extract_final_answer(response: str) -> str | None:
     """The text after the last 'A:' / 'Answer:' line; else the last non-empty line."""
     if not response or not response.strip():
         return None
-    matches = list(re.finditer(r"(?:^|\n)\s*(?:A|Answer|ANSWER|Final answer)\s*:\s*([^\n]*)", response))
+    matches = list(
+        re.finditer(r"(?:^|\n)\s*(?:A|Answer|ANSWER|Final answer)\s*:\s*([^\n]*)", response)
+    )
     if matches:
         ans = matches[-1].group(1).strip()
         return ans or None
@@ -133,7 +139,8 @@ def problem_variants(domain: Domain, problem: Problem, rng: random.Random, n: in
         return []
     out = [v for v in make(problem, rng, n) if v.prompt != problem.prompt]
     return [
-        v if v.parent_id == problem.id and v.source == "teacher-refined"
+        v
+        if v.parent_id == problem.id and v.source == "teacher-refined"
         else dataclasses.replace(v, parent_id=problem.id, source="teacher-refined")
         for v in out[:n]
     ]

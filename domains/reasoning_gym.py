@@ -441,9 +441,14 @@ class ReasoningGymDomain:
                 continue
             seen.add(prompt)
             variant = Problem(
-                domain=self.name, skill=problem.skill, level=problem.level, prompt=prompt,
-                answer=str(value), metadata={"entry": new_entry, "rebuild": False},
-                source="teacher-refined", parent_id=problem.id,
+                domain=self.name,
+                skill=problem.skill,
+                level=problem.level,
+                prompt=prompt,
+                answer=str(value),
+                metadata={"entry": new_entry, "rebuild": False},
+                source="teacher-refined",
+                parent_id=problem.id,
             )
             if self._scores_full(variant, f"A:{value}"):
                 out.append(variant)
@@ -494,9 +499,12 @@ class ReasoningGymDomain:
             "metadata": {**(entry.get("metadata") or {}), "expression": varied},
         }
         problem = Problem(
-            domain=self.name, skill=like.skill, level=like.level,
+            domain=self.name,
+            skill=like.skill,
+            level=like.level,
             prompt=compact_expression(varied) if self.compact else question,
-            answer=str(value), metadata={"entry": new_entry, "rebuild": False},
+            answer=str(value),
+            metadata={"entry": new_entry, "rebuild": False},
         )
         return problem if self._scores_full(problem, f"A:{value}") else None
 
@@ -510,7 +518,9 @@ class ReasoningGymDomain:
                 return False
         elif len(numbers) > len(theirs):
             return False
-        widest = digits[1] if isinstance(digits, list) and len(digits) == 2 else max(map(len, theirs))
+        widest = (
+            digits[1] if isinstance(digits, list) and len(digits) == 2 else max(map(len, theirs))
+        )
         return all(len(n.lstrip("0") or "0") <= widest for n in numbers)
 
     def _scores_full(self, problem: Problem, response: str) -> bool:

@@ -29,7 +29,24 @@ def _jsonl(**options: Any) -> Domain:
     return JsonlDomain(**options)
 
 
-_REGISTRY: dict[str, DomainFactory] = {"reasoning_gym": _reasoning_gym, "jsonl": _jsonl}
+def _world(**options: Any) -> Domain:
+    from pedagogy.domains.world import WorldDomain
+
+    return WorldDomain(**options)
+
+
+def _code(**options: Any) -> Domain:
+    from pedagogy.domains.code import CodeDomain
+
+    return CodeDomain(**options)
+
+
+_REGISTRY: dict[str, DomainFactory] = {
+    "reasoning_gym": _reasoning_gym,
+    "jsonl": _jsonl,
+    "world": _world,
+    "code": _code,
+}
 
 
 def register_domain(name: str, factory: DomainFactory, *, replace: bool = False) -> None:

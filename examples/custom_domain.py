@@ -36,8 +36,20 @@ class Doubling:
 register_domain("doubling", lambda **options: Doubling(), replace=True)
 
 if __name__ == "__main__":
-    quick = {"rounds": 2, "episodes": {"per_round": 32}, "training": {"max_seconds": 3}, "evaluation": {"heldout_per_arm": 16}}
-    overrides = {"domain": {"name": "doubling", "options": {}}, "workdir": "pedagogy-runs/custom-domain"}
-    config = load_config(None).with_overrides({**overrides, **(quick if "--quick" in sys.argv else {})})
+    quick = {
+        "rounds": 2,
+        "episodes": {"per_round": 32},
+        "training": {"max_seconds": 3},
+        "evaluation": {"heldout_per_arm": 16},
+    }
+    overrides = {
+        "domain": {"name": "doubling", "options": {}},
+        "workdir": "pedagogy-runs/custom-domain",
+    }
+    config = load_config(None).with_overrides(
+        {**overrides, **(quick if "--quick" in sys.argv else {})}
+    )
     result = asyncio.run(run_loop(config))
-    print(f"run {result.run_id}: {result.status}; see `pedagogy show {result.run_id} --db {result.db_url}`")
+    print(
+        f"run {result.run_id}: {result.status}; see `pedagogy show {result.run_id} --db {result.db_url}`"
+    )

@@ -11,15 +11,8 @@ from functools import partial
 from langgraph.graph import END, START, StateGraph
 
 from pedagogy.config import load_config
-from pedagogy.graphs.episode import (
-    Agents,
-    EpisodeState,
-    attempt,
-    decide,
-    explain,
-    reattempt,
-    record,
-)
+from pedagogy.graphs import episode as E
+from pedagogy.graphs.episode import Agents, EpisodeState
 from pedagogy.memory.records import VerdictRecord
 from pedagogy.runner import run_loop
 
@@ -37,10 +30,9 @@ async def self_check(state: EpisodeState, agents: Agents) -> dict:
 
 def build_graph(agents: Agents):
     g = StateGraph(EpisodeState)
-    for name, node in [("attempt", attempt), ("self_check", self_check), ("decide", decide),
-                       ("explain", explain), ("reattempt", reattempt)]:
-        g.add_node(name, partial(node, agents=agents))
-    g.add_node("record", record)
+    for node in (E.attempt, self_check, E.decide, E.explain, E.reattempt):
+        g.add_node(node.__name__, partial(node, agents=agents))
+    g.add_node("record", E.record)
     g.add_edge(START, "attempt")
     g.add_edge("attempt", "self_check")
     g.add_edge("self_check", "decide")
@@ -52,9 +44,11 @@ def build_graph(agents: Agents):
 
 
 if __name__ == "__main__":
-    quick = {"rounds": 2, "episodes": {"per_round": 32}, "training": {"max_seconds": 3}, "evaluation": {"heldout_per_arm": 16}}
+    quick = {"rounds": 2, "episodes": {"per_round": 32}, "training": {"max_seconds": 3}}
+    quick["evaluation"] = {"heldout_per_arm": 16}
     config = load_config(None).with_overrides(
         {"workdir": "pedagogy-runs/custom-graph", **(quick if "--quick" in sys.argv else {})}
     )
     result = asyncio.run(run_loop(config, episode_graph=build_graph))
-    print(f"run {result.run_id}: {result.status}; see `pedagogy show {result.run_id} --db {result.db_url}`")
+    print(f"run {result.run_id}: {result.status}; see `pedagogy show {result.run_id}`")
+    print(f"database: {result.db_url}")

@@ -1,7 +1,7 @@
 """The embedded default loop from Python: teach, then read back what happened.
 
-    python examples/quickstart.py            # the full default (a few minutes)
-    python examples/quickstart.py --quick    # 2 small rounds (CI)
+python examples/quickstart.py            # the full default (a few minutes)
+python examples/quickstart.py --quick    # 2 small rounds (CI)
 """
 
 import asyncio

@@ -88,4 +88,3 @@ class InterventionBroker:
         by_id = {d.candidate_id: d.intervene for d in decisions}
         for candidate, future in items:
             future.set_result(by_id[candidate.id])
-

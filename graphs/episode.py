@@ -57,7 +57,9 @@ def _seq(state: EpisodeState) -> int:
     return len(state.get("turns", []))
 
 
-async def _attempt_and_verify(state: EpisodeState, agents: Agents, explanation: str | None) -> dict[str, Any]:
+async def _attempt_and_verify(
+    state: EpisodeState, agents: Agents, explanation: str | None
+) -> dict[str, Any]:
     problem = state["problem"]
     turn = await agents.student.attempt(problem, _seq(state), explanation, seed=state.get("seed"))
     turn.episode_id = state["episode_id"]
@@ -66,7 +68,14 @@ async def _attempt_and_verify(state: EpisodeState, agents: Agents, explanation: 
     if judge_turn is not None:
         judge_turn.episode_id = state["episode_id"]
         turns.append(judge_turn)
-    vrec = VerdictRecord(turn.id, verdict.correct, verdict.score, verdict.parsed_answer, verdict.verifier, verdict.detail)
+    vrec = VerdictRecord(
+        turn.id,
+        verdict.correct,
+        verdict.score,
+        verdict.parsed_answer,
+        verdict.verifier,
+        verdict.detail,
+    )
     key = "first" if explanation is None else "final"
     update: dict[str, Any] = {"turns": turns, "verdicts": [vrec], key: verdict}
     if explanation is None:
@@ -89,7 +98,9 @@ async def decide(state: EpisodeState, agents: Agents) -> dict[str, Any]:
         return {"intervene": agents.teacher.reserve(), "budget_left": left}
     problem = state["problem"]
     first_turn = state["turns"][0]
-    intervene = await agents.broker.decide(state["episode_id"], state["index"], problem, first_turn.response)
+    intervene = await agents.broker.decide(
+        state["episode_id"], state["index"], problem, first_turn.response
+    )
     return {"intervene": intervene, "budget_left": left}
 
 
@@ -182,7 +193,9 @@ def build_episode_graph(agents: Agents):
     g.add_edge(START, "attempt")
     g.add_edge("attempt", "decide")
     g.add_conditional_edges("decide", _after_decide, ["explain", "record"])
-    g.add_conditional_edges("explain", partial(_after_explain, agents=agents), ["reattempt", "record"])
+    g.add_conditional_edges(
+        "explain", partial(_after_explain, agents=agents), ["reattempt", "record"]
+    )
     g.add_edge("reattempt", "record")
     g.add_edge("record", END)
     return g.compile(checkpointer=False)  # the store records episodes; see graphs.loop.Session

@@ -120,7 +120,9 @@ class Session:
             from pedagogy.agents.profile import StudentProfile
 
             profile = StudentProfile.from_store(self.store, self.run_id)
-            return lambda p: X.AdaptiveStyle(mastery=profile.mastery(p.arm) if profile.attempts(p.arm) else None)
+            return lambda p: X.AdaptiveStyle(
+                mastery=profile.mastery(p.arm) if profile.attempts(p.arm) else None
+            )
         # probe: the style under which the student itself finds the solutions likeliest
         if not callable(getattr(self.student_backend, "score", None)):
             return None
@@ -135,10 +137,20 @@ class Session:
         result = await asyncio.to_thread(
             X.probe_styles, self.student_backend, pairs, ["worked", "concise", "detailed"]
         )
-        self.store.record_decisions([DecisionRecord(
-            self.run_id, round_, "style", "probe", f"round-{round_}", True,
-            result.mean_gain[result.winner], {"winner": result.winner, "mean_gain": result.mean_gain},
-        )])
+        self.store.record_decisions(
+            [
+                DecisionRecord(
+                    self.run_id,
+                    round_,
+                    "style",
+                    "probe",
+                    f"round-{round_}",
+                    True,
+                    result.mean_gain[result.winner],
+                    {"winner": result.winner, "mean_gain": result.mean_gain},
+                )
+            ]
+        )
         style = X.build_style(result.winner)
         return lambda problem: style
 
@@ -159,14 +171,20 @@ class Session:
             "uniform": {},
             "fixed_order": {"threshold": c.threshold, "explore": c.explore},
             "bandit": {
-                "temperature": c.temperature, "alpha": c.alpha, "explore": c.explore,
+                "temperature": c.temperature,
+                "alpha": c.alpha,
+                "explore": c.explore,
                 "reward": c.reward,
             },
             "zpd": {"band": c.band, "target": c.target, "explore": c.explore},
         }[c.sampler]
         if c.skill_graph:
-            options.update(gated=True, prerequisites=c.prerequisites, unlock_at=c.unlock_at,
-                           chain=c.level_chain)
+            options.update(
+                gated=True,
+                prerequisites=c.prerequisites,
+                unlock_at=c.unlock_at,
+                chain=c.level_chain,
+            )
         sampler = build_sampler(c.sampler, self.arms, self.config.seed, **options)
         if state:
             sampler.load_state(state)
@@ -202,15 +220,22 @@ async def evaluate_version(session: Session, version_id: str, round_: int) -> fl
     ]
     session.store.record_evaluations(records)
     mean = sum(r.accuracy for r in records) / max(len(records), 1)
-    session.emit("evaluated", {
-        "round": round_, "version": version_id, "mean": mean,
-        "per_arm": {f"{r.skill}@{r.level}": r.accuracy for r in records},
-        "seconds": time.perf_counter() - t0,
-    })
+    session.emit(
+        "evaluated",
+        {
+            "round": round_,
+            "version": version_id,
+            "mean": mean,
+            "per_arm": {f"{r.skill}@{r.level}": r.accuracy for r in records},
+            "seconds": time.perf_counter() - t0,
+        },
+    )
     return mean
 
 
-async def _pose_outside_heldout(session: Session, rng: random.Random, n: int, skill: str, level: int) -> list[Problem]:
+async def _pose_outside_heldout(
+    session: Session, rng: random.Random, n: int, skill: str, level: int
+) -> list[Problem]:
     """n problems for the arm, avoiding held-out prompts while the level has others to give.
 
     Small levels (1-digit a+b has ~200 problems) run out: then training problems repeat, and
@@ -240,7 +265,8 @@ def _adaptive(session: Session, round_: int):
     problems = session.store.get_problems(sorted({e.problem_id for e in episodes}))
     stats = CellStats.from_attempts(
         (e.arm, session.cell_of(problems[e.problem_id]), e.correct_first)
-        for e in episodes if e.problem_id in problems
+        for e in episodes
+        if e.problem_id in problems
     )
     return AdaptiveGenerator(target=g.adapt_target, oversample=g.adapt_oversample), stats
 
@@ -264,8 +290,11 @@ async def _refinements(session: Session, round_: int) -> Refined:
         found = session.store.get_problems(ids)
         return Refined([found[i] for i in ids if i in found], stored=True)
     written = cfg.refine_by != "domain"
-    failed = [e for e in session.store.episodes(session.run_id, round_ - 1, with_turns=written)
-              if not e.correct_first]
+    failed = [
+        e
+        for e in session.store.episodes(session.run_id, round_ - 1, with_turns=written)
+        if not e.correct_first
+    ]
     if not failed:
         return Refined()
     parents = session.store.get_problems(sorted({e.problem_id for e in failed}))
@@ -273,14 +302,18 @@ async def _refinements(session: Session, round_: int) -> Refined:
     order = sorted(parents)
     rng.shuffle(order)
     if written:
-        return await write_refinements(session, round_, [parents[p] for p in order],
-                                       first_attempts(session, failed), want, rng)
+        return await write_refinements(
+            session, round_, [parents[p] for p in order], first_attempts(session, failed), want, rng
+        )
     held, out, seen = session.heldout_prompts, [], set()
     for pid in order:
         if len(out) >= want:
             break
-        made = [v for v in problem_variants(session.domain, parents[pid], rng, cfg.refine_variants)
-                if v.prompt not in held]
+        made = [
+            v
+            for v in problem_variants(session.domain, parents[pid], rng, cfg.refine_variants)
+            if v.prompt not in held
+        ]
         known = session.store.get_problems([v.id for v in made])  # posed before: not new
         for v in made:
             if v.id not in known and v.id not in seen and len(out) < want:
@@ -323,11 +356,23 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
         else:  # over-sample, then pose the settings the student is ready for
             generator, stats = adapt
             candidates = await _pose_outside_heldout(
-                session, rng, counts[arm] * generator.oversample, skill, level)
-            posed, cells = generator.choose(rng, candidates, counts[arm], arm, stats, session.cell_of)
-            adapted.append(DecisionRecord(
-                session.run_id, round_, "generator_params", "adaptive", arm, True,
-                float(len(cells)), {"cells": cells, "target": generator.target}))
+                session, rng, counts[arm] * generator.oversample, skill, level
+            )
+            posed, cells = generator.choose(
+                rng, candidates, counts[arm], arm, stats, session.cell_of
+            )
+            adapted.append(
+                DecisionRecord(
+                    session.run_id,
+                    round_,
+                    "generator_params",
+                    "adaptive",
+                    arm,
+                    True,
+                    float(len(cells)),
+                    {"cells": cells, "target": generator.target},
+                )
+            )
         problems.extend(posed)
         for p in posed:
             plan.append({"arm": arm, "problem_id": p.id, "seed": rng.randrange(2**31)})
@@ -346,33 +391,65 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
         posing.clear()
     new_state = sampler.state()
     session.store.save_curriculum_state(
-        CurriculumStateRecord(session.run_id, round_, {"probabilities": probs, "counts": counts, "sampler": new_state})
+        CurriculumStateRecord(
+            session.run_id, round_, {"probabilities": probs, "counts": counts, "sampler": new_state}
+        )
     )
     _record_once(session, round_, "generator_params", adapted)
-    _record_once(session, round_, "curriculum", [
-        DecisionRecord(session.run_id, round_, "curriculum", session.config.curriculum.sampler, arm,
-                       counts.get(arm, 0) > 0, p, {"count": counts.get(arm, 0)})
-        for arm, p in sorted(probs.items())
-    ])
+    _record_once(
+        session,
+        round_,
+        "curriculum",
+        [
+            DecisionRecord(
+                session.run_id,
+                round_,
+                "curriculum",
+                session.config.curriculum.sampler,
+                arm,
+                counts.get(arm, 0) > 0,
+                p,
+                {"count": counts.get(arm, 0)},
+            )
+            for arm, p in sorted(probs.items())
+        ],
+    )
     by_parent: dict[str, list[str]] = {}
     for p in refined:  # in posing order: a rerun reads them back in it
         by_parent.setdefault(p.parent_id or "", []).append(p.id)
     refine_by = session.config.curriculum.refine_by
     policy = {"domain": "variants", "teacher": "teacher"}.get(refine_by, "teacher+generator")
-    refine_rows = [*refinement.decisions, *(
-        DecisionRecord(session.run_id, round_, "refine", policy, parent, True, float(len(ids)),
-                       {"variants": ids})
-        for parent, ids in by_parent.items()
-    )]
+    refine_rows = [
+        *refinement.decisions,
+        *(
+            DecisionRecord(
+                session.run_id,
+                round_,
+                "refine",
+                policy,
+                parent,
+                True,
+                float(len(ids)),
+                {"variants": ids},
+            )
+            for parent, ids in by_parent.items()
+        ),
+    ]
     if not refinement.stored:
         # The teacher's and generator's refine calls and what came of them, in one transaction:
         # a crash leaves both or neither, so a rerun never asks the models twice.
         session.store.record_turns(session.run_id, refinement.turns, refine_rows)
-    session.emit("round_planned", {
-        "round": round_, "episodes": len(plan), "counts": counts, "refined": len(refined),
-        "refine_candidates": len(refinement.decisions),
-        "refine_accepted": sum(bool(d.chosen) for d in refinement.decisions),
-    })
+    session.emit(
+        "round_planned",
+        {
+            "round": round_,
+            "episodes": len(plan),
+            "counts": counts,
+            "refined": len(refined),
+            "refine_candidates": len(refinement.decisions),
+            "refine_accepted": sum(bool(d.chosen) for d in refinement.decisions),
+        },
+    )
     return {"round": round_, "plan": plan, "sampler_state": new_state, "candidate": None}
 
 
@@ -395,16 +472,26 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
     def record_decisions(decisions: list[Any]) -> None:
         store.record_decisions([d.to_record(run_id, round_) for d in decisions])
         _merge_round_state(session, round_, {"intervention_policy": policy.state()})
-        session.emit("interventions_decided", {
-            "round": round_, "policy": policy.name, "candidates": len(decisions),
-            "explained": sum(d.intervene for d in decisions),
-        })
+        session.emit(
+            "interventions_decided",
+            {
+                "round": round_,
+                "policy": policy.name,
+                "candidates": len(decisions),
+                "explained": sum(d.intervene for d in decisions),
+            },
+        )
 
     session.agents.teacher.style_for = await session.style_for_round(round_, state["plan"])
     session.agents.teacher.mistakes_for = _mistakes_for(session, round_)
     budget = session.agents.teacher.remaining()
     session.agents.broker = InterventionBroker(
-        policy, budget, set(ids.values()), session.explanation_for, record_decisions, recorded,
+        policy,
+        budget,
+        set(ids.values()),
+        session.explanation_for,
+        record_decisions,
+        recorded,
     )
     problems = store.get_problems([item["problem_id"] for item in todo])
     batch: list[EpisodeRecord] = []
@@ -415,14 +502,16 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
     async def one(item: dict[str, Any]) -> EpisodeRecord:
         eid = ids[item["index"]]
         try:
-            out = await session.episode_graph.ainvoke({
-                "episode_id": eid,
-                "run_id": run_id,
-                "round": round_,
-                "index": item["index"],
-                "seed": item["seed"],
-                "problem": problems[item["problem_id"]],
-            })
+            out = await session.episode_graph.ainvoke(
+                {
+                    "episode_id": eid,
+                    "run_id": run_id,
+                    "round": round_,
+                    "index": item["index"],
+                    "seed": item["seed"],
+                    "problem": problems[item["problem_id"]],
+                }
+            )
         finally:
             await session.agents.broker.finished(eid)
         return out["record"]
@@ -435,7 +524,9 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
                 store.record_episodes(batch)
                 finished += len(batch)
                 batch = []
-                session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
+                session.emit(
+                    "episodes_progress", {"round": round_, "done": finished, "total": total}
+                )
         if batch:
             store.record_episodes(batch)
             finished += len(batch)
@@ -453,7 +544,9 @@ def _record_once(session: Session, round_: int, kind: str, decisions: list[Decis
 
 def _merge_round_state(session: Session, round_: int, values: dict[str, Any]) -> None:
     """Add `values` to the round's stored curriculum record (plan, results, policy states)."""
-    stored = next((c for c in session.store.curriculum_states(session.run_id) if c.round == round_), None)
+    stored = next(
+        (c for c in session.store.curriculum_states(session.run_id) if c.round == round_), None
+    )
     merged = {**(stored.state if stored else {}), **values}
     session.store.save_curriculum_state(CurriculumStateRecord(session.run_id, round_, merged))
 
@@ -474,21 +567,56 @@ async def update_curriculum(state: LoopState, session: Session) -> dict[str, Any
     rewards = sampler.update(results)
     unlocks = list(getattr(sampler, "events", []))[seen:]
     new_state = sampler.state()
-    planned = next((s for s in session.store.curriculum_states(session.run_id) if s.round == round_), None)
+    planned = next(
+        (s for s in session.store.curriculum_states(session.run_id) if s.round == round_), None
+    )
     record = dict(planned.state) if planned else {}
-    record.update({"results": results, "rewards": rewards, "sampler": new_state, "values": dict(getattr(sampler, "values", {}))})
+    record.update(
+        {
+            "results": results,
+            "rewards": rewards,
+            "sampler": new_state,
+            "values": dict(getattr(sampler, "values", {})),
+        }
+    )
     session.store.save_curriculum_state(CurriculumStateRecord(session.run_id, round_, record))
     kind = session.config.curriculum.sampler
-    _record_once(session, round_, "arm_reward", [
-        DecisionRecord(session.run_id, round_, "arm_reward", kind, arm, None, reward,
-                       {"correct": results[arm][0], "attempted": results[arm][1]})
-        for arm, reward in sorted(rewards.items())
-    ])
-    _record_once(session, round_, "unlock", [
-        DecisionRecord(session.run_id, round_, "unlock", "skill_graph", e["arm"], True, None,
-                       {"prerequisites": e["prerequisites"]})
-        for e in unlocks
-    ])
+    _record_once(
+        session,
+        round_,
+        "arm_reward",
+        [
+            DecisionRecord(
+                session.run_id,
+                round_,
+                "arm_reward",
+                kind,
+                arm,
+                None,
+                reward,
+                {"correct": results[arm][0], "attempted": results[arm][1]},
+            )
+            for arm, reward in sorted(rewards.items())
+        ],
+    )
+    _record_once(
+        session,
+        round_,
+        "unlock",
+        [
+            DecisionRecord(
+                session.run_id,
+                round_,
+                "unlock",
+                "skill_graph",
+                e["arm"],
+                True,
+                None,
+                {"prerequisites": e["prerequisites"]},
+            )
+            for e in unlocks
+        ],
+    )
     session.emit("curriculum_updated", {"round": round_, "results": results, "rewards": rewards})
     return {"sampler_state": new_state}
 
@@ -499,8 +627,11 @@ def _mistakes_for(session: Session, round_: int):
     k = session.config.episodes.teacher_mistakes
     if k < 1 or round_ < 2:
         return None
-    wrong = [e for e in session.store.episodes(session.run_id, round_ - 1, with_turns=True)
-             if not e.correct_first and e.turns]
+    wrong = [
+        e
+        for e in session.store.episodes(session.run_id, round_ - 1, with_turns=True)
+        if not e.correct_first and e.turns
+    ]
     problems = session.store.get_problems(sorted({e.problem_id for e in wrong}))
     by_arm: dict[str, list[tuple[str, str]]] = {}
     for e in sorted(wrong, key=lambda e: -e.index):
@@ -518,7 +649,9 @@ def _mistakes_for(session: Session, round_: int):
 def _heldout_results(session: Session, version_id: str) -> dict[str, tuple[int, int]]:
     """{arm: (correct, n)} of the latest held-out evaluation of `version_id` (SOAR's grounded
     signal: the student's measured accuracy after training, not its practice success)."""
-    evals = [e for e in session.store.evaluations(session.run_id) if e.model_version_id == version_id]
+    evals = [
+        e for e in session.store.evaluations(session.run_id) if e.model_version_id == version_id
+    ]
     if not evals:
         return {}
     latest = max(e.round for e in evals)
@@ -533,7 +666,12 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
     """Fine-tune the promoted student on verified data (new + earlier), registering a candidate."""
     from pedagogy.training.sft import SFTJobConfig, run_sft
 
-    cfg, store, run_id, round_ = session.config.training, session.store, session.run_id, state["round"]
+    cfg, store, run_id, round_ = (
+        session.config.training,
+        session.store,
+        session.run_id,
+        state["round"],
+    )
     for job in store.training_jobs(run_id):
         if job.status == "running":  # left behind by a killed process
             store.finish_training_job(job.id, "interrupted", job.metrics, None)
@@ -547,21 +685,42 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
         session.emit("training_skipped", {"round": round_, "new_examples": len(new)})
         return {"candidate": None}
     if cfg.filter and callable(getattr(session.student_backend, "score", None)):
-        filtered = await asyncio.to_thread(_learnability_filter, session, round_, new, episodes, problems)
+        filtered = await asyncio.to_thread(
+            _learnability_filter, session, round_, new, episodes, problems
+        )
         if any(i.polarity == "positive" for i in filtered):
             new = filtered
         else:  # a student that can follow nothing yet (an untrained one): the filter steps aside
-            session.store.record_decisions([DecisionRecord(
-                run_id, round_, "filter", "learnability", f"round-{round_}", False, None,
-                {"decision": "bypassed", "reason": "no explanation passed; trained on them all"},
-            )])
+            session.store.record_decisions(
+                [
+                    DecisionRecord(
+                        run_id,
+                        round_,
+                        "filter",
+                        "learnability",
+                        f"round-{round_}",
+                        False,
+                        None,
+                        {
+                            "decision": "bypassed",
+                            "reason": "no explanation passed; trained on them all",
+                        },
+                    )
+                ]
+            )
     earlier = [i for i in usable if i.episode_id not in new_ids]
-    chosen = mix_examples(new, earlier, cfg.max_examples, random.Random(f"{session.config.seed}:{round_}:mix"))
+    chosen = mix_examples(
+        new, earlier, cfg.max_examples, random.Random(f"{session.config.seed}:{round_}:mix")
+    )
     versions = store.model_versions(run_id, "student")
     number = max((v.number for v in versions), default=0) + 1
     job = TrainingJobRecord(
-        id=uuid.uuid4().hex, run_id=run_id, round=round_, kind=cfg.kind,
-        config=cfg.model_dump(), base_version_id=state["student_version"],
+        id=uuid.uuid4().hex,
+        run_id=run_id,
+        round=round_,
+        kind=cfg.kind,
+        config=cfg.model_dump(),
+        base_version_id=state["student_version"],
     )
     store.start_training_job(job)
     for item in chosen:
@@ -570,11 +729,20 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
     out_path = session.models_dir / f"student-v{number}"
     session.emit("training_started", {"round": round_, "examples": len(chosen), "new": len(new)})
     common = dict(
-        learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, max_seconds=cfg.max_seconds,
-        max_steps=cfg.max_steps, lora=cfg.lora, lora_r=cfg.lora_r, seed=session.config.seed + round_,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size,
+        max_seconds=cfg.max_seconds,
+        max_steps=cfg.max_steps,
+        lora=cfg.lora,
+        lora_r=cfg.lora_r,
+        seed=session.config.seed + round_,
     )
     if cfg.kind == "sft":
-        fit, data, job_cfg = run_sft, [(i.prompt, i.completion) for i in chosen], SFTJobConfig(**common)
+        fit, data, job_cfg = (
+            run_sft,
+            [(i.prompt, i.completion) for i in chosen],
+            SFTJobConfig(**common),
+        )
     else:
         from pedagogy.training import preference as P
 
@@ -585,7 +753,9 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
             fit, job_cfg = P.run_dpo, P.DPOJobConfig(**common, beta=cfg.beta)
             data = P.preference_pairs(chosen)
             if not data:
-                store.finish_training_job(job.id, "skipped", {"reason": "no (correct, wrong) pairs"}, None)
+                store.finish_training_job(
+                    job.id, "skipped", {"reason": "no (correct, wrong) pairs"}, None
+                )
                 session.emit("training_skipped", {"round": round_, "new_examples": len(new)})
                 return {"candidate": None}
     try:
@@ -594,25 +764,40 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
         store.finish_training_job(job.id, "failed", {"error": str(err)}, None)
         raise
     version = ModelVersionRecord(
-        id=uuid.uuid4().hex, run_id=run_id, role="student", number=number, path=str(out_path),
-        parent_id=state["student_version"], training_job_id=job.id, status="candidate",
+        id=uuid.uuid4().hex,
+        run_id=run_id,
+        role="student",
+        number=number,
+        path=str(out_path),
+        parent_id=state["student_version"],
+        training_job_id=job.id,
+        status="candidate",
     )
     store.add_model_version(version)
-    metrics = {"steps": result.steps, "train_loss": result.train_loss, "seconds": result.seconds,
-               "examples": len(chosen), "new_examples": len(new)}
+    metrics = {
+        "steps": result.steps,
+        "train_loss": result.train_loss,
+        "seconds": result.seconds,
+        "examples": len(chosen),
+        "new_examples": len(new),
+    }
     store.finish_training_job(job.id, "completed", metrics, version.id)
     session.emit("training_finished", {"round": round_, **metrics})
     return {"candidate": {"id": version.id, "path": str(out_path), "job_id": job.id}}
 
 
-def _learnability_filter(session: Session, round_: int, items: list, episodes: list, problems: dict) -> list:
+def _learnability_filter(
+    session: Session, round_: int, items: list, episodes: list, problems: dict
+) -> list:
     """Score this round's teacher explanations under the student (Reverse Speculative Decoding):
     trim chunks it cannot follow when the rest still verifies, else let the student rewrite them
     (`filter_rewrite`), leave out what cannot be fixed.
     Every outcome is stored as a decision of kind "filter"."""
     from pedagogy.agents.explanations import filter_explanation
 
-    teacher_turns = {t.id for e in episodes if e.round == round_ for t in e.turns if t.agent == "teacher"}
+    teacher_turns = {
+        t.id for e in episodes if e.round == round_ for t in e.turns if t.agent == "teacher"
+    }
     problem_of = {e.id: problems[e.problem_id] for e in episodes if e.problem_id in problems}
     kept, decisions = [], []
     for item in items:
@@ -621,18 +806,33 @@ def _learnability_filter(session: Session, round_: int, items: list, episodes: l
             kept.append(item)
             continue
         outcome = filter_explanation(
-            session.student_backend, item.prompt, item.completion,
+            session.student_backend,
+            item.prompt,
+            item.completion,
             threshold=session.config.training.filter_threshold,
             verify=lambda text, p=problem: session.domain.verify(p, text).correct,
             rewrite=session.config.training.filter_rewrite,
         )
-        detail = {"decision": outcome.decision, "dropped": outcome.dropped, "flagged": outcome.flagged}
+        detail = {
+            "decision": outcome.decision,
+            "dropped": outcome.dropped,
+            "flagged": outcome.flagged,
+        }
         if outcome.rewrite is not None:
             detail["rewrite"] = outcome.rewrite
-        decisions.append(DecisionRecord(
-            session.run_id, round_, "filter", "learnability", item.turn_id, outcome.accepted,
-            min(outcome.scores) if outcome.scores else None, detail, item.episode_id,
-        ))
+        decisions.append(
+            DecisionRecord(
+                session.run_id,
+                round_,
+                "filter",
+                "learnability",
+                item.turn_id,
+                outcome.accepted,
+                min(outcome.scores) if outcome.scores else None,
+                detail,
+                item.episode_id,
+            )
+        )
         if outcome.accepted:
             item.completion = outcome.text
             kept.append(item)
@@ -652,10 +852,18 @@ async def evaluate_and_promote(state: LoopState, session: Session) -> dict[str, 
     if mean >= state["accuracy"] - tol:
         session.store.set_model_status(cand["id"], "promoted")
         session.emit("promoted", {"round": state["round"], "version": cand["id"], "mean": mean})
-        return {"student_version": cand["id"], "student_path": cand["path"], "accuracy": mean, "candidate": None}
+        return {
+            "student_version": cand["id"],
+            "student_path": cand["path"],
+            "accuracy": mean,
+            "candidate": None,
+        }
     session.store.set_model_status(cand["id"], "rolled_back")
     await asyncio.to_thread(backend.reload, state["student_path"], state["student_version"])
-    session.emit("rolled_back", {"round": state["round"], "version": cand["id"], "mean": mean, "kept": state["accuracy"]})
+    session.emit(
+        "rolled_back",
+        {"round": state["round"], "version": cand["id"], "mean": mean, "kept": state["accuracy"]},
+    )
     return {"candidate": None}
 
 
@@ -682,7 +890,8 @@ def build_loop_graph(session: Session, checkpointer: Any = None):
         g.add_edge("update_curriculum", "train_generator")
         before_train = "train_generator"
     g.add_conditional_edges(
-        before_train, partial(_should_train, session=session),
+        before_train,
+        partial(_should_train, session=session),
         {"train": "train", "next": "evaluate_and_promote"},
     )
     g.add_edge("train", "evaluate_and_promote")

@@ -36,7 +36,13 @@ from pedagogy.memory.records import (
 if TYPE_CHECKING:
     from pedagogy.graphs.loop import LoopState, Session
 
-__all__ = ["Refined", "first_attempts", "generator_examples", "train_generator", "write_refinements"]
+__all__ = [
+    "Refined",
+    "first_attempts",
+    "generator_examples",
+    "train_generator",
+    "write_refinements",
+]
 
 
 @dataclass
@@ -91,9 +97,9 @@ async def write_refinements(
         chunk = parents[done : min(limit, done + math.ceil((want - len(out)) / n))]
         done += len(chunk)
         calls = [(p, name, agent, rng.randrange(2**31)) for p in chunk for name, agent in authors]
-        made = await asyncio.gather(*(
-            agent.refine(p, attempts.get(p.id, ""), n, seed) for p, _, agent, seed in calls
-        ))
+        made = await asyncio.gather(
+            *(agent.refine(p, attempts.get(p.id, ""), n, seed) for p, _, agent, seed in calls)
+        )
         per_parent: dict[str, list[list[Candidate]]] = {}
         for (parent, name, _, _), turn in zip(calls, made):
             turns.append(turn)
@@ -106,12 +112,18 @@ async def write_refinements(
         for parent in chunk:
             for c in _interleave(per_parent.get(parent.id, [])):
                 v = c.problem
-                if len(out) < want and v.prompt not in held and v.id not in known and v.id not in seen:
+                if (
+                    len(out) < want
+                    and v.prompt not in held
+                    and v.id not in known
+                    and v.id not in seen
+                ):
                     seen.add(v.id)
                     out.append(v)
     posed = {p.id for p in out}
     decisions = [
-        d for turn, parent, name, got in written
+        d
+        for turn, parent, name, got in written
         for d in _decisions(session.run_id, round_, turn, parent, name, got, attempts, posed)
     ]
     return Refined(out, turns, decisions)
@@ -126,19 +138,49 @@ def _interleave(lists: list[list[Candidate]]) -> list[Candidate]:
 
 
 def _decisions(
-    run_id: str, round_: int, turn: TurnRecord, parent: Problem, author: str,
-    got: list[Candidate], attempts: dict[str, str], posed: set[str],
+    run_id: str,
+    round_: int,
+    turn: TurnRecord,
+    parent: Problem,
+    author: str,
+    got: list[Candidate],
+    attempts: dict[str, str],
+    posed: set[str],
 ) -> list[DecisionRecord]:
     base = {"parent": parent.id, "turn_id": turn.id, "attempt": attempts.get(parent.id, "")}
     if not got:
         reason = turn.error or "no problem line followed by an 'A: <answer>' line in the reply"
-        return [DecisionRecord(run_id, round_, "refine_candidate", author, turn.id, False, None,
-                               {**base, "reason": reason, "posed": False})]
+        return [
+            DecisionRecord(
+                run_id,
+                round_,
+                "refine_candidate",
+                author,
+                turn.id,
+                False,
+                None,
+                {**base, "reason": reason, "posed": False},
+            )
+        ]
     return [
-        DecisionRecord(run_id, round_, "refine_candidate", author, c.id, c.accepted, None, {
-            **base, "text": c.text, "stated": c.stated, "solved": c.solved, "reason": c.reason,
-            "prompt": c.problem.prompt if c.problem else None, "posed": c.id in posed,
-        })
+        DecisionRecord(
+            run_id,
+            round_,
+            "refine_candidate",
+            author,
+            c.id,
+            c.accepted,
+            None,
+            {
+                **base,
+                "text": c.text,
+                "stated": c.stated,
+                "solved": c.solved,
+                "reason": c.reason,
+                "prompt": c.problem.prompt if c.problem else None,
+                "posed": c.id in posed,
+            },
+        )
         for c in got
     ]
 
@@ -148,9 +190,14 @@ def generator_examples(session: Session, round_: int) -> tuple[list[DatasetItemR
     reply with an accepted candidate (held-out prompts left out), and how many are this round's.
 
     Each is a dataset item (job_id left empty) of the teacher's refine turn, outside episodes."""
-    rows = [d for d in session.store.decisions(session.run_id, kind="refine_candidate")
-            if d.policy == "teacher" and d.chosen and d.round <= round_
-            and d.detail.get("prompt") not in session.heldout_prompts]
+    rows = [
+        d
+        for d in session.store.decisions(session.run_id, kind="refine_candidate")
+        if d.policy == "teacher"
+        and d.chosen
+        and d.round <= round_
+        and d.detail.get("prompt") not in session.heldout_prompts
+    ]
     replies: dict[str, list[DecisionRecord]] = {}
     for d in rows:
         replies.setdefault(d.detail["turn_id"], []).append(d)
@@ -161,8 +208,16 @@ def generator_examples(session: Session, round_: int) -> tuple[list[DatasetItemR
         parent = parents.get(got[0].detail["parent"])
         if parent is None:
             continue
-        accepted = [Problem(parent.domain, parent.skill, parent.level, d.detail["prompt"],
-                            str(d.detail["solved"])) for d in got]
+        accepted = [
+            Problem(
+                parent.domain,
+                parent.skill,
+                parent.level,
+                d.detail["prompt"],
+                str(d.detail["solved"]),
+            )
+            for d in got
+        ]
         prompt, completion = training_pair(parent, got[0].detail["attempt"], accepted)
         items.append(DatasetItemRecord("", None, turn_id, "positive", prompt, completion))
         new += got[0].round == round_
@@ -186,38 +241,60 @@ async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
     if new < 1:
         session.emit("generator_training_skipped", {"round": round_, "examples": len(items)})
         return {}
-    items = items[-tc.max_examples:] if tc.max_examples else items
+    items = items[-tc.max_examples :] if tc.max_examples else items
     pairs = [(i.prompt, i.completion) for i in items]
     base = max(store.model_versions(run_id, "generator"), key=lambda v: v.number)
     job_cfg = SFTJobConfig(
-        learning_rate=tc.learning_rate, batch_size=tc.batch_size, max_steps=gen.train_steps,
-        max_seconds=gen.train_seconds, lora=tc.lora, lora_r=tc.lora_r,
+        learning_rate=tc.learning_rate,
+        batch_size=tc.batch_size,
+        max_steps=gen.train_steps,
+        max_seconds=gen.train_seconds,
+        lora=tc.lora,
+        lora_r=tc.lora_r,
         seed=session.config.seed + round_,
     )
     job = TrainingJobRecord(
-        id=uuid.uuid4().hex, run_id=run_id, round=round_, kind="sft",
-        config={"role": "generator", **job_cfg.to_dict()}, base_version_id=base.id,
+        id=uuid.uuid4().hex,
+        run_id=run_id,
+        round=round_,
+        kind="sft",
+        config={"role": "generator", **job_cfg.to_dict()},
+        base_version_id=base.id,
     )
     store.start_training_job(job)
     for item in items:
         item.job_id = job.id
     store.add_dataset_items(items)
     out_path = session.models_dir / f"generator-v{base.number + 1}"
-    session.emit("generator_training_started", {"round": round_, "examples": len(pairs), "new": new})
+    session.emit(
+        "generator_training_started", {"round": round_, "examples": len(pairs), "new": new}
+    )
     try:
         result = await asyncio.to_thread(run_sft, base.path, out_path, pairs, job_cfg)
     except Exception as err:
         store.finish_training_job(job.id, "failed", {"error": str(err)}, None)
         raise
     version = ModelVersionRecord(
-        id=uuid.uuid4().hex, run_id=run_id, role="generator", number=base.number + 1,
-        path=str(out_path), parent_id=base.id, training_job_id=job.id, status="promoted",
+        id=uuid.uuid4().hex,
+        run_id=run_id,
+        role="generator",
+        number=base.number + 1,
+        path=str(out_path),
+        parent_id=base.id,
+        training_job_id=job.id,
+        status="promoted",
     )
     store.add_model_version(version)
     losses = [row["loss"] for row in result.log_history if "loss" in row]
-    metrics = {"steps": result.steps, "train_loss": result.train_loss, "seconds": result.seconds,
-               "first_loss": losses[0] if losses else None, "final_loss": result.final_loss,
-               "examples": len(pairs), "new_examples": new}
+    metrics = {
+        "steps": result.steps,
+        "train_loss": result.train_loss,
+        "seconds": result.seconds,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": result.final_loss,
+        "examples": len(pairs),
+        "new_examples": new,
+    }
     store.finish_training_job(job.id, "completed", metrics, version.id)
     await asyncio.to_thread(session.generator.backend.reload, str(out_path), version.id)
     session.emit("generator_trained", {"round": round_, "version": version.id, **metrics})

@@ -1,7 +1,8 @@
 """pedagogy.memory: what happened, in SQL.
 
 `open_store(url)` gives a `Store` (SQLite file or PostgreSQL) that records runs, problems, episodes
-with their hash-chained turns, policy decisions, curriculum states, training jobs, model versions and evaluations.
+with their hash-chained turns and tool calls, policy decisions, curriculum states, training jobs,
+model versions and evaluations.
 `lineage_graph` / `audit_model` answer "what data made this model"; `export_run` writes chat-format
 training data. The last two import networkx / datasets, so they load on first use.
 """
@@ -20,7 +21,10 @@ from pedagogy.memory.records import (
     ExplanationRecord,
     ModelVersionRecord,
     RunRecord,
+    ToolCallRecord,
     TrainingJobRecord,
+    Trajectory,
+    TrajectoryStep,
     TurnRecord,
     VerdictRecord,
 )
@@ -58,7 +62,10 @@ __all__ = [
     "RunRecord",
     "SQLStore",
     "Store",
+    "ToolCallRecord",
     "TrainingJobRecord",
+    "Trajectory",
+    "TrajectoryStep",
     "TurnRecord",
     "VerdictRecord",
     "audit_model",

@@ -13,6 +13,7 @@ from pedagogy.memory.records import (
     EvaluationRecord,
     ModelVersionRecord,
     RunRecord,
+    ToolCallRecord,
     TrainingJobRecord,
     TurnRecord,
 )
@@ -42,7 +43,7 @@ class Store(Protocol):
 
     def get_problems(self, ids: Sequence[str]) -> dict[str, Problem]: ...
 
-    # episodes (with their turns, verdicts and explanations), written atomically in batches
+    # episodes (with their turns, tool calls, verdicts and explanations), written atomically
     def record_episodes(self, episodes: Sequence[EpisodeRecord]) -> None:
         """One transaction; idempotent on (run_id, round, index): a re-recorded episode is skipped."""
         ...
@@ -67,8 +68,14 @@ class Store(Protocol):
         ...
 
     def done_episode_indices(self, run_id: str, round: int) -> set[int]: ...
+    def tool_calls(
+        self, episode_id: str | None = None, *, run_id: str | None = None
+    ) -> list[ToolCallRecord]:
+        """An agent episode's tool calls (or a run's), in the order they were made."""
+        ...
+
     def verify_chain(self, run_id: str) -> list[str]:
-        """Turn ids whose hash does not match the chain (empty = untampered)."""
+        """Ids of turns and tool calls whose hash does not match the chain (empty = untampered)."""
         ...
 
     # curriculum

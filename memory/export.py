@@ -7,6 +7,13 @@ come from a job) and polarity, so that every exported example can be traced back
 The records are the run's dataset items, i.e. exactly what its training jobs saw. A run that has
 not trained yet exports its verified positive turns instead: the student attempts a verifier judged
 correct and the teacher's explanations, each with the request messages it answered.
+
+An agent episode's trajectories export whole, in the OpenAI tools shape that TRL's SFT accepts:
+user(problem) -> assistant(content = thought, tool_calls = [{id, type: "function", function:
+{name, arguments: JSON text}}]) -> tool(tool_call_id, content = observation) -> ... ->
+assistant("A:<answer>"); their lineage adds `turn_ids`, every turn of the trajectory (`turn_id`
+is its last). Untrained runs export the student's correct trajectories and the teacher's correct
+demonstrations; trained runs the trajectory each dataset item was made from.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pedagogy.errors import ConfigError
 
 if TYPE_CHECKING:
     from pedagogy.memory.base import Store
+    from pedagogy.memory.records import EpisodeRecord, Trajectory
 
 FORMATS = ("jsonl", "hf")
 
@@ -40,16 +48,7 @@ def export_run(store: Store, run_id: str, fmt: str, out: Path | str) -> int:
     else:
         import datasets
 
-        text = datasets.Value("string")
-        features = datasets.Features(
-            {
-                "messages": [{"role": text, "content": text}],
-                "lineage": {
-                    k: text
-                    for k in ("run_id", "episode_id", "turn_id", "problem_id", "job_id", "polarity")
-                },
-            }
-        )
+        features = _features(datasets, records)
         if records:
             dataset = datasets.Dataset.from_list(records, features=features)
         else:
@@ -66,6 +65,27 @@ def export_run(store: Store, run_id: str, fmt: str, out: Path | str) -> int:
     return len(records)
 
 
+_LINEAGE = ("run_id", "episode_id", "turn_id", "problem_id", "job_id", "polarity")
+
+
+def _features(datasets: Any, records: list[dict[str, Any]]) -> Any:
+    """The dataset's features; with trajectories among the records, messages also carry
+    `tool_calls` / `tool_call_id` and lineage `turn_ids` (every record is filled in to match)."""
+    text = datasets.Value("string")
+    lineage: dict[str, Any] = {k: text for k in _LINEAGE}
+    message: dict[str, Any] = {"role": text, "content": text}
+    if any("turn_ids" in r["lineage"] for r in records):
+        call = {"id": text, "type": text, "function": {"name": text, "arguments": text}}
+        message.update(tool_calls=[call], tool_call_id=text)
+        lineage["turn_ids"] = [text]
+        for r in records:
+            r["lineage"].setdefault("turn_ids", [r["lineage"]["turn_id"]])
+            for m in r["messages"]:
+                m.setdefault("tool_calls", None)
+                m.setdefault("tool_call_id", None)
+    return datasets.Features({"messages": [message], "lineage": lineage})
+
+
 def training_records(store: Store, run_id: str) -> list[dict[str, Any]]:
     """The chat-format records `export_run` writes, in run order."""
     store.get_run(run_id)  # a clear error for an unknown run
@@ -74,12 +94,35 @@ def training_records(store: Store, run_id: str) -> list[dict[str, Any]]:
     jobs = [j for j in store.training_jobs(run_id) if j.config.get("role", "student") == "student"]
     if not jobs:
         return _from_turns(store, run_id)
-    problem_of = {e.id: e.problem_id for e in store.episodes(run_id)}
+    stored = store.episodes(run_id)
+    problem_of = {e.id: e.problem_id for e in stored}
+    acting = {e.id for e in stored if "agent" in e.decisions}
+    full: dict[str, EpisodeRecord] = {}
     records = []
     for job in jobs:
         for item in store.dataset_items(job.id):
             if item.episode_id not in problem_of:  # an item reused from an earlier run
-                problem_of[item.episode_id] = store.get_episode(item.episode_id).problem_id
+                episode = store.get_episode(item.episode_id)
+                problem_of[item.episode_id] = episode.problem_id
+                if "agent" in episode.decisions:
+                    acting.add(episode.id)
+                    full[episode.id] = episode
+            if item.episode_id in acting:
+                if item.episode_id not in full:
+                    full[item.episode_id] = store.get_episode(item.episode_id)
+                episode = full[item.episode_id]
+                traj = next((t for t in episode.trajectories() if item.turn_id in t.turn_ids), None)
+                if traj is not None:
+                    records.append(
+                        trajectory_record(
+                            traj,
+                            run_id=run_id,
+                            episode=episode,
+                            job_id=job.id,
+                            polarity=item.polarity,
+                        )
+                    )
+                    continue
             records.append(
                 _record(
                     [{"role": "user", "content": item.prompt}],
@@ -102,25 +145,42 @@ def _from_turns(store: Store, run_id: str) -> list[dict[str, Any]]:
     for e in episodes:
         correct = {v.turn_id for v in e.verdicts if v.correct}
         explained = {x.turn_id for x in e.explanations}
+        trajectories = e.trajectories()
+        ordered: list[tuple[int, dict[str, Any]]] = []  # by the turn each record starts at
+        for traj in trajectories:
+            last = traj.turn_ids[-1] if traj.steps else None
+            good = (
+                e.decisions.get("demonstration_correct", False)
+                if traj.kind == "demonstration"
+                else last in correct
+            )
+            if good:
+                record = trajectory_record(
+                    traj, run_id=run_id, episode=e, job_id=None, polarity="positive"
+                )
+                ordered.append((traj.steps[0].turn.seq, record))
+        acting = {i for traj in trajectories for i in traj.turn_ids}
         for t in e.turns:
+            if t.id in acting:
+                continue
             if t.error or not t.response or (t.id not in correct and t.id not in explained):
                 continue
             messages = t.request.get("messages") if isinstance(t.request, dict) else None
             if not messages:
                 problem = problems.get(e.problem_id)
                 messages = [{"role": "user", "content": problem.prompt if problem else ""}]
-            records.append(
-                _record(
-                    messages,
-                    t.response,
-                    run_id=run_id,
-                    episode_id=e.id,
-                    turn_id=t.id,
-                    problem_id=e.problem_id,
-                    job_id=None,
-                    polarity="positive",
-                )
+            record = _record(
+                messages,
+                t.response,
+                run_id=run_id,
+                episode_id=e.id,
+                turn_id=t.id,
+                problem_id=e.problem_id,
+                job_id=None,
+                polarity="positive",
             )
+            ordered.append((t.seq, record))
+        records += [r for _, r in sorted(ordered, key=lambda sr: sr[0])]
     return records
 
 
@@ -132,3 +192,21 @@ def _record(
     ]
     chat.append({"role": "assistant", "content": completion})
     return {"messages": chat, "lineage": lineage}
+
+
+def trajectory_record(
+    traj: Trajectory, *, run_id: str, episode: EpisodeRecord, job_id: str | None, polarity: str
+) -> dict[str, Any]:
+    """One trajectory as a chat record with its lineage (all its turn ids)."""
+    return {
+        "messages": traj.messages(),
+        "lineage": {
+            "run_id": run_id,
+            "episode_id": episode.id,
+            "turn_id": traj.turn_ids[-1],
+            "problem_id": episode.problem_id,
+            "job_id": job_id,
+            "polarity": polarity,
+            "turn_ids": traj.turn_ids,
+        },
+    }

@@ -2,7 +2,8 @@
 
 Everything is rebuilt from the Store protocol's plain methods, so it works on any store. The graph
 runs problem → episode → turn → dataset_item → training_job → model_version → evaluation, plus
-model_version(parent) → model_version and model_version(base) → training_job. Node keys are
+turn → tool_call (an acting agent's calls), model_version(parent) → model_version and
+model_version(base) → training_job. Node keys are
 "<type>:<id>" (evaluations, which have no id, use "evaluation:<version>:<round>:<skill>:<level>");
 each node carries `type` and a few fields of its record, each edge a `relation`.
 
@@ -58,6 +59,10 @@ def lineage_graph(store: Store, run_id: str) -> nx.DiGraph:
             tn = _node("turn", t.id)
             g.add_node(tn, type="turn", agent=t.agent, seq=t.seq, correct=correct.get(t.id))
             g.add_edge(ep, tn, relation="turn")
+        for c in e.tool_calls:  # an acting agent's calls hang off the turn that made them
+            cn = _node("tool_call", c.id)
+            g.add_node(cn, type="tool_call", tool=c.tool, step=c.step, ok=c.ok)
+            g.add_edge(_node("turn", c.turn_id), cn, relation="called")
     for t in store.turns_outside_episodes(run_id):  # refine and generator calls of the planning
         g.add_node(_node("turn", t.id), type="turn", agent=t.agent, seq=t.seq, outside=True)
 

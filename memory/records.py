@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,38 @@ class TurnRecord:
     """The episode it belongs to (set when recorded); None for a turn outside any episode."""
     hash: str = ""
     """Hash chain per run: sha256(previous hash + this turn's content); set by the store."""
+    detail: dict[str, Any] = field(default_factory=dict)
+    """What an acting agent's step was (see `Trajectory`): trajectory kind, step number, the step
+    as a text action, a given first-thought prefix, self-consistency counts. Empty otherwise."""
+
+
+@dataclass
+class ToolCallRecord:
+    """One tool call an acting agent made, with the observation it got back."""
+
+    id: str
+    """Assigned by the caller (uuid hex)."""
+    turn_id: str
+    """The model turn that asked for it."""
+    step: int
+    """Position of that turn in its trajectory (0 = first step)."""
+    tool: str
+    call_id: str = ""
+    """The call's id as the model sees it (OpenAI `tool_call_id`)."""
+    arguments: dict[str, Any] = field(default_factory=dict)
+    observation: str = ""
+    """What the agent was shown (already truncated by the tool)."""
+    ok: bool = True
+    error: str | None = None
+    """Why it failed ("timeout", "bad_arguments", "unknown_tool", ...) when not ok."""
+    latency_s: float = 0.0
+    truncated: bool = False
+    detail: dict[str, Any] = field(default_factory=dict)
+    """The tool's detail (exit code, resource use, ...)."""
+    episode_id: str | None = ""
+    """Set when recorded."""
+    hash: str = ""
+    """Its link in the run's hash chain (turns and tool calls share one chain); set by the store."""
 
 
 @dataclass
@@ -90,6 +123,13 @@ class EpisodeRecord:
     decisions: dict[str, Any] = field(default_factory=dict)
     """Derived decisions (intervene?, parsed answers, ...) that replay must reproduce."""
     created_at: datetime | None = None
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    """Tool calls of an agent episode, in the order they were made."""
+
+    def trajectories(self) -> list[Trajectory]:
+        """The acting agents' trajectories in this episode (attempt, demonstration, reattempt),
+        rebuilt from the turns and tool calls; [] for an episode without acting turns."""
+        return trajectories_of(self.turns, self.tool_calls)
 
 
 @dataclass
@@ -184,3 +224,141 @@ class CurriculumStateRecord:
     round: int
     state: dict[str, Any]
     """Sampler state: arm values, probabilities, RNG state, ..."""
+
+
+@dataclass
+class TrajectoryStep:
+    """One step of a stored trajectory: a model turn and what it led to."""
+
+    turn: TurnRecord
+    text: str
+    """The step as a text action (`T:` lines, then one action line), as the next step's context
+    shows it; for a native tool call, that call rendered in the text format."""
+    action: str = "call"
+    """call | answer | invalid"""
+    prefix: str = ""
+    """The part of `text` the agent was given rather than wrote (a first-thought prefix)."""
+    tool_call: ToolCallRecord | None = None
+    observation: str | None = None
+    """What the agent was shown after this step (None after the answer)."""
+
+    @property
+    def thought(self) -> str:
+        """The text before the action line."""
+        return self.text.rpartition("\n")[0]
+
+
+@dataclass
+class Trajectory:
+    """An acting agent's steps on one problem (`EpisodeRecord.trajectories()`).
+
+    Renders itself as the plain text a text-only model sees (AGENT_SPEC), as training segments,
+    and as OpenAI chat messages (assistant `tool_calls`, `tool` messages)."""
+
+    kind: str
+    """attempt | demonstration | reattempt"""
+    agent: str
+    """student | teacher"""
+    prompt: str
+    """The user message the agent started from (a re-attempt's holds the explanation first)."""
+    steps: list[TrajectoryStep] = field(default_factory=list)
+
+    @property
+    def answer(self) -> str | None:
+        last = self.steps[-1] if self.steps else None
+        if last is None or last.action != "answer":
+            return None
+        return last.text.rpartition("\n")[2].strip()[2:].strip()
+
+    @property
+    def turn_ids(self) -> list[str]:
+        return [s.turn.id for s in self.steps]
+
+    def text(self) -> str:
+        """`<prompt>\\n<step 1>\\nO:<obs 1>\\n...<last step>`, the plain-text rendering."""
+        return "".join(t for t, _ in self.segments())
+
+    def segments(self) -> list[tuple[str, bool]]:
+        """(text, trainable) pieces of `text()`: the agent's own step texts are trainable; the
+        prompt, observations, given prefixes and invalid steps are not. No EOS is appended.
+
+        Newlines are trained where the model writes them (`backends.transformers.render_prompt`
+        ends the prompt without one, so the first step starts with its newline; a step ends
+        with one; an observation's context ends with one), as `training.trajectory` does."""
+        out: list[tuple[str, bool]] = [(self.prompt, False)]
+        for i, step in enumerate(self.steps):
+            lead = "\n" if i == 0 else ""
+            end = "" if i == len(self.steps) - 1 and step.observation is None else "\n"
+            given = step.prefix if step.prefix and step.text.startswith(step.prefix) else ""
+            if given:  # a given prefix is context: the newline before it too
+                out.append((lead + given, False))
+                lead = ""
+            out.append((lead + step.text[len(given) :] + end, step.action != "invalid"))
+            if step.observation is not None:
+                out.append((f"O:{step.observation}\n", False))
+        return out
+
+    def messages(self) -> list[dict[str, Any]]:
+        """OpenAI chat messages: user(prompt) -> assistant(thought, tool_calls) -> tool(obs) ->
+        ... -> assistant("A:<answer>"); an invalid step's error comes back as a user message."""
+        out: list[dict[str, Any]] = [{"role": "user", "content": self.prompt}]
+        for step in self.steps:
+            call = step.tool_call
+            if step.action == "call" and call is not None:
+                args = call.arguments
+                raw = args.get("_raw") if set(args) == {"_raw"} else None
+                out.append(
+                    {
+                        "role": "assistant",
+                        "content": step.thought,
+                        "tool_calls": [
+                            {
+                                "id": call.call_id,
+                                "type": "function",
+                                "function": {
+                                    "name": call.tool,
+                                    "arguments": raw
+                                    if isinstance(raw, str)
+                                    else json.dumps(args, ensure_ascii=False),
+                                },
+                            }
+                        ],
+                    }
+                )
+                out.append(
+                    {"role": "tool", "tool_call_id": call.call_id, "content": call.observation}
+                )
+                continue
+            out.append({"role": "assistant", "content": step.text})
+            if step.observation is not None:
+                out.append({"role": "user", "content": f"O:{step.observation}"})
+        return out
+
+
+def trajectories_of(turns: list[TurnRecord], tool_calls: list[ToolCallRecord]) -> list[Trajectory]:
+    """Group acting turns (those whose `detail` names a trajectory) into trajectories, in order."""
+    by_turn = {c.turn_id: c for c in tool_calls}
+    out: dict[str, Trajectory] = {}
+    for turn in sorted(turns, key=lambda t: t.seq):
+        detail = turn.detail or {}
+        kind = detail.get("trajectory")
+        if not kind:
+            continue
+        if kind not in out:
+            messages = (turn.request or {}).get("messages") or []
+            prompt = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
+            out[kind] = Trajectory(kind, turn.agent, prompt)
+        call = by_turn.get(turn.id)
+        action = detail.get("action", "call")
+        observation = call.observation if call is not None else detail.get("observation")
+        out[kind].steps.append(
+            TrajectoryStep(
+                turn=turn,
+                text=detail.get("text", turn.response),
+                action=action,
+                prefix=detail.get("ftp") or "",
+                tool_call=call,
+                observation=None if action == "answer" else observation,
+            )
+        )
+    return list(out.values())

@@ -162,10 +162,39 @@ turns = Table(
     Column("seed", BigInteger),
     Column("error", Text),
     Column("hash", String(64), nullable=False),
-    # Position in the run's hash chain: verify_chain walks turns in this order.
+    # An acting agent's step: trajectory, step, text action, ... (migration 0005; NULL before).
+    Column("detail", JSON),
+    # Position in the run's hash chain: verify_chain walks turns (and tool calls) in this order.
     UniqueConstraint("run_id", "chain_index"),
     Index(None, "episode_id"),
 )
+
+tool_calls = Table(
+    "tool_calls",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("run_id", ID, ForeignKey("runs.id"), nullable=False),
+    Column("episode_id", ID, ForeignKey("episodes.id"), nullable=True),
+    Column("turn_id", ID, ForeignKey("turns.id"), nullable=False),
+    # Turns and tool calls share the run's hash chain: chain_index is unique across both tables
+    # (the chain head's row lock hands out the indices).
+    Column("chain_index", Integer, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("tool", String(128), nullable=False),
+    Column("call_id", ID, nullable=False),
+    Column("arguments", JSON, nullable=False),
+    Column("observation", Text, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("error", Text),
+    Column("latency_s", Float, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("run_id", "chain_index"),
+    Index(None, "episode_id"),
+    Index(None, "turn_id"),
+)
+"""Every tool call of an acting agent with its observation (migration 0005)."""
 
 verdicts = Table(
     "verdicts",
@@ -254,4 +283,3 @@ decisions = Table(
 )
 """Every decision of a teaching policy (migration 0002). No foreign key on `episode_id`: an
 intervention is decided before its episode is written."""
-

@@ -9,7 +9,9 @@ Why it looks the way it does:
 - Turns are hash-chained per run: hash = sha256(previous hash + canonical JSON of the turn's
   content). The end of each chain lives in `chain_heads`; updating that row first in every
   `record_episodes` transaction serialises writers of one run (a row lock on PostgreSQL, the write
-  lock on SQLite), so concurrent workers cannot fork a chain.
+  lock on SQLite), so concurrent workers cannot fork a chain. An acting agent's tool calls are
+  links of the same chain, each right after the turn that asked for it, so an edited observation
+  is caught like an edited response.
 - SQLite runs in WAL mode with synchronous=NORMAL (measured: ~6x faster commits than the default)
   and foreign keys on.
 """
@@ -17,6 +19,7 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import os
 import re
@@ -50,6 +53,7 @@ from pedagogy.memory.records import (
     ExplanationRecord,
     ModelVersionRecord,
     RunRecord,
+    ToolCallRecord,
     TrainingJobRecord,
     TurnRecord,
     VerdictRecord,
@@ -67,7 +71,7 @@ _SQLITE_TIMEOUT = 30.0
 _MIGRATING = threading.Lock()
 _MIGRATION_LOCK = 0x7065646167
 """PostgreSQL advisory lock key held while migrating ('pedag')."""
-_CHILDREN = ("turns", "verdicts", "explanations")
+_CHILDREN = ("turns", "verdicts", "explanations", "tool_calls")
 _FINAL = {"completed", "failed", "interrupted"}
 
 
@@ -90,18 +94,80 @@ def mask_url(url: str) -> str:
 
 
 def _chain_rows(
-    run_id: str, turns: Sequence[TurnRecord], episode_id: str | None, last: str, length: int
-) -> tuple[list[dict[str, Any]], str, int]:
-    """Rows for `turns` appended to a run's hash chain after (`last` hash, `length` turns); sets
-    each turn's id (if unset), episode id and hash. Returns the rows and the new head."""
-    rows = []
+    run_id: str,
+    turns: Sequence[TurnRecord],
+    episode_id: str | None,
+    last: str,
+    length: int,
+    tool_calls: Sequence[ToolCallRecord] = (),
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, int]:
+    """Rows for `turns` (and `tool_calls`, each right after its turn) appended to a run's hash
+    chain after (`last` hash, `length` links); sets each one's id (if unset), episode id and
+    hash. Returns the turn rows, the tool-call rows and the new head."""
+    rows, call_rows = [], []
+    calls_of: dict[str, list[ToolCallRecord]] = defaultdict(list)
+    for call in tool_calls:
+        calls_of[call.turn_id].append(call)
     for turn in turns:
         turn.id = turn.id or uuid.uuid4().hex
         turn.episode_id = episode_id
         turn.hash = last = turn_hash(last, turn, run_id)
-        rows.append(_row(turn, run_id=run_id, chain_index=length, latency_s=float(turn.latency_s)))
+        rows.append(
+            _row(
+                turn,
+                run_id=run_id,
+                chain_index=length,
+                latency_s=float(turn.latency_s),
+                detail=turn.detail or None,
+            )
+        )
         length += 1
-    return rows, last, length
+        for call in calls_of.pop(turn.id, []):
+            call.id = call.id or uuid.uuid4().hex
+            call.episode_id = episode_id
+            call.hash = last = tool_call_hash(last, call, run_id)
+            call_rows.append(
+                _row(call, run_id=run_id, chain_index=length, latency_s=float(call.latency_s))
+            )
+            length += 1
+    if calls_of:
+        raise StoreError(
+            f"tool call(s) of turn {next(iter(calls_of))!r}, which is not among the turns "
+            "recorded with them; record a tool call with the episode of the turn that made it"
+        )
+    return rows, call_rows, last, length
+
+
+def _canonical(content: dict[str, Any], what: str) -> str:
+    try:
+        return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"{what} holds a value that is not JSON-serialisable ({exc}); store plain dicts, "
+            "lists, strings and numbers (ChatRequest.to_record())"
+        ) from exc
+
+
+def tool_call_hash(previous: str, call: ToolCallRecord, run_id: str) -> str:
+    """sha256(previous hash + canonical JSON of the tool call's content fields)."""
+    content = {
+        "id": call.id,
+        "run_id": run_id,
+        "episode_id": call.episode_id,
+        "turn_id": call.turn_id,
+        "step": int(call.step),
+        "tool": call.tool,
+        "call_id": call.call_id,
+        "arguments": call.arguments,
+        "observation": call.observation,
+        "ok": bool(call.ok),
+        "error": call.error,
+        "latency_s": float(call.latency_s),
+        "truncated": bool(call.truncated),
+        "detail": call.detail,
+    }
+    text = _canonical(content, f"tool call {call.id!r}")
+    return hashlib.sha256((previous + text).encode()).hexdigest()
 
 
 def turn_hash(previous: str, turn: TurnRecord, run_id: str) -> str:
@@ -125,13 +191,9 @@ def turn_hash(previous: str, turn: TurnRecord, run_id: str) -> str:
         "seed": None if turn.seed is None else int(turn.seed),
         "error": turn.error,
     }
-    try:
-        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(
-            f"turn {turn.id!r} has a request that is not JSON-serialisable ({exc}); "
-            "store plain dicts, lists, strings and numbers (ChatRequest.to_record())"
-        ) from exc
+    if turn.detail:  # only acting turns have one: the hashes of all other turns stay as they were
+        content["detail"] = turn.detail
+    text = _canonical(content, f"turn {turn.id!r}")
     return hashlib.sha256((previous + text).encode()).hexdigest()
 
 
@@ -195,6 +257,12 @@ def _record(cls: type[R], row: Any, **extra: Any) -> R:
             values[name] = _from_db(value)
     values.update(extra)
     return cls(**values)
+
+
+def _turn(row: Any) -> TurnRecord:
+    turn = _record(TurnRecord, row)
+    turn.detail = turn.detail or {}  # NULL: a turn that is not an acting step
+    return turn
 
 
 def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -481,20 +549,24 @@ class SQLStore:
             for chunk in _chunks([turn.id for turn in turns]):
                 stored.update(conn.scalars(select(t.c.id).where(t.c.id.in_(chunk))))
             fresh = list({turn.id: turn for turn in turns if turn.id not in stored}.values())
-            rows, last, length = _chain_rows(run_id, fresh, None, last, length)
+            rows, _, last, length = _chain_rows(run_id, fresh, None, last, length)
             if rows:
                 conn.execute(insert(t), rows)
                 h = S.chain_heads
-                conn.execute(update(h).where(h.c.run_id == run_id).values(last_hash=last, length=length))
+                conn.execute(
+                    update(h).where(h.c.run_id == run_id).values(last_hash=last, length=length)
+                )
 
     def turns_outside_episodes(self, run_id: str) -> list[TurnRecord]:
         t = S.turns
         with self._engine.connect() as conn:
             self._require_run(conn, run_id)
             rows = conn.execute(
-                select(t).where(t.c.run_id == run_id, t.c.episode_id.is_(None)).order_by(t.c.chain_index)
+                select(t)
+                .where(t.c.run_id == run_id, t.c.episode_id.is_(None))
+                .order_by(t.c.chain_index)
             )
-            return [_record(TurnRecord, r) for r in rows]
+            return [_turn(r) for r in rows]
 
     def _lock_chain(self, conn: Connection, run_id: str) -> tuple[str, int]:
         h = S.chain_heads
@@ -522,17 +594,21 @@ class SQLStore:
             return
         self._require_problems(conn, [e.problem_id for e in fresh])
         now = _now()
-        ep_rows, turn_rows, verdict_rows, expl_rows = [], [], [], []
+        ep_rows, turn_rows, call_rows, verdict_rows, expl_rows = [], [], [], [], []
         for e in fresh:
             created = _to_db(e.created_at) if e.created_at else now
             ep_rows.append(_row(e, _CHILDREN, run_id=run_id, created_at=created))
-            rows, last, length = _chain_rows(run_id, e.turns, e.id, last, length)
+            rows, calls, last, length = _chain_rows(
+                run_id, e.turns, e.id, last, length, e.tool_calls
+            )
             turn_rows += rows
+            call_rows += calls
             verdict_rows += [_row(v, episode_id=e.id) for v in e.verdicts]
             expl_rows += [_row(x, episode_id=e.id) for x in e.explanations]
         for table, rows in (
             (S.episodes, ep_rows),
             (S.turns, turn_rows),
+            (S.tool_calls, call_rows),
             (S.verdicts, verdict_rows),
             (S.explanations, expl_rows),
         ):
@@ -554,11 +630,14 @@ class SQLStore:
             )
 
     def _attach_children(self, conn: Connection, eps: list[EpisodeRecord], where: Any) -> None:
-        """Fill turns, verdicts and explanations of `eps`; `where` selects them by episode_id."""
+        """Fill turns, tool calls, verdicts and explanations of `eps`; `where` selects them by
+        episode_id."""
         by_id = {e.id: e for e in eps}
-        t, v, x = S.turns, S.verdicts, S.explanations
+        t, v, x, c = S.turns, S.verdicts, S.explanations, S.tool_calls
         for r in conn.execute(select(t).where(where(t)).order_by(t.c.chain_index)):
-            by_id[r.episode_id].turns.append(_record(TurnRecord, r))
+            by_id[r.episode_id].turns.append(_turn(r))
+        for r in conn.execute(select(c).where(where(c)).order_by(c.c.chain_index)):
+            by_id[r.episode_id].tool_calls.append(_record(ToolCallRecord, r))
         for e in eps:
             e.turns.sort(key=lambda turn: turn.seq)
         for r in conn.execute(select(v).where(where(v)).order_by(v.c.id)):
@@ -602,18 +681,49 @@ class SQLStore:
                 conn.scalars(select(t.c["index"]).where(t.c.run_id == run_id, t.c.round == round))
             )
 
+    def tool_calls(
+        self, episode_id: str | None = None, *, run_id: str | None = None
+    ) -> list[ToolCallRecord]:
+        """The tool calls of one episode, or of a whole run, in the order they were made."""
+        c = S.tool_calls
+        if (episode_id is None) == (run_id is None):
+            raise StoreError("tool_calls needs exactly one of episode_id or run_id")
+        with self._engine.connect() as conn:
+            if run_id is not None:
+                self._require_run(conn, run_id)
+                query = select(c).where(c.c.run_id == run_id)
+            else:
+                query = select(c).where(c.c.episode_id == episode_id)
+            rows = conn.execute(query.order_by(c.c.run_id, c.c.chain_index))
+            return [_record(ToolCallRecord, r) for r in rows]
+
     def verify_chain(self, run_id: str) -> list[str]:
-        """Turn ids whose stored hash does not match; each turn is checked against the stored
-        hash before it, so an edited turn is reported alone, and a deleted one by its successor
-        (or, at the end of the chain, by the last remaining turn)."""
-        t, h = S.turns, S.chain_heads
+        """Ids of turns and tool calls whose stored hash does not match; each link is checked
+        against the stored hash before it, so an edited turn or observation is reported alone,
+        and a deleted one by its successor (or, at the end of the chain, by the last one left)."""
+        t, c, h = S.turns, S.tool_calls, S.chain_heads
         bad: list[str] = []
         previous, count, last_id = "", 0, None
         with self._engine.connect() as conn:
             self._require_run(conn, run_id)
             head = conn.execute(select(h).where(h.c.run_id == run_id)).first()
-            for r in conn.execute(select(t).where(t.c.run_id == run_id).order_by(t.c.chain_index)):
-                if turn_hash(previous, _record(TurnRecord, r), run_id) != r.hash:
+            turn_rows = conn.execute(
+                select(t).where(t.c.run_id == run_id).order_by(t.c.chain_index)
+            )
+            call_rows = conn.execute(
+                select(c).where(c.c.run_id == run_id).order_by(c.c.chain_index)
+            ).all()  # few beside the turns; the turns stream
+            links = heapq.merge(
+                ((r.chain_index, 0, r) for r in turn_rows),
+                ((r.chain_index, 1, r) for r in call_rows),
+                key=lambda link: link[:2],
+            )
+            for _, is_call, r in links:
+                if is_call:
+                    expected = tool_call_hash(previous, _record(ToolCallRecord, r), run_id)
+                else:
+                    expected = turn_hash(previous, _turn(r), run_id)
+                if expected != r.hash:
                     bad.append(r.id)
                 previous, count, last_id = r.hash, count + 1, r.id
         if head is not None and last_id is not None and last_id not in bad:

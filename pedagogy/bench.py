@@ -106,21 +106,25 @@ DEFAULT_ARMS = list(ARMS)
 """What `pedagogy bench learning` runs without --arms (15 arms x 3 seeds)."""
 
 # Arms run only when named with --arms (measured once; kept so the numbers can be rerun).
-ARMS.update({
-    # The skill graph alone (uniform over the arms it has unlocked).
-    "kd+graph": {**STANDARD_KD, **SKILL_GRAPH},
-    # The skill graph's default chain of levels, with the bandit (the first bench's curriculum).
-    "kd+chain": {**STANDARD_KD, "curriculum.sampler": "bandit", "curriculum.skill_graph": True},
-    # The student also trained on explanation + problem -> solution (training.in_context).
-    "kd+in_context": {**STANDARD_KD, "training.in_context": True},
-    "kd+utility+in_context": {
-        **STANDARD_KD, "episodes.intervention": "utility", "training.in_context": True
-    },
-    # The adaptive generator: inside each level, pose the settings the student is ready for.
-    "kd+adapt": {**STANDARD_KD, "generator.adapt": True},
-    "kd+curriculum+adapt": {**STANDARD_KD, **MECHANISMS["curriculum"], "generator.adapt": True},
-    "pedagogy+adapt": {**PEDAGOGY, "generator.adapt": True},
-})
+ARMS.update(
+    {
+        # The skill graph alone (uniform over the arms it has unlocked).
+        "kd+graph": {**STANDARD_KD, **SKILL_GRAPH},
+        # The skill graph's default chain of levels, with the bandit (the first bench's curriculum).
+        "kd+chain": {**STANDARD_KD, "curriculum.sampler": "bandit", "curriculum.skill_graph": True},
+        # The student also trained on explanation + problem -> solution (training.in_context).
+        "kd+in_context": {**STANDARD_KD, "training.in_context": True},
+        "kd+utility+in_context": {
+            **STANDARD_KD,
+            "episodes.intervention": "utility",
+            "training.in_context": True,
+        },
+        # The adaptive generator: inside each level, pose the settings the student is ready for.
+        "kd+adapt": {**STANDARD_KD, "generator.adapt": True},
+        "kd+curriculum+adapt": {**STANDARD_KD, **MECHANISMS["curriculum"], "generator.adapt": True},
+        "pedagogy+adapt": {**PEDAGOGY, "generator.adapt": True},
+    }
+)
 QUICK_ARMS = ["standard_kd", "pedagogy"]
 
 # Two levels of the default's chain_sum: one learnable in seconds, one not.
@@ -156,8 +160,9 @@ class BenchSettings:
 
     @classmethod
     def quick_settings(cls) -> BenchSettings:
-        return cls(rounds=2, episodes=48, train_steps=30, train_seconds=3.0, heldout_per_arm=16,
-                   quick=True)
+        return cls(
+            rounds=2, episodes=48, train_steps=30, train_seconds=3.0, heldout_per_arm=16, quick=True
+        )
 
 
 def nest(dotted: dict[str, Any]) -> dict[str, Any]:

@@ -15,15 +15,23 @@ from rich.table import Table
 
 from pedagogy.errors import PedagogyError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Teach a small model from a bigger one — and prove that it learned.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Teach a small model from a bigger one — and prove that it learned.",
+)
 audit_app = typer.Typer(no_args_is_help=True, help="Answer lineage questions about models.")
 app.add_typer(audit_app, name="audit")
-bench_app = typer.Typer(no_args_is_help=True, help="Compare teaching configurations under the same seeds and budget.")
+bench_app = typer.Typer(
+    no_args_is_help=True, help="Compare teaching configurations under the same seeds and budget."
+)
 app.add_typer(bench_app, name="bench")
 console = Console()
 err_console = Console(stderr=True)
 
-DB_HELP = "Database URL or SQLite file path (default: the config's db, else pedagogy-runs/pedagogy.db)."
+DB_HELP = (
+    "Database URL or SQLite file path (default: the config's db, else pedagogy-runs/pedagogy.db)."
+)
 
 
 def _fail(err: PedagogyError) -> None:
@@ -47,20 +55,33 @@ def _arm_table(summary: dict[str, Any]) -> Table:
     table.add_column("after", justify="right")
     for arm in sorted(set(initial) | set(final)):
         table.add_row(
-            arm, "yes" if arm in summary["practised_arms"] else "-",
-            f"{initial.get(arm, 0):.2f}", f"{final.get(arm, 0):.2f}",
+            arm,
+            "yes" if arm in summary["practised_arms"] else "-",
+            f"{initial.get(arm, 0):.2f}",
+            f"{final.get(arm, 0):.2f}",
         )
     return table
 
 
 @app.command()
 def run(
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (default: the embedded default; see `pedagogy init`)."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="YAML config (default: the embedded default; see `pedagogy init`).",
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     rounds: int | None = typer.Option(None, "--rounds", min=1, help="Number of teaching rounds."),
-    seed: int | None = typer.Option(None, "--seed", help="Run seed (curriculum, problems, model init)."),
-    resume: str | None = typer.Option(None, "--resume", help="Continue a killed or interrupted run by id."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress, only the final report."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Run seed (curriculum, problems, model init)."
+    ),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Continue a killed or interrupted run by id."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No live progress, only the final report."
+    ),
 ) -> None:
     """Run the teaching loop (no arguments: the embedded default)."""
     from pedagogy.config import load_config
@@ -107,8 +128,14 @@ def runs_(
     except PedagogyError as err:
         _fail(err)
     data = [
-        {"id": r.id, "name": r.name, "status": r.status, "seed": r.seed,
-         "created_at": r.created_at.isoformat() if r.created_at else None, "error": r.error}
+        {
+            "id": r.id,
+            "name": r.name,
+            "status": r.status,
+            "seed": r.seed,
+            "created_at": r.created_at.isoformat() if r.created_at else None,
+            "error": r.error,
+        }
         for r in rows
     ]
     if as_json:
@@ -116,7 +143,9 @@ def runs_(
         return
     table = Table("id", "name", "status", "created", "error")
     for r in data:
-        table.add_row(r["id"], r["name"], r["status"], (r["created_at"] or "")[:19], r["error"] or "")
+        table.add_row(
+            r["id"], r["name"], r["status"], (r["created_at"] or "")[:19], r["error"] or ""
+        )
     console.print(table)
 
 
@@ -124,15 +153,26 @@ def runs_(
 def show(
     run_id: str = typer.Argument(..., help="Run id (see `pedagogy runs`)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (shape in README)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON (shape in README)."
+    ),
     plot: Path | None = typer.Option(None, "--plot", help="Also save the learning curve PNG here."),
     heatmap: Path | None = typer.Option(
         None, "--heatmap", help="Also save the curriculum heatmap PNG (P(arm) per round) here."
+    ),
+    episode: str | None = typer.Option(
+        None,
+        "--episode",
+        help="Show one episode instead: its trajectories step by step "
+        "(thought, tool call, observation, answer) with their verdicts, and its other turns.",
     ),
 ) -> None:
     """Rounds, held-out accuracy per round and level, model versions, counts, tokens, cost."""
     from pedagogy.report import plot_curriculum_heatmap, plot_learning_curve, run_summary
 
+    if episode is not None:
+        _show_episode(run_id, episode, db, as_json)
+        return
     try:
         summary = run_summary(_store(db), run_id)
     except PedagogyError as err:
@@ -145,7 +185,9 @@ def show(
         print(json.dumps(summary, indent=2, default=str))
         return
     r = summary["run"]
-    console.print(f"run {r['id']} · {r['name']} · {r['status']}" + (f" · {r['error']}" if r["error"] else ""))
+    console.print(
+        f"run {r['id']} · {r['name']} · {r['status']}" + (f" · {r['error']}" if r["error"] else "")
+    )
     arms = sorted({a for rd in summary["rounds"] for a in rd.get("heldout", {})})
     skills = {a.rpartition("@")[0] for a in arms}
     title = "held-out accuracy of the student in service, per round"
@@ -154,37 +196,100 @@ def show(
     table = Table(title=title)
     table.add_column("round", justify="right")
     for a in arms:
-        table.add_column("@" + a.rpartition("@")[2] if len(skills) == 1 else a, justify="right",
-                         overflow="fold")
+        table.add_column(
+            "@" + a.rpartition("@")[2] if len(skills) == 1 else a, justify="right", overflow="fold"
+        )
     table.add_column("episodes", justify="right")
     table.add_column("first-try", justify="right")
     table.add_column("explained", justify="right")
     for rd in summary["rounds"]:
         table.add_row(
-            str(rd["round"]), *[f"{rd.get('heldout', {}).get(a, 0):.2f}" for a in arms],
-            str(rd.get("episodes", 0)), str(rd.get("correct_first", 0)), str(rd.get("explained", 0)),
+            str(rd["round"]),
+            *[f"{rd.get('heldout', {}).get(a, 0):.2f}" for a in arms],
+            str(rd.get("episodes", 0)),
+            str(rd.get("correct_first", 0)),
+            str(rd.get("explained", 0)),
         )
     console.print(table)
     vt = Table("version", "status", "job", "path", title="model versions")
     for v in summary["model_versions"]:
         role = "" if v["role"] == "student" else f"{v['role']} "
-        vt.add_row(f"{role}v{v['number']} {v['id'][:12]}", v["status"], (v["training_job_id"] or "-")[:12], v["path"])
+        vt.add_row(
+            f"{role}v{v['number']} {v['id'][:12]}",
+            v["status"],
+            (v["training_job_id"] or "-")[:12],
+            v["path"],
+        )
     console.print(vt)
     tt = Table("agent", "calls", "prompt tokens", "completion tokens", "cost (USD)", title="tokens")
     for agent, t in summary["tokens"].items():
         cost = t.get("cost")
-        tt.add_row(agent, str(int(t.get("calls", 0))), str(int(t.get("prompt_tokens", 0))),
-                   str(int(t.get("completion_tokens", 0))), "-" if cost is None else f"{cost:.4f}")
+        tt.add_row(
+            agent,
+            str(int(t.get("calls", 0))),
+            str(int(t.get("prompt_tokens", 0))),
+            str(int(t.get("completion_tokens", 0))),
+            "-" if cost is None else f"{cost:.4f}",
+        )
     console.print(tt)
     decided = [rd for rd in summary["rounds"] if rd.get("decisions")]
     if decided:
         dt = Table("round", "kind", "outcomes", title="decisions (SQL table decisions)")
         for rd in decided:
             for kind, outcomes in rd["decisions"].items():
-                dt.add_row(str(rd["round"]), kind, " · ".join(f"{o} {n}" for o, n in outcomes.items()))
+                dt.add_row(
+                    str(rd["round"]), kind, " · ".join(f"{o} {n}" for o, n in outcomes.items())
+                )
         console.print(dt)
     c = summary["counts"]
-    console.print(f"episodes {c['episodes']} · correct first try {c['correct_first']} · explained {c['explained']} · training jobs {c['training_jobs']}")
+    console.print(
+        f"episodes {c['episodes']} · correct first try {c['correct_first']} · explained {c['explained']} · training jobs {c['training_jobs']}"
+    )
+
+
+def _show_episode(run_id: str, episode_id: str, db: str | None, as_json: bool) -> None:
+    from pedagogy.report import episode_view
+
+    try:
+        view = episode_view(_store(db), run_id, episode_id)
+    except PedagogyError as err:
+        _fail(err)
+    if as_json:
+        print(json.dumps(view, indent=2, default=str))
+        return
+    e, p = view["episode"], view["problem"] or {}
+    console.print(
+        f"episode {e['id']} · run {e['run_id']} · round {e['round']} #{e['index']} · "
+        f"{e['arm']} · {e['outcome']}",
+        highlight=False,
+    )
+    console.print(
+        f"problem  {p.get('prompt', '?')}   (answer {p.get('answer', '?')})", highlight=False
+    )
+    for traj in view["trajectories"]:
+        verdict = {True: "correct", False: "wrong", None: "-"}[traj["correct"]]
+        table = Table(
+            "step",
+            "thought",
+            "action",
+            "observation",
+            title=(f"{traj['kind']} ({traj['agent']}) · answer {traj['answer']} · {verdict}"),
+        )
+        for s in traj["steps"]:
+            call = s["call"]
+            if call is not None:
+                action = f"{call['tool']} {json.dumps(call['arguments'], ensure_ascii=False)}"
+            elif s["answer"] is not None:
+                action = f"A:{s['answer']}"
+            else:
+                action = f"invalid: {s['text']}"
+            table.add_row(str(s["step"]), s["thought"] or "", action, s["observation"] or "")
+        console.print(table)
+    for t in view["turns"]:
+        mark = "" if t["correct"] is None else (" ✓" if t["correct"] else " ✗")
+        console.print(
+            f"turn {t['seq']} {t['agent']}{mark}: {t['error'] or t['response']}", highlight=False
+        )
 
 
 @app.command()
@@ -194,8 +299,8 @@ def replay(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Exact replay from recorded responses: reports model calls (must be 0) and mismatches (must be 0)."""
-    from pedagogy.memory.replay import replay_run
+    """Exact replay from recorded responses and observations: model calls, tool executions, mismatches (each must be 0)."""
+    from pedagogy.graphs.replay import replay_run
 
     try:
         report = replay_run(_store(db), run_id, episode)
@@ -204,18 +309,23 @@ def replay(
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        console.print(f"replayed {report.episodes} episodes · model calls {report.model_calls} · mismatches {report.mismatches}")
+        console.print(
+            f"replayed {report.episodes} episodes · model calls {report.model_calls} · "
+            f"tool executions {report.tool_executions} · mismatches {report.mismatches}"
+        )
         for d in report.details:
             for m in d.mismatches:
                 console.print(f"  {d.episode_id}: {m}")
-    if report.model_calls or report.mismatches:
+    if report.model_calls or report.mismatches or report.tool_executions:
         raise typer.Exit(1)
 
 
 @app.command()
 def export(
     run_id: str = typer.Argument(..., help="Run id."),
-    fmt: str = typer.Option("jsonl", "--format", help="jsonl (OpenAI chat format) or hf (datasets.save_to_disk)."),
+    fmt: str = typer.Option(
+        "jsonl", "--format", help="jsonl (OpenAI chat format) or hf (datasets.save_to_disk)."
+    ),
     out: Path = typer.Option(..., "--out", help="Output file (jsonl) or directory (hf)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
@@ -257,7 +367,9 @@ def audit_model_cmd(
 
 @app.command()
 def init(
-    path: Path = typer.Argument(Path("pedagogy.yaml"), help="Where to write the commented default config."),
+    path: Path = typer.Argument(
+        Path("pedagogy.yaml"), help="Where to write the commented default config."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented default config."""
@@ -272,13 +384,36 @@ def init(
 
 @bench_app.command("learning")
 def bench_learning(
-    seeds: int | None = typer.Option(None, "--seeds", min=1, help="Seeds per arm: 0..N-1 (default 3; --quick: 1)."),
-    budget: int | None = typer.Option(None, "--budget", min=0, help="Teacher explanations per round, the same for every arm (default: a quarter of the episodes per round)."),
-    rounds: int | None = typer.Option(None, "--rounds", min=1, help="Teaching rounds per run (default 3; --quick: 2)."),
-    quick: bool = typer.Option(False, "--quick", help="A tiny bench for tests/CI: 2 levels, 2 rounds of 48 episodes, 3 s training, 1 seed, 2 arms."),
-    out: Path = typer.Option(Path("pedagogy-bench"), "--out", help="Folder for bench.json, bench.png and the runs' database; a rerun skips runs done there."),
-    arms: str | None = typer.Option(None, "--arms", help="Comma-separated arms (default: the 15 of pedagogy.bench.DEFAULT_ARMS; --quick: standard_kd,pedagogy); more in pedagogy.bench.ARMS."),
-    as_json: bool = typer.Option(False, "--json", help="Print the per-arm summary as JSON instead of a table."),
+    seeds: int | None = typer.Option(
+        None, "--seeds", min=1, help="Seeds per arm: 0..N-1 (default 3; --quick: 1)."
+    ),
+    budget: int | None = typer.Option(
+        None,
+        "--budget",
+        min=0,
+        help="Teacher explanations per round, the same for every arm (default: a quarter of the episodes per round).",
+    ),
+    rounds: int | None = typer.Option(
+        None, "--rounds", min=1, help="Teaching rounds per run (default 3; --quick: 2)."
+    ),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="A tiny bench for tests/CI: 2 levels, 2 rounds of 48 episodes, 3 s training, 1 seed, 2 arms.",
+    ),
+    out: Path = typer.Option(
+        Path("pedagogy-bench"),
+        "--out",
+        help="Folder for bench.json, bench.png and the runs' database; a rerun skips runs done there.",
+    ),
+    arms: str | None = typer.Option(
+        None,
+        "--arms",
+        help="Comma-separated arms (default: the 15 of pedagogy.bench.DEFAULT_ARMS; --quick: standard_kd,pedagogy); more in pedagogy.bench.ARMS.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the per-arm summary as JSON instead of a table."
+    ),
 ) -> None:
     """Run several teaching arms with the same seeds, student and teacher budget; compare held-out accuracy."""
     from dataclasses import replace
@@ -291,12 +426,16 @@ def bench_learning(
         if rounds is not None:
             update["rounds"] = rounds
         settings = replace(settings, **update, budget=budget)  # None: a quarter of the episodes
-        bench = Bench(out, settings, parse_arms(arms, quick), list(range(seeds or (1 if quick else 3))))
+        bench = Bench(
+            out, settings, parse_arms(arms, quick), list(range(seeds or (1 if quick else 3)))
+        )
         data = bench.run()
     except PedagogyError as err:
         _fail(err)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted; finished runs are in {out / 'bench.json'}; rerun the same command to continue")
+        err_console.print(
+            f"interrupted; finished runs are in {out / 'bench.json'}; rerun the same command to continue"
+        )
         raise typer.Exit(130) from None
     summary = data["summary"]
     if as_json:
@@ -304,10 +443,14 @@ def bench_learning(
         return
     header, rows = table_rows(summary)
     s = data["settings"]
-    table = Table(title=f"held-out accuracy after {s['rounds']} rounds of {s['episodes']} episodes, budget {s['budget']}/round (mean±std over seeds)")
+    table = Table(
+        title=f"held-out accuracy after {s['rounds']} rounds of {s['episodes']} episodes, budget {s['budget']}/round (mean±std over seeds)"
+    )
     for i, name in enumerate(header):
         width = max([len(name)] + [len(row[i]) for row in rows])
-        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True, min_width=min(width, 14))
+        table.add_column(
+            name, justify="left" if i == 0 else "right", no_wrap=True, min_width=min(width, 14)
+        )
     for row in rows:
         table.add_row(*row)
     wide = console if console.is_terminal else Console(width=200)  # a file gets every digit
@@ -322,7 +465,8 @@ def bench_learning(
         err_console.print(
             f"[bold red]error:[/] {len(data['failed'])} run(s) failed, e.g. {first['arm']} seed {first['seed']}: "
             f"{first.get('error')}; rerun the same command to retry them",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(1)
 

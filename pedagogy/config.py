@@ -70,9 +70,16 @@ class GeneratorConfig(_Strict):
     """adapt: candidates drawn per problem posed."""
 
     def model_post_init(self, context: Any) -> None:
-        if self.train and (self.kind != "llm" or self.backend is None or self.backend.kind != "transformers"):
-            got = (f"backend.kind {self.backend.kind!r}" if self.kind == "llm" and self.backend
-                   else f"kind {self.kind!r}" if self.kind != "llm" else "no backend")
+        if self.train and (
+            self.kind != "llm" or self.backend is None or self.backend.kind != "transformers"
+        ):
+            got = (
+                f"backend.kind {self.backend.kind!r}"
+                if self.kind == "llm" and self.backend
+                else f"kind {self.kind!r}"
+                if self.kind != "llm"
+                else "no backend"
+            )
             raise ValueError(
                 f"train: true needs a trainable generator (kind: llm with backend.kind: "
                 f"transformers), got {got}; use a transformers backend or set train: false"
@@ -135,9 +142,13 @@ class CurriculumConfig(_Strict):
             )
         low, high = self.band
         if not 0 <= low < high <= 1:
-            raise ValueError(f"band {list(self.band)} must be [low, high] with 0 <= low < high <= 1")
+            raise ValueError(
+                f"band {list(self.band)} must be [low, high] with 0 <= low < high <= 1"
+            )
         if not low <= self.target <= high:
-            raise ValueError(f"target {self.target} is outside band {list(self.band)}; move it inside")
+            raise ValueError(
+                f"target {self.target} is outside band {list(self.band)}; move it inside"
+            )
         for arm, required in (self.prerequisites or {}).items():
             for name in [arm, *required]:
                 try:
@@ -168,6 +179,47 @@ class EpisodesConfig(_Strict):
     teacher's worked solutions do not read its prompt). 0 = off."""
     write_batch: int = Field(250, ge=1)
     """Episodes per database transaction."""
+
+
+class SandboxConfig(_Strict):
+    """Limits of one code execution (the `python` tool, the code domain's tests)."""
+
+    wall_s: float = Field(5.0, gt=0)
+    cpu_s: float = Field(5.0, gt=0)
+    memory_mb: int = Field(256, ge=16)
+    processes: int = Field(32, ge=1)
+    file_size_mb: int = Field(8, ge=1)
+    output_chars: int = Field(2000, ge=64)
+
+
+class AgentConfig(_Strict):
+    """Episodes in which the student acts with tools (the agent episode graph)."""
+
+    enabled: bool = False
+    """Run agent episodes: the student alternates step -> tool -> observation until it answers;
+    a wrong answer gets the teacher's demonstration trajectory; training is trajectory SFT."""
+    tools: list[str] | None = None
+    """Tools the agent may call (registered names: calculator, python, retrieve, or your own);
+    None: the ones the domain names (its `tools()`), else calculator."""
+    tool_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Options per tool, merged over the domain's (e.g. {retrieve: {k: 2}})."""
+    max_steps: int = Field(6, ge=1)
+    """Most model turns per attempt; an attempt without an answer by then is wrong."""
+    step_tokens: int = Field(48, ge=1)
+    """Most tokens of one step (thought + action)."""
+    demo: Literal["per_step", "whole"] = "per_step"
+    """The scripted teacher's arithmetic demonstrations: one calculator call per operation, or
+    one call for the whole expression."""
+    explain: Literal["demonstration", "text"] = "demonstration"
+    """What a wrong attempt gets: the teacher's tool-using trajectory, or a text explanation."""
+    sag_n: int = Field(1, ge=1)
+    """Self-consistent action generation: sample this many candidate steps (temperature
+    `sag_temperature`), keep those that parse and execute, take the majority (1 = off)."""
+    sag_temperature: float = Field(0.7, gt=0)
+    ftp: bool = False
+    """First-thought prefix: an LLM teacher's first step starts from the first line of the
+    domain's worked solution."""
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
 
 class TrainingConfig(_Strict):
@@ -233,6 +285,7 @@ class RunConfig(_Strict):
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     episodes: EpisodesConfig = Field(default_factory=EpisodesConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
@@ -245,18 +298,24 @@ class RunConfig(_Strict):
 
 
 def _format_validation(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key; remove it or check the spelling against `pedagogy init`"
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {where}: {msg}{more}"
+    """Every problem of a config, one line each (a user fixes them all in one pass)."""
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check the spelling against `pedagogy init`"
+        lines.append(f"{source}: {where}: {msg}")
+    if len(lines) == 1:
+        return lines[0]
+    return f"{len(lines)} problems in {source}:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(data).__name__}"
+        )
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
@@ -276,7 +335,9 @@ def load_config(path: str | Path | None) -> RunConfig:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}:{where}: not valid YAML ({getattr(err, 'problem', err)}); fix the syntax") from None
+        raise ConfigError(
+            f"{p}:{where}: not valid YAML ({getattr(err, 'problem', err)}); fix the syntax"
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

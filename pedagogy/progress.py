@@ -17,8 +17,12 @@ class LiveProgress:
         self.enabled = enabled
         self.t0 = time.perf_counter()
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
         )
         self._task: Any = None
 
@@ -33,7 +37,9 @@ class LiveProgress:
 
     def _line(self, text: str) -> None:
         if self.enabled:
-            self._progress.console.print(f"[dim]{time.perf_counter() - self.t0:6.1f}s[/] {text}", highlight=False)
+            self._progress.console.print(
+                f"[dim]{time.perf_counter() - self.t0:6.1f}s[/] {text}", highlight=False
+            )
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "run_started":
@@ -46,7 +52,9 @@ class LiveProgress:
             if self.enabled:
                 if self._task is not None:
                     self._progress.remove_task(self._task)
-                self._task = self._progress.add_task(f"round {data['round']} episodes", total=data["episodes"])
+                self._task = self._progress.add_task(
+                    f"round {data['round']} episodes", total=data["episodes"]
+                )
         elif kind == "episodes_progress":
             if self.enabled and self._task is not None:
                 self._progress.update(self._task, completed=data["done"], total=data["total"])
@@ -54,15 +62,25 @@ class LiveProgress:
             res = " ".join(f"{a}:{c}/{n}" for a, (c, n) in sorted(data["results"].items()))
             self._line(f"round {data['round']}: first-try {res}")
         elif kind == "generator_trained":
-            self._line(f"round {data['round']}: generator fine-tuned on {data['examples']} refinements, "
-                       f"{data['steps']} steps in {data['seconds']:.0f}s, loss {data['train_loss']:.3f}")
+            self._line(
+                f"round {data['round']}: generator fine-tuned on {data['examples']} refinements, "
+                f"{data['steps']} steps in {data['seconds']:.0f}s, loss {data['train_loss']:.3f}"
+            )
         elif kind == "training_started":
-            self._line(f"round {data['round']}: fine-tuning on {data['examples']} examples ({data['new']} new)")
+            self._line(
+                f"round {data['round']}: fine-tuning on {data['examples']} examples ({data['new']} new)"
+            )
         elif kind == "training_finished":
-            self._line(f"round {data['round']}: {data['steps']} steps in {data['seconds']:.0f}s, loss {data['train_loss']:.3f}")
+            self._line(
+                f"round {data['round']}: {data['steps']} steps in {data['seconds']:.0f}s, loss {data['train_loss']:.3f}"
+            )
         elif kind == "promoted":
-            self._line(f"round {data['round']}: promoted {data['version'][:12]} (mean {data['mean']:.2f})")
+            self._line(
+                f"round {data['round']}: promoted {data['version'][:12]} (mean {data['mean']:.2f})"
+            )
         elif kind == "rolled_back":
-            self._line(f"round {data['round']}: rolled back {data['version'][:12]} (mean {data['mean']:.2f} < {data['kept']:.2f})")
+            self._line(
+                f"round {data['round']}: rolled back {data['version'][:12]} (mean {data['mean']:.2f} < {data['kept']:.2f})"
+            )
         elif kind == "training_skipped":
             self._line(f"round {data['round']}: no training ({data['new_examples']} new examples)")

@@ -56,7 +56,11 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
     practised = sorted({ep.arm for ep in episodes})
     return {
         "run": {
-            "id": run.id, "name": run.name, "status": run.status, "error": run.error, "seed": run.seed,
+            "id": run.id,
+            "name": run.name,
+            "status": run.status,
+            "error": run.error,
+            "seed": run.seed,
             "created_at": run.created_at.isoformat() if run.created_at else None,
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         },
@@ -65,14 +69,27 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
         "heldout_final": final,
         "practised_arms": practised,
         "model_versions": [
-            {"id": v.id, "role": v.role, "number": v.number, "status": v.status, "path": v.path,
-             "parent_id": v.parent_id, "training_job_id": v.training_job_id}
+            {
+                "id": v.id,
+                "role": v.role,
+                "number": v.number,
+                "status": v.status,
+                "path": v.path,
+                "parent_id": v.parent_id,
+                "training_job_id": v.training_job_id,
+            }
             for v in sorted(versions, key=lambda v: (v.role, v.number))
         ],
         "training_jobs": [
-            {"id": j.id, "role": j.config.get("role", "student"), "round": j.round, "kind": j.kind,
-             "status": j.status, "metrics": j.metrics,
-             "output_version_id": j.output_version_id}
+            {
+                "id": j.id,
+                "role": j.config.get("role", "student"),
+                "round": j.round,
+                "kind": j.kind,
+                "status": j.status,
+                "metrics": j.metrics,
+                "output_version_id": j.output_version_id,
+            }
             for j in jobs
         ],
         "counts": {
@@ -83,6 +100,94 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
             "training_jobs": len(jobs),
         },
         "tokens": store.token_totals(run_id),
+    }
+
+
+def episode_view(store: Store, run_id: str, episode_id: str, width: int = 200) -> dict[str, Any]:
+    """One episode as `pedagogy show RUN --episode ID --json` prints it: the problem, each
+    trajectory step by step (thought, call, observation cut to `width` characters, answer) with
+    its verdict, the other turns (explanations, judges) and the decisions."""
+    from pedagogy.errors import StoreError
+
+    e = store.get_episode(episode_id)
+    if e.run_id != run_id:
+        raise StoreError(f"episode {episode_id} belongs to run {e.run_id}, not {run_id}")
+    problem = store.get_problems([e.problem_id]).get(e.problem_id)
+    verdicts = {v.turn_id: v for v in e.verdicts}
+
+    def cut(text: str | None) -> str | None:
+        if text is None or len(text) <= width:
+            return text
+        return text[: width - 1] + "…"
+
+    trajectories, acting = [], set()
+    for traj in e.trajectories():
+        acting.update(traj.turn_ids)
+        steps = []
+        for i, step in enumerate(traj.steps):
+            call = step.tool_call
+            steps.append(
+                {
+                    "step": i,
+                    "turn_id": step.turn.id,
+                    "text": step.text,
+                    "thought": step.thought,
+                    "action": step.action,
+                    "call": None
+                    if call is None
+                    else {"tool": call.tool, "arguments": call.arguments},
+                    "observation": cut(step.observation),
+                    "ok": None if call is None else call.ok,
+                    "error": step.turn.error or (None if call is None else call.error),
+                    "answer": traj.answer if i == len(traj.steps) - 1 else None,
+                    "latency_s": step.turn.latency_s + (call.latency_s if call else 0.0),
+                    "tokens": step.turn.prompt_tokens + step.turn.completion_tokens,
+                }
+            )
+        verdict = verdicts.get(traj.turn_ids[-1]) if traj.steps else None
+        correct = verdict.correct if verdict else e.decisions.get(f"{traj.kind}_correct")
+        trajectories.append(
+            {
+                "kind": traj.kind,
+                "agent": traj.agent,
+                "answer": traj.answer,
+                "correct": correct,
+                "parsed_answer": verdict.parsed_answer if verdict else None,
+                "steps": steps,
+            }
+        )
+    return {
+        "episode": {
+            "id": e.id,
+            "run_id": e.run_id,
+            "round": e.round,
+            "index": e.index,
+            "arm": e.arm,
+            "outcome": e.outcome,
+            "correct_first": e.correct_first,
+            "correct_final": e.correct_final,
+            "explained": e.explained,
+        },
+        "problem": None
+        if problem is None
+        else {
+            "id": problem.id,
+            "prompt": problem.prompt,
+            "answer": problem.answer,
+        },
+        "trajectories": trajectories,
+        "turns": [
+            {
+                "seq": t.seq,
+                "agent": t.agent,
+                "response": cut(t.response),
+                "error": t.error,
+                "correct": verdicts[t.id].correct if t.id in verdicts else None,
+            }
+            for t in e.turns
+            if t.id not in acting
+        ],
+        "decisions": e.decisions,
     }
 
 
@@ -153,8 +258,15 @@ def plot_curriculum_heatmap(summary: dict[str, Any], path: str | Path) -> Path:
     ax.set_yticks(range(len(arms)), arms)
     for i, row in enumerate(grid):
         for j, p in enumerate(row):
-            ax.text(j, i, f"{p:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if p < 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{p:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if p < 0.5 else "black",
+            )
     ax.set_xlabel("round")
     ax.set_title(f"curriculum P(arm) · {summary['run']['id']}", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04)
@@ -162,4 +274,3 @@ def plot_curriculum_heatmap(summary: dict[str, Any], path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-

@@ -21,6 +21,7 @@ from pedagogy.agents.roles import Generator, Student, Teacher, Verifier
 from pedagogy.backends.registry import build_backend, check_backend_kind
 from pedagogy.config import RunConfig, config_from_dict
 from pedagogy.domains.base import arm_name, has_parameters, reads_problems
+from pedagogy.environment import record_environment
 from pedagogy.errors import ConfigError, PedagogyError
 from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.graphs.loop import EventSink, LoopState, Session, _no_events, build_loop_graph
@@ -67,7 +68,9 @@ def build_domain_from(config: RunConfig):
     try:
         return build_domain(config.domain.name, **config.domain.options)
     except TypeError as err:
-        raise ConfigError(f"domain.options for {config.domain.name!r}: {err}; fix the option names") from None
+        raise ConfigError(
+            f"domain.options for {config.domain.name!r}: {err}; fix the option names"
+        ) from None
 
 
 def _check_backend_kinds(config: RunConfig) -> None:
@@ -80,8 +83,13 @@ def _check_backend_kinds(config: RunConfig) -> None:
             "use kind: transformers (model: tiny, a local directory or a hub id)"
         )
     for role, sub in (("generator", config.generator), ("verifier", config.verifier)):
-        if sub.kind != ("procedural" if role == "generator" else "programmatic") and sub.backend is None:
-            raise ConfigError(f"{role}.kind {sub.kind!r} needs {role}.backend; add one or use the default kind")
+        if (
+            sub.kind != ("procedural" if role == "generator" else "programmatic")
+            and sub.backend is None
+        ):
+            raise ConfigError(
+                f"{role}.kind {sub.kind!r} needs {role}.backend; add one or use the default kind"
+            )
 
 
 def _check_refinement(config: RunConfig, domain) -> None:
@@ -126,7 +134,9 @@ def _local_model(backend_cfg, path: Path, seed: int, role: str) -> str:
     try:
         tiny = TinyStudentConfig(**dict(backend_cfg.options.get("tiny") or {}))
     except TypeError as err:
-        raise ConfigError(f"{role}.options.tiny: {err}; see TinyStudentConfig for the fields") from None
+        raise ConfigError(
+            f"{role}.options.tiny: {err}; see TinyStudentConfig for the fields"
+        ) from None
     build_tiny_student(path, tiny, seed=seed)
     return str(path)
 
@@ -137,14 +147,26 @@ def _generator_model(config: RunConfig, store, run_id: str, resume: str | None, 
     if config.generator.kind != "llm" or config.generator.backend is None:
         return None, None
     cfg, version = config.generator.backend, f"{run_id}-generator-v0"
-    trained = [v for v in store.model_versions(run_id, "generator") if v.status in ("base", "promoted")] if resume else []
+    trained = (
+        [v for v in store.model_versions(run_id, "generator") if v.status in ("base", "promoted")]
+        if resume
+        else []
+    )
     if trained:
         latest = max(trained, key=lambda v: v.number)
         cfg, version = cfg.model_copy(update={"model": latest.path}), latest.id
     else:
-        cfg = cfg.model_copy(update={"model": _local_model(cfg, models_dir / "generator-v0", config.seed + 1, "generator.backend")})
+        cfg = cfg.model_copy(
+            update={
+                "model": _local_model(
+                    cfg, models_dir / "generator-v0", config.seed + 1, "generator.backend"
+                )
+            }
+        )
     if cfg.kind == "transformers":
-        cfg = cfg.model_copy(update={"options": {k: v for k, v in cfg.options.items() if k != "tiny"}})
+        cfg = cfg.model_copy(
+            update={"options": {k: v for k, v in cfg.options.items() if k != "tiny"}}
+        )
     return cfg, version
 
 
@@ -206,7 +228,11 @@ async def run_loop(
     gen_backend = build_backend(gen_cfg, domain) if gen_cfg is not None else None
     if gen_backend is not None and hasattr(gen_backend, "version_id"):
         gen_backend.version_id = gen_version
-    judge_backend = build_backend(config.verifier.backend, domain) if config.verifier.kind == "llm_judge" else None
+    judge_backend = (
+        build_backend(config.verifier.backend, domain)
+        if config.verifier.kind == "llm_judge"
+        else None
+    )
     for b in (gen_backend, judge_backend):
         if b is not None:
             await _check_reachable(b)
@@ -215,9 +241,13 @@ async def run_loop(
         base_path = _local_model(config.student, models_dir / "student-v0", config.seed, "student")
         student_path, student_version = base_path, f"{run_id}-student-v0"
     else:
-        promoted = [v for v in store.model_versions(run_id, "student") if v.status in ("base", "promoted")]
+        promoted = [
+            v for v in store.model_versions(run_id, "student") if v.status in ("base", "promoted")
+        ]
         if not promoted:
-            raise PedagogyError(f"run {run_id} has no student model version; it cannot be resumed — start a new run")
+            raise PedagogyError(
+                f"run {run_id} has no student model version; it cannot be resumed — start a new run"
+            )
         latest = max(promoted, key=lambda v: v.number)
         student_path, student_version = latest.path, latest.id
     backend_opts = {k: v for k, v in config.student.options.items() if k != "tiny"}
@@ -230,17 +260,34 @@ async def run_loop(
     if resume is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         store.create_run(RunRecord(run_id, config.name, config.model_dump(), config.seed))
-        store.add_model_version(ModelVersionRecord(
-            id=student_version, run_id=run_id, role="student", number=0, path=student_path, status="base",
-        ))
+        store.add_model_version(
+            ModelVersionRecord(
+                id=student_version,
+                run_id=run_id,
+                role="student",
+                number=0,
+                path=student_path,
+                status="base",
+            )
+        )
         if config.generator.train and gen_backend is not None:
-            store.add_model_version(ModelVersionRecord(
-                id=gen_version, run_id=run_id, role="generator",
-                number=0, path=gen_backend.model, status="base",
-            ))
+            store.add_model_version(
+                ModelVersionRecord(
+                    id=gen_version,
+                    run_id=run_id,
+                    role="generator",
+                    number=0,
+                    path=gen_backend.model,
+                    status="base",
+                )
+            )
     else:
         store.set_run_status(run_id, "running")
-    emit("run_started", {"run_id": run_id, "resumed": resume is not None, "db": store.url, "run_dir": str(run_dir)})
+    record_environment(run_dir, resumed=resume is not None)
+    emit(
+        "run_started",
+        {"run_id": run_id, "resumed": resume is not None, "db": store.url, "run_dir": str(run_dir)},
+    )
 
     from pedagogy.training.evaluate import build_heldout
     from pedagogy.training.sft import warm_up
@@ -249,27 +296,52 @@ async def run_loop(
 
     heldout = build_heldout(domain, arms, config.evaluation.heldout_per_arm, config.evaluation.seed)
     session = Session(
-        config=config, run_id=run_id, store=store, domain=domain,
+        config=config,
+        run_id=run_id,
+        store=store,
+        domain=domain,
         agents=Agents(
-            student=Student(student_backend, max_tokens=config.student.max_tokens, temperature=config.student.temperature),
-            teacher=Teacher(teacher_backend, budget=config.episodes.explain_budget, max_tokens=config.teacher.max_tokens),
+            student=Student(
+                student_backend,
+                max_tokens=config.student.max_tokens,
+                temperature=config.student.temperature,
+            ),
+            teacher=Teacher(
+                teacher_backend,
+                budget=config.episodes.explain_budget,
+                max_tokens=config.teacher.max_tokens,
+                temperature=config.teacher.temperature,
+            ),
             verifier=Verifier(domain, judge_backend),
             reattempt=config.episodes.reattempt,
         ),
         generator=Generator(
-            domain, gen_backend, poses=config.generator.pose,
+            domain,
+            gen_backend,
+            poses=config.generator.pose,
             max_tokens=gen_cfg.max_tokens if gen_cfg else 96,
             temperature=gen_cfg.temperature if gen_cfg else 0.0,
         ),
         student_backend=student_backend,
-        heldout=heldout, arms=arms, models_dir=models_dir, emit=emit, graph_factory=episode_graph,
+        heldout=heldout,
+        arms=arms,
+        models_dir=models_dir,
+        emit=emit,
+        graph_factory=episode_graph,
     )
     status = "failed"
     try:
         async with _checkpointer(db_url, run_dir) as saver:
             graph = build_loop_graph(session, saver)
-            cfg = {"configurable": {"thread_id": run_id}, "recursion_limit": 10 * config.rounds + 20}
-            initial: LoopState = {"round": 0, "student_version": student_version, "student_path": student_path}
+            cfg = {
+                "configurable": {"thread_id": run_id},
+                "recursion_limit": 10 * config.rounds + 20,
+            }
+            initial: LoopState = {
+                "round": 0,
+                "student_version": student_version,
+                "student_path": student_path,
+            }
             snapshot = await graph.aget_state(cfg) if resume is not None else None
             if snapshot is None or not snapshot.values:
                 await graph.ainvoke(initial, cfg)

@@ -11,13 +11,24 @@ only, on 127.0.0.1 with a free port, in a daemon thread:
 It records every request body and its headers, can fail the next few requests with an HTTP error
 (to test retries) and can delay every answer (to test bounded concurrency).
 
+Tool calls (the OpenAI tools API): a responder may return a dict instead of text, an assistant
+message `{"content": ..., "tool_calls": [...]}`. Each tool call is either the wire form or the
+short form `{"name": "calculator", "arguments": {...}}`; arguments given as a string are sent
+verbatim (so a test can send malformed JSON), ids default to `call_<n>`, and `finish_reason` is
+"tool_calls" when there are calls (a "finish_reason" key overrides it). `tool_agent()` is a
+ready-made responder that calls one tool with the problem, then answers with the observation:
+
+    with OpenAICompatServer(tool_agent("calculator")) as srv: ...
+
 Token counts in `usage` are whitespace-split words (prompt: over every message's content;
-completion: over the answer), which is enough to check that accounting flows through.
+completion: over the answer and the tool calls' names and arguments), which is enough to check
+that accounting flows through.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -26,8 +37,9 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Responder = Callable[[dict[str, Any]], str]
-"""Maps a chat-completions request body to the assistant's text."""
+Responder = Callable[[dict[str, Any]], "str | dict[str, Any]"]
+"""Maps a chat-completions request body to the assistant's text, or to an assistant message
+dict (`content`, `tool_calls`, optionally `finish_reason`)."""
 
 
 def echo_last_user(body: dict[str, Any]) -> str:
@@ -36,6 +48,69 @@ def echo_last_user(body: dict[str, Any]) -> str:
         if message.get("role") == "user":
             return _text(message.get("content"))
     return ""
+
+
+_EXPRESSION = re.compile(r"([-+*/().\d\s]*\d[-+*/().\d\s]*)=?\s*\??\s*$")
+
+
+def arithmetic_expression(problem: str) -> str:
+    """The arithmetic expression at the end of a problem's last line (`Compute 4 + 3 =` -> `4+3`)."""
+    lines = problem.strip().splitlines()
+    match = _EXPRESSION.search(lines[-1] if lines else "")
+    return "".join(match.group(1).split()) if match else problem.strip()
+
+
+def tool_agent(
+    tool: str = "calculator",
+    *,
+    argument: str = "expression",
+    extract: Callable[[str], str] = arithmetic_expression,
+) -> Responder:
+    """A scripted acting agent: call `tool` once with the problem, then answer `A:<observation>`.
+
+    Given the user's problem, it calls `tool` with `{argument: extract(problem)}`; once the last
+    message is a tool result (or a user message `O:<observation>`, as text-only callers send
+    it) it answers `A:<observation>`. A request that does not offer `tool` gets the call as a
+    text action line, `C:<tool>(<raw>)`.
+    """
+
+    def respond(body: dict[str, Any]) -> str | dict[str, Any]:
+        messages = body.get("messages") or []
+        last = messages[-1] if messages else {}
+        text = _text(last.get("content")).strip()
+        if last.get("role") == "tool":
+            return f"A:{text}"
+        if last.get("role") == "user" and text.startswith("O:"):
+            return f"A:{text.removeprefix('O:').strip()}"
+        raw = extract(echo_last_user(body))
+        offered = {(t.get("function") or {}).get("name") for t in body.get("tools") or []}
+        if tool not in offered:
+            return f"C:{tool}({raw})"
+        return {"content": None, "tool_calls": [{"name": tool, "arguments": {argument: raw}}]}
+
+    return respond
+
+
+def _wire_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool calls in the OpenAI wire form, from the wire form or `{"name", "arguments", "id"}`."""
+    out = []
+    for i, call in enumerate(calls):
+        function = call.get("function") or {
+            "name": call.get("name", ""),
+            "arguments": call.get("arguments", {}),
+        }
+        args = function.get("arguments", {})
+        out.append(
+            {
+                "id": call.get("id") or f"call_{i}",
+                "type": "function",
+                "function": {
+                    "name": function.get("name", ""),
+                    "arguments": args if isinstance(args, str) else json.dumps(args),
+                },
+            }
+        )
+    return out
 
 
 def _text(content: Any) -> str:
@@ -149,12 +224,16 @@ class OpenAICompatServer:
         try:
             if self.delay_s:
                 time.sleep(self.delay_s)
-            text = self.responder(body)
+            reply = self.responder(body)
         finally:
             with self._lock:
                 self._in_flight -= 1
+        message, finish_reason = _assistant_message(reply)
         prompt_tokens = sum(_words(_text(m.get("content"))) for m in body.get("messages") or [])
-        completion_tokens = _words(text)
+        completion_tokens = _words(_text(message.get("content"))) + sum(
+            _words(f"{c['function']['name']} {c['function']['arguments']}")
+            for c in message.get("tool_calls") or []
+        )
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -163,8 +242,8 @@ class OpenAICompatServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": finish_reason,
                     "logprobs": None,
                 }
             ],
@@ -180,6 +259,19 @@ class OpenAICompatServer:
             "object": "list",
             "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "pedagogy"}],
         }
+
+
+def _assistant_message(reply: str | dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The response's assistant message and finish_reason, from a responder's reply."""
+    if isinstance(reply, str):
+        return {"role": "assistant", "content": reply}, "stop"
+    if not isinstance(reply, dict):
+        raise TypeError(f"a responder returns text or an assistant message dict, got {reply!r}")
+    message: dict[str, Any] = {"role": "assistant", "content": reply.get("content")}
+    calls = _wire_tool_calls(list(reply.get("tool_calls") or []))
+    if calls:
+        message["tool_calls"] = calls
+    return message, reply.get("finish_reason") or ("tool_calls" if calls else "stop")
 
 
 class _QuietHTTPServer(ThreadingHTTPServer):

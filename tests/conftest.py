@@ -16,7 +16,9 @@ QUICK = {
         "options": {
             "skills": ["chain_sum"],
             "compact": True,
-            "levels": {"chain_sum": [{"num_terms": 0, "num_digits": 0}, {"num_terms": 0, "num_digits": 1}]},
+            "levels": {
+                "chain_sum": [{"num_terms": 0, "num_digits": 0}, {"num_terms": 0, "num_digits": 1}]
+            },
         },
     },
     "student": {"options": {"tiny": {}}},

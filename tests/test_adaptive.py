@@ -19,7 +19,9 @@ runner = CliRunner()
 def _problems(cells: dict[str, int]) -> list[Problem]:
     out = []
     for cell, n in cells.items():
-        out += [Problem("toy", "add", 0, f"{cell}:{i}", "0", metadata={"cell": cell}) for i in range(n)]
+        out += [
+            Problem("toy", "add", 0, f"{cell}:{i}", "0", metadata={"cell": cell}) for i in range(n)
+        ]
     return out
 
 
@@ -84,8 +86,11 @@ def test_reasoning_gym_problems_carry_their_generator_settings():
     from pedagogy.domains.reasoning_gym import ReasoningGymDomain
 
     domain = ReasoningGymDomain(
-        skills=["chain_sum"], compact=True,
-        levels={"chain_sum": [{"num_terms": 0, "num_digits": 0}, {"num_terms": 2, "num_digits": 2}]},
+        skills=["chain_sum"],
+        compact=True,
+        levels={
+            "chain_sum": [{"num_terms": 0, "num_digits": 0}, {"num_terms": 2, "num_digits": 2}]
+        },
     )
     assert has_parameters(domain)
     hard = domain.generate(random.Random(0), 40, "chain_sum", 1)
@@ -101,8 +106,11 @@ def test_reasoning_gym_problems_carry_their_generator_settings():
 
 
 def test_loop_poses_by_the_students_success_per_setting(quick_config, tmp_path):
-    cfg = quick_config(generator={"adapt": True}, episodes={"per_round": 48},
-                       training={"max_seconds": 2, "batch_size": 16})
+    cfg = quick_config(
+        generator={"adapt": True},
+        episodes={"per_round": 48},
+        training={"max_seconds": 2, "batch_size": 16},
+    )
     result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
     assert result.exit_code == 0, result.output
     store = open_store(str(tmp_path / "work" / "pedagogy.db"))
@@ -120,10 +128,17 @@ def test_loop_poses_by_the_students_success_per_setting(quick_config, tmp_path):
         assert all(c["candidates"] >= c["posed"] for c in d.detail["cells"].values())
         if d.round == 2:  # what round 1's first attempts showed, per setting, from SQL
             for cell, c in d.detail["cells"].items():
-                seen = [e for e in episodes if e.round == 1 and e.arm == d.subject
-                        and cell_key(problem_parameters(domain, problems[e.problem_id])) == cell]
+                seen = [
+                    e
+                    for e in episodes
+                    if e.round == 1
+                    and e.arm == d.subject
+                    and cell_key(problem_parameters(domain, problems[e.problem_id])) == cell
+                ]
                 assert c["attempts"] == len(seen)
-                assert c["success"] == pytest.approx((sum(e.correct_first for e in seen) + 1) / (len(seen) + 2))
+                assert c["success"] == pytest.approx(
+                    (sum(e.correct_first for e in seen) + 1) / (len(seen) + 2)
+                )
     shown = runner.invoke(app, ["show", run.id, "--db", str(tmp_path / "work" / "pedagogy.db")])
     assert "generator_params" in shown.output
 

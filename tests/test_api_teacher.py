@@ -25,20 +25,31 @@ def test_litellm_teacher_end_to_end(quick_config, tmp_path, monkeypatch):
     with OpenAICompatServer(teacher) as server:
         cfg = quick_config(
             rounds=1,
-            teacher={"kind": "litellm", "model": "openai/teacher", "api_base": server.base_url,
-                     "api_key_env": "PEDAGOGY_TEST_KEY"},
+            teacher={
+                "kind": "litellm",
+                "model": "openai/teacher",
+                "api_base": server.base_url,
+                "api_key_env": "PEDAGOGY_TEST_KEY",
+            },
         )
         result = CliRunner().invoke(app, ["run", "--config", str(cfg), "--quiet"])
         assert result.exit_code == 0, result.output
-        explain_calls = [r for r in server.requests if "worked solution" in r["messages"][-1]["content"]]
+        explain_calls = [
+            r for r in server.requests if "worked solution" in r["messages"][-1]["content"]
+        ]
     db = tmp_path / "work" / "pedagogy.db"
     store = open_store(str(db))
     (run,) = store.list_runs()
     eps = store.episodes(run.id, with_turns=True)
     teacher_turns = [t for e in eps for t in e.turns if t.agent == "teacher"]
     assert teacher_turns and len(teacher_turns) == len(explain_calls)
-    assert all(t.backend == "litellm" and t.prompt_tokens > 0 and t.completion_tokens > 0 for t in teacher_turns)
-    assert all(t.error is None and t.response.splitlines()[-1].startswith("A:") for t in teacher_turns)
+    assert all(
+        t.backend == "litellm" and t.prompt_tokens > 0 and t.completion_tokens > 0
+        for t in teacher_turns
+    )
+    assert all(
+        t.error is None and t.response.splitlines()[-1].startswith("A:") for t in teacher_turns
+    )
     totals = store.token_totals(run.id)
     assert totals["teacher"]["completion_tokens"] == sum(t.completion_tokens for t in teacher_turns)
     # the key reached the server but never the database
@@ -75,9 +86,13 @@ def test_llm_generator_through_litellm_records_its_calls_as_turns(quick_config, 
     (run,) = store.list_runs()
     posed = store.turns_outside_episodes(run.id)
     assert calls >= 16 and len(posed) == calls
-    assert all(t.agent == "generator" and t.episode_id is None and t.backend == "litellm" for t in posed)
+    assert all(
+        t.agent == "generator" and t.episode_id is None and t.backend == "litellm" for t in posed
+    )
     assert all(t.prompt_tokens > 0 and t.completion_tokens > 0 for t in posed)
-    assert all("Write one new chain_sum problem" in t.request["messages"][-1]["content"] for t in posed)
+    assert all(
+        "Write one new chain_sum problem" in t.request["messages"][-1]["content"] for t in posed
+    )
     assert store.token_totals(run.id)["generator"]["calls"] == calls
     assert store.verify_chain(run.id) == []
     problems = store.get_problems([e.problem_id for e in store.episodes(run.id)])

@@ -4,8 +4,8 @@ import pytest
 
 from pedagogy.backends.base import Backend, ChatRequest, Completion
 from pedagogy.backends.scripted import ScriptedBackend
+from pedagogy.graphs.replay import ReplayBackend
 from pedagogy.memory.records import TurnRecord
-from pedagogy.memory.replay import ReplayBackend
 from pedagogy.testing import OpenAICompatServer
 
 
@@ -31,12 +31,17 @@ def backend(request, tiny_dir):
         with OpenAICompatServer() as server:
             yield LiteLLMBackend("openai/local", api_base=server.base_url)
     else:
-        turns = [TurnRecord(i, "student", "x", "m", {}, f"A:{i}", completion_tokens=1) for i in range(3)]
+        turns = [
+            TurnRecord(i, "student", "x", "m", {}, f"A:{i}", completion_tokens=1) for i in range(3)
+        ]
         yield ReplayBackend(turns)
 
 
 def _requests(n):
-    return [ChatRequest(messages=[{"role": "user", "content": f"{i}+1="}], max_tokens=8) for i in range(n)]
+    return [
+        ChatRequest(messages=[{"role": "user", "content": f"{i}+1="}], max_tokens=8)
+        for i in range(n)
+    ]
 
 
 async def test_backend_conformance(backend):
@@ -45,8 +50,14 @@ async def test_backend_conformance(backend):
     out = await backend.generate(_requests(3))
     assert len(out) == 3 and all(isinstance(c, Completion) for c in out)
     assert all(c.error is None for c in out), [c.error for c in out]
-    assert all(isinstance(c.text, str) and c.completion_tokens >= 0 and c.latency_s >= 0 for c in out)
-    if backend.name in ("scripted", "litellm", "replay"):  # answers that name their request: order kept
+    assert all(
+        isinstance(c.text, str) and c.completion_tokens >= 0 and c.latency_s >= 0 for c in out
+    )
+    if backend.name in (
+        "scripted",
+        "litellm",
+        "replay",
+    ):  # answers that name their request: order kept
         assert [c.text.removeprefix("A:")[0] for c in out] == ["0", "1", "2"]
     assert await backend.generate([]) == []
 

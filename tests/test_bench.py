@@ -267,12 +267,21 @@ def test_a_failed_run_makes_the_cli_exit_1_after_the_table(tmp_path, monkeypatch
 
 def test_default_arms_and_arms_run_only_by_name():
     assert B.parse_arms(None) == B.DEFAULT_ARMS and len(B.DEFAULT_ARMS) == 15
-    assert B.arm_config("pedagogy@half", 0, B.BenchSettings(), Path("x")).episodes.explain_budget == 50
+    assert (
+        B.arm_config("pedagogy@half", 0, B.BenchSettings(), Path("x")).episodes.explain_budget == 50
+    )
     assert {k: v for k, v in B.ARMS["pedagogy@half"].items() if k != B.BUDGET_SHARE} == B.PEDAGOGY
     assert B.parse_arms(None, quick=True) == B.QUICK_ARMS
     extra = [a for a in B.ARMS if a not in B.DEFAULT_ARMS]
-    assert extra == ["kd+graph", "kd+chain", "kd+in_context", "kd+utility+in_context",
-                     "kd+adapt", "kd+curriculum+adapt", "pedagogy+adapt"]
+    assert extra == [
+        "kd+graph",
+        "kd+chain",
+        "kd+in_context",
+        "kd+utility+in_context",
+        "kd+adapt",
+        "kd+curriculum+adapt",
+        "pedagogy+adapt",
+    ]
     assert B.parse_arms(",".join(extra)) == extra
     assert B.ARMS["kd+in_context"] == {**B.STANDARD_KD, "training.in_context": True}
     assert B.ARMS["pedagogy+adapt"] == {**B.PEDAGOGY, "generator.adapt": True}

@@ -23,8 +23,11 @@ def _problem(i: int) -> Problem:
 async def test_broker_decides_once_when_every_episode_has_settled():
     calls: list[list] = []
     broker = InterventionBroker(
-        build_policy("always"), 2, {"a", "b", "c", "d"},
-        lambda p: (f"A:{p.answer}", None), calls.append,
+        build_policy("always"),
+        2,
+        {"a", "b", "c", "d"},
+        lambda p: (f"A:{p.answer}", None),
+        calls.append,
     )
 
     async def wrong(eid: str, i: int) -> bool:
@@ -92,10 +95,13 @@ def test_utility_policy_spends_exactly_its_budget_and_decisions_are_in_sql(quick
             assert len(set(explained)) == min(len(explained), len(distinct_wrong))
     engine = sa.create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
-        per_round = conn.execute(sa.text(
-            "SELECT round, SUM(CASE WHEN chosen THEN 1 ELSE 0 END) FROM decisions"
-            " WHERE run_id = :r AND kind = 'intervention' GROUP BY round ORDER BY round"
-        ), {"r": run.id}).all()
+        per_round = conn.execute(
+            sa.text(
+                "SELECT round, SUM(CASE WHEN chosen THEN 1 ELSE 0 END) FROM decisions"
+                " WHERE run_id = :r AND kind = 'intervention' GROUP BY round ORDER BY round"
+            ),
+            {"r": run.id},
+        ).all()
     assert [tuple(r) for r in per_round] == [
         (r, sum(e.explained for e in store.episodes(run.id, r))) for r in (1, 2)
     ]

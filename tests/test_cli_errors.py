@@ -27,8 +27,20 @@ def _no_runs(db):
     [
         ({"domain": {"name": "nosuch", "options": {}}}, "unknown domain 'nosuch'"),
         ({"teacher": {"kind": "gpt5000"}}, "unknown backend 'gpt5000'"),
-        ({"domain": {"name": "reasoning_gym", "options": {"skills": ["no_such_task"]}}}, "no_such_task"),
-        ({"teacher": {"kind": "litellm", "model": "openai/x", "api_base": "http://127.0.0.1:9/v1"}}, "127.0.0.1:9"),
+        (
+            {"domain": {"name": "reasoning_gym", "options": {"skills": ["no_such_task"]}}},
+            "no_such_task",
+        ),
+        (
+            {
+                "teacher": {
+                    "kind": "litellm",
+                    "model": "openai/x",
+                    "api_base": "http://127.0.0.1:9/v1",
+                }
+            },
+            "127.0.0.1:9",
+        ),
     ],
 )
 def test_bad_names_and_endpoints(quick_config, tmp_path, overrides, match):

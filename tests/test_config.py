@@ -63,3 +63,17 @@ def test_malformed_config_names_the_problem(tmp_path, text, match):
 def test_missing_file():
     with pytest.raises(ConfigError, match="pedagogy init"):
         load_config("/nonexistent/x.yaml")
+
+
+def test_every_validation_error_of_a_config_is_listed(tmp_path):
+    from pedagogy.config import load_config
+    from pedagogy.errors import ConfigError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("rounds: zero\nepisodes:\n  per_round: -1\ntraining:\n  batch_sise: 4\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert text.startswith("3 problems in")
+    for where in ("rounds:", "episodes.per_round:", "training.batch_sise: unknown key"):
+        assert where in text, text

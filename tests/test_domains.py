@@ -89,6 +89,8 @@ DOMAINS = {
     "spell_backward": lambda tmp: ReasoningGymDomain(["spell_backward"]),
     "jsonl": lambda tmp: JsonlDomain(write_jsonl(tmp / "qa.jsonl", JSONL_ROWS)),
     "custom": lambda tmp: ParityDomain(),
+    "world": lambda tmp: build_domain("world", seed=0, n_entities=60),
+    "code": lambda tmp: build_domain("code"),
 }
 
 

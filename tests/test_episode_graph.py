@@ -47,7 +47,12 @@ def _agents(budget=None, reattempt=True):
     domain = AddDomain()
     student = ScriptedBackend(student_that_learns_from_explanations)
     teacher = ScriptedBackend.from_domain(domain)
-    return domain, Agents(Student(student), Teacher(teacher, budget=budget), Verifier(domain), reattempt), student, teacher
+    return (
+        domain,
+        Agents(Student(student), Teacher(teacher, budget=budget), Verifier(domain), reattempt),
+        student,
+        teacher,
+    )
 
 
 def _input(p, i=0):
@@ -63,7 +68,10 @@ async def test_wrong_attempt_is_explained_and_reattempted():
     assert rec.outcome == "correct_after_explanation" and rec.explained
     assert not rec.correct_first and rec.correct_final
     assert len(rec.verdicts) == 2 and len(rec.explanations) == 1
-    assert teacher.calls[0].purpose == "explain" and p.prompt in teacher.calls[0].messages[0]["content"]
+    assert (
+        teacher.calls[0].purpose == "explain"
+        and p.prompt in teacher.calls[0].messages[0]["content"]
+    )
     assert rec.turns[1].response == domain.solve(p)
 
 

@@ -14,7 +14,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 def test_example_runs(name, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / name), "--quick"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "completed" in proc.stdout

@@ -290,7 +290,9 @@ def test_filter_bad_inputs_name_the_value_and_the_fix():
     with pytest.raises(ConfigError, match="cannot continue text .* rewrite=False"):
         filter_explanation(FakeScorer(), "3+4=", "A:7", verify=bool, rewrite=True)
     with pytest.raises(ConfigError, match="rewrite_tokens must be a positive integer, got 0"):
-        filter_explanation(FakeWriter("7"), "3+4=", "A:7", verify=bool, rewrite=True, rewrite_tokens=0)
+        filter_explanation(
+            FakeWriter("7"), "3+4=", "A:7", verify=bool, rewrite=True, rewrite_tokens=0
+        )
     with pytest.raises(ConfigError, match="threshold must be .* <= 0, got 1.0; try -2.5"):
         filter_explanation(FakeScorer(), "3+4=", "A:7", threshold=1.0)
     with pytest.raises(ConfigError, match="threshold .* got nan"):
@@ -358,19 +360,34 @@ def test_filter_with_a_real_student(student):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_filter_rewrite_with_a_real_student(student):
-    # The teacher writes the step in words the student cannot follow; without the step the text
-    # does not verify (a step is required), so the student writes the rest itself.
-    verify = lambda text: text.strip().endswith("A:10") and "2+8=10" in text  # noqa: E731
-    out = filter_explanation(student, "2+8=", "S:2 plus 8 is 10\nA:10", verify=verify, rewrite=True)
-    assert out.decision == "rewritten", out
-    assert out.text == "S:2+8=10\nA:10" and out.flagged[0] == 0
-    # A student that has learned 2+8=10 cannot rewrite its way to a wrong claim.
-    wrong = filter_explanation(
-        student, "2+8=", "S:2 plus 8 is 11\nA:11", verify=lambda t: t.strip().endswith("A:11") and "2+8=11" in t,
-        rewrite=True,
+    # What the filter guarantees, whatever this student happened to learn: the rewrite is the
+    # student's own greedy continuation from the text before the first flagged chunk, and it is
+    # used exactly when it verifies. A threshold of 0 flags every chunk (log-probs are < 0).
+    from pedagogy.agents.explanations import student_prompt
+
+    explanation = "S:2 plus 8 is 10\nA:10"
+    base = student_prompt(student, "2+8=")
+    head = "S:"  # the text before the first step chunk of the worked format
+    own = student.continue_texts([base + head], 64)[0]
+    candidate = (head + own).strip()
+
+    rejected = filter_explanation(
+        student, "2+8=", explanation, verify=lambda t: False, rewrite=True, threshold=0.0
     )
-    assert wrong.decision == "rejected" and wrong.rewrite.strip().endswith("A:10"), wrong
+    assert rejected.decision == "rejected" and rejected.flagged[0] == 0, rejected
+    assert rejected.rewrite == own  # what the student wrote is kept for the log
+
+    accepted = filter_explanation(
+        student, "2+8=", explanation, verify=lambda t: t == candidate, rewrite=True, threshold=0.0
+    )
+    assert accepted.decision == "rewritten" and accepted.flagged[0] == 0, accepted
+    assert accepted.rewrite == own and accepted.text == candidate
+    # Without rewrite, the same scores reject the explanation and say why.
+    plain = filter_explanation(student, "2+8=", explanation, verify=lambda t: False, threshold=0.0)
+    assert plain.decision == "rejected" and plain.rewrite in (None, "")
+    assert plain.scores == rejected.scores
     # Batched continuations equal single ones (left padding does not change them).
-    batch = student.continue_texts(["2+8=S:", "5+5=S:", "1+1=S:"], 12)
-    assert batch == [student.continue_texts([p], 12)[0] for p in ["2+8=S:", "5+5=S:", "1+1=S:"]]
-    assert batch[:2] == ["2+8=10\nA:10", "5+5=10\nA:10"]
+    prompts = ["2+8=S:", "5+5=S:", "1+1=S:"]
+    batch = student.continue_texts(prompts, 12)
+    assert batch == [student.continue_texts([p], 12)[0] for p in prompts]
+    assert all(isinstance(t, str) for t in batch)

@@ -268,7 +268,9 @@ def test_utility_explains_distinct_problems_before_repeats():
     assert [d.intervene for d in decisions] == [True, False, True]
     assert "repeats a problem ranked higher" in decisions[1].reason
     # Repeats still spend a budget larger than the distinct problems.
-    assert sum(d.intervene for d in UtilityPolicy(student=FakeScorer(fn)).decide(candidates, 3)) == 3
+    assert (
+        sum(d.intervene for d in UtilityPolicy(student=FakeScorer(fn)).decide(candidates, 3)) == 3
+    )
     doubled = UtilityPolicy(student=FakeScorer(fn), distinct=False).decide(candidates, 2)
     assert [d.intervene for d in doubled] == [True, True, False]
 

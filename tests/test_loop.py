@@ -67,7 +67,9 @@ def test_two_round_loop_show_replay_export_audit(quick_config, tmp_path):
         assert rd["decisions"]["intervention"].get("chosen", 0) == explained == rd["explained"]
     text = runner.invoke(app, ["show", run_id, "--db", db])
     assert text.exit_code == 0, text.output
-    assert "(chain_sum@level)" in text.output and "@1" in text.output and "chain…" not in text.output
+    assert (
+        "(chain_sum@level)" in text.output and "@1" in text.output and "chain…" not in text.output
+    )
     assert "intervention" in text.output and "arm_reward" in text.output
 
     rep = runner.invoke(app, ["replay", run_id, "--db", db, "--json"])
@@ -94,7 +96,9 @@ def _pedagogy(*args, **kw):
 def test_sigkill_then_resume_runs_every_planned_episode_once(quick_config, tmp_path):
     cfg = quick_config(rounds=3, episodes={"per_round": 48, "write_batch": 8})
     db = str(tmp_path / "work" / "pedagogy.db")
-    proc = _pedagogy("run", "--config", str(cfg), "--quiet", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = _pedagogy(
+        "run", "--config", str(cfg), "--quiet", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 240
     killed_at = None
     try:
@@ -118,7 +122,10 @@ def test_sigkill_then_resume_runs_every_planned_episode_once(quick_config, tmp_p
     assert store.get_run(run_id).status == "running"  # killed: nothing could mark it
     resumed = subprocess.run(
         [sys.executable, "-m", "pedagogy.cli", "run", "--db", db, "--resume", run_id, "--quiet"],
-        capture_output=True, text=True, timeout=300, env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     store = open_store(db)
@@ -126,8 +133,10 @@ def test_sigkill_then_resume_runs_every_planned_episode_once(quick_config, tmp_p
     keys = [(e.round, e.index) for e in eps]
     assert len(keys) == len(set(keys))
     rounds = {r: sum(k[0] == r for k in keys) for r in (1, 2, 3)}
-    state = (f"killed after {killed_at} episodes; episodes per round {rounds}; "
-             f"jobs {[(j.round, j.status) for j in store.training_jobs(run_id)]}; resume stdout: {resumed.stdout[-1500:]} stderr: {resumed.stderr[-1500:]}")
+    state = (
+        f"killed after {killed_at} episodes; episodes per round {rounds}; "
+        f"jobs {[(j.round, j.status) for j in store.training_jobs(run_id)]}; resume stdout: {resumed.stdout[-1500:]} stderr: {resumed.stderr[-1500:]}"
+    )
     assert sorted(keys) == [(r, i) for r in (1, 2, 3) for i in range(48)], state
     assert store.get_run(run_id).status == "completed"
     jobs = store.training_jobs(run_id)
@@ -157,6 +166,15 @@ async def test_resume_after_a_node_finished_but_its_checkpoint_was_lost(quick_co
     events: list[tuple[str, dict]] = []
     resumed = await run_loop(config, resume=first.run_id, emit=lambda k, d: events.append((k, d)))
     assert resumed.status == "completed"
+    # The run folder says which library versions each process that worked on it ran with.
+    from importlib import metadata
+
+    from pedagogy.environment import read_environment
+
+    envs = read_environment(first.run_dir)
+    assert [e["resumed"] for e in envs] == [False, True]
+    assert envs[-1]["packages"]["transformers"] == metadata.version("transformers")
+    assert envs[-1]["packages"]["torch"] == metadata.version("torch")
     decided = [d["round"] for k, d in events if k in ("promoted", "rolled_back")]
     assert decided == [2]  # round 2's candidate was evaluated, from train's saved writes
     assert not [k for k, _ in events if k == "training_started"]  # train itself did not rerun
@@ -185,8 +203,12 @@ def test_styles_and_learnability_filter_are_applied_and_recorded(quick_config, t
     cfg = quick_config(
         episodes={"per_round": 48, "style": style},
         # adaptive also lets the student rewrite what it cannot follow
-        training={"max_seconds": 3, "batch_size": 16, "filter": True,
-                  "filter_rewrite": style == "adaptive"},
+        training={
+            "max_seconds": 3,
+            "batch_size": 16,
+            "filter": True,
+            "filter_rewrite": style == "adaptive",
+        },
     )
     result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -260,10 +282,18 @@ async def test_resumed_run_makes_the_same_decisions_as_an_uninterrupted_one(quic
 
     def decisions(store, run_id):
         index = {e.id: (e.round, e.index) for e in store.episodes(run_id)}
-        chosen = sorted((index[d.subject], d.chosen) for d in store.decisions(run_id, kind="intervention"))
-        planned = [(d.round, d.subject, round(d.value, 12)) for d in store.decisions(run_id, kind="curriculum")]
+        chosen = sorted(
+            (index[d.subject], d.chosen) for d in store.decisions(run_id, kind="intervention")
+        )
+        planned = [
+            (d.round, d.subject, round(d.value, 12))
+            for d in store.decisions(run_id, kind="curriculum")
+        ]
         posed = sorted((e.round, e.index, e.problem_id) for e in store.episodes(run_id))
-        cells = [(d.round, d.subject, d.detail["cells"]) for d in store.decisions(run_id, kind="generator_params")]
+        cells = [
+            (d.round, d.subject, d.detail["cells"])
+            for d in store.decisions(run_id, kind="generator_params")
+        ]
         return chosen, planned, posed, cells
 
     straight = await run_loop(config("straight"))
@@ -288,9 +318,11 @@ def test_refinement_grounded_rewards_and_mistakes_in_the_teachers_prompt(quick_c
     """Round 2 poses variants of round 1's failed problems (failure-driven refinement), the
     bandit is rewarded from the held-out accuracy of the student in service (grounded), and the
     teacher's prompt in round 2 shows the student's round-1 mistakes on the same arm."""
-    cfg = quick_config(curriculum={"refine": 0.25, "refine_variants": 2, "grounded": True},
-                       episodes={"per_round": 48, "teacher_mistakes": 2},
-                       training={"max_seconds": 2, "batch_size": 16})
+    cfg = quick_config(
+        curriculum={"refine": 0.25, "refine_variants": 2, "grounded": True},
+        episodes={"per_round": 48, "teacher_mistakes": 2},
+        training={"max_seconds": 2, "batch_size": 16},
+    )
     result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
     assert result.exit_code == 0, result.output
     store = open_store(str(tmp_path / "work" / "pedagogy.db"))
@@ -320,15 +352,20 @@ def test_refinement_grounded_rewards_and_mistakes_in_the_teachers_prompt(quick_c
         assert {d.subject for d in rewards} == {"chain_sum@0", "chain_sum@1"}
         # the student in service when round rnd's curriculum was updated: the newest promoted
         # (or base) version evaluated before that round
-        in_service = [e for e in evals if e.round < rnd
-                      and versions[e.model_version_id].status in ("base", "promoted")]
+        in_service = [
+            e
+            for e in evals
+            if e.round < rnd and versions[e.model_version_id].status in ("base", "promoted")
+        ]
         latest = max(e.round for e in in_service)
         held = {f"{e.skill}@{e.level}": (e.correct, e.n) for e in in_service if e.round == latest}
         assert {d.subject: (d.detail["correct"], d.detail["attempted"]) for d in rewards} == held
 
     # mistakes: round-2 explain prompts list up to 2 round-1 wrong answers of the same arm
     full = store.episodes(run_id, with_turns=True)
-    wrong_1 = {(problems[e.problem_id].prompt, e.arm) for e in full if e.round == 1 and not e.correct_first}
+    wrong_1 = {
+        (problems[e.problem_id].prompt, e.arm) for e in full if e.round == 1 and not e.correct_first
+    }
     explained = [(e, t) for e in full for t in e.turns if t.agent == "teacher"]
     assert explained
     for e, t in explained:
@@ -336,6 +373,8 @@ def test_refinement_grounded_rewards_and_mistakes_in_the_teachers_prompt(quick_c
         if e.round == 1:
             assert "earlier wrong answers" not in content
             continue
-        head, _, listed = content.partition("This student's earlier wrong answers to similar problems:\n")
+        head, _, listed = content.partition(
+            "This student's earlier wrong answers to similar problems:\n"
+        )
         shown = [line[2:].split(" -> ")[0] for line in listed.splitlines() if line.startswith("- ")]
         assert 1 <= len(shown) <= 2 and all((p, e.arm) in wrong_1 for p in shown), content

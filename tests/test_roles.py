@@ -20,7 +20,8 @@ async def test_llm_generator_poses_parsed_problems_and_records_turns(domain):
     gen = Generator(domain, backend)
     problems = await gen.pose(random.Random(0), 3, "chain_sum", 1)
     assert [(p.prompt, p.answer, p.source, p.level) for p in problems] == [
-        ("3+4=", "7", "generator", 1), ("10-2=", "8", "generator", 1)
+        ("3+4=", "7", "generator", 1),
+        ("10-2=", "8", "generator", 1),
     ]
     assert len(gen.turns) == 3 and all(t.agent == "generator" for t in gen.turns)
 

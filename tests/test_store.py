@@ -204,7 +204,9 @@ def test_upgrading_a_database_with_data_keeps_it_and_its_chain(db_url: str):
         assert s.verify_chain("run1") == []
         s.record_turns("run1", [TurnRecord(0, "generator", "x", "m", {}, "1+1=\nA:2", id="g")])
         assert [t.id for t in s.turns_outside_episodes("run1")] == ["g"]
-        s.start_training_job(TrainingJobRecord("gjob", "run1", 1, "sft", {"role": "generator"}, None))
+        s.start_training_job(
+            TrainingJobRecord("gjob", "run1", 1, "sft", {"role": "generator"}, None)
+        )
         s.add_dataset_items([DatasetItemRecord("gjob", None, "g", "positive", "x", "1+1=\nA:2")])
         assert [i.episode_id for i in s.dataset_items("gjob")] == [None]
         if s._engine.dialect.name == "sqlite":  # the pooled connection enforces references again
@@ -417,8 +419,17 @@ def test_turns_outside_episodes_join_the_chain_once(store: SQLStore, raw: sa.Eng
 
     def pose(i: int) -> TurnRecord:
         request = {"messages": [{"role": "user", "content": f"pose {i}"}], "purpose": "pose"}
-        return TurnRecord(0, "generator", "litellm", "gen", request, f"{i}+1=\nA:{i + 1}",
-                          prompt_tokens=5, completion_tokens=4, id=f"pose-{i}")
+        return TurnRecord(
+            0,
+            "generator",
+            "litellm",
+            "gen",
+            request,
+            f"{i}+1=\nA:{i + 1}",
+            prompt_tokens=5,
+            completion_tokens=4,
+            id=f"pose-{i}",
+        )
 
     store.record_turns("run1", [pose(0), pose(1)])
     store.record_turns("run1", [pose(1), pose(2)])  # pose-1 again: skipped
@@ -429,7 +440,9 @@ def test_turns_outside_episodes_join_the_chain_once(store: SQLStore, raw: sa.Eng
     assert store.verify_chain("run1") == []
     assert store.token_totals("run1")["generator"]["calls"] == 3
     # episodes still read back only their own turns
-    assert all(t.episode_id == e.id for e in store.episodes("run1", with_turns=True) for t in e.turns)
+    assert all(
+        t.episode_id == e.id for e in store.episodes("run1", with_turns=True) for t in e.turns
+    )
     with raw.begin() as conn:
         conn.execute(sa.text("UPDATE turns SET response = 'A: 9' WHERE id = 'pose-1'"))
     assert store.verify_chain("run1") == ["pose-1"]
@@ -439,11 +452,14 @@ def test_turns_outside_episodes_join_the_chain_once(store: SQLStore, raw: sa.Eng
 
 def test_turns_and_their_decisions_are_stored_together_or_not_at_all(store: SQLStore):
     make_run(store)
-    call = TurnRecord(0, "teacher", "scripted", "t", {"purpose": "refine"}, "3+4=\nA: 7", id="ref-1")
+    call = TurnRecord(
+        0, "teacher", "scripted", "t", {"purpose": "refine"}, "3+4=\nA: 7", id="ref-1"
+    )
 
     def decision(run_id: str) -> DecisionRecord:
-        return DecisionRecord(run_id, 2, "refine_candidate", "teacher", "p1", True, None,
-                              {"turn_id": "ref-1"})
+        return DecisionRecord(
+            run_id, 2, "refine_candidate", "teacher", "p1", True, None, {"turn_id": "ref-1"}
+        )
 
     with pytest.raises(StoreError, match="unknown run id"):
         store.record_turns("run1", [call], [decision("nope")])
@@ -554,7 +570,9 @@ def test_models_jobs_and_dataset_items(store: SQLStore):
 def test_decisions_round_trip_filter_and_are_queryable_in_sql(store: SQLStore, raw: sa.Engine):
     make_run(store)
     made = [
-        DecisionRecord("run1", 2, "intervention", "utility", "ep-b", True, 0.7, {"rank": 0}, "ep-b"),
+        DecisionRecord(
+            "run1", 2, "intervention", "utility", "ep-b", True, 0.7, {"rank": 0}, "ep-b"
+        ),
         DecisionRecord("run1", 1, "curriculum", "bandit", "add@0", None, 0.25),
         DecisionRecord("run1", 2, "intervention", "utility", "ep-a", False, -0.1, {"rank": 1}),
     ]

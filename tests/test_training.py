@@ -224,8 +224,16 @@ def test_in_context_examples_complete_the_reattempt_prompt(domain):
             return TurnRecord(seq, agent, "scripted", "m", request, response, id=tid)
 
         return EpisodeRecord(
-            id="e", run_id="r", round=1, index=0, problem_id=problem.id, arm=problem.arm,
-            student_version=None, outcome="wrong", correct_final=False, explained=True,
+            id="e",
+            run_id="r",
+            round=1,
+            index=0,
+            problem_id=problem.id,
+            arm=problem.arm,
+            student_version=None,
+            outcome="wrong",
+            correct_final=False,
+            explained=True,
             turns=[
                 turn("a", 0, "student", problem.prompt, "A:-1", "attempt"),
                 turn("x", 1, "teacher", "explain it", explanation, "explain"),
@@ -237,11 +245,14 @@ def test_in_context_examples_complete_the_reattempt_prompt(domain):
     problems = {problem.id: problem}
     plain = examples_from_episodes([episode(solution)], problems, domain)
     assert sorted((i.turn_id, i.polarity, i.prompt) for i in plain) == [
-        ("a", "negative", problem.prompt), ("x", "positive", problem.prompt)
+        ("a", "negative", problem.prompt),
+        ("x", "positive", problem.prompt),
     ]
     both = examples_from_episodes([episode(solution)], problems, domain, in_context=True)
     teacher = [i for i in both if i.turn_id == "x"]
     assert [i.prompt for i in teacher] == [problem.prompt, f"{solution}\n{problem.prompt}"]
     assert all(i.completion == solution and i.polarity == "positive" for i in teacher)
-    wrong = examples_from_episodes([episode("S:1+1=3\nA:-12345")], problems, domain, in_context=True)
+    wrong = examples_from_episodes(
+        [episode("S:1+1=3\nA:-12345")], problems, domain, in_context=True
+    )
     assert "x" not in {i.turn_id for i in wrong}

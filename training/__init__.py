@@ -8,6 +8,9 @@
 - `data`: training examples from stored episodes.
 - `preference`: learning from mistakes: REDI (a plain torch loop) and DPO (TRL) on verified
   (correct, incorrect) pairs.
+- `trajectory`: trajectory SFT for acting students: the loss on the agent's own steps only.
+- `trainers`: the `Trainer` protocol and registry (sft, dpo, redi, trajectory_sft) and the job
+  setup and ending they share.
 
 Names are imported lazily: `import pedagogy.training` must not pull in torch.
 """
@@ -37,6 +40,17 @@ _EXPORTS = {
     "build_heldout": "pedagogy.training.evaluate",
     "evaluate": "pedagogy.training.evaluate",
     "heldout_prompts": "pedagogy.training.evaluate",
+    "evaluate_agent": "pedagogy.training.evaluate",
+    "Trainer": "pedagogy.training.trainers",
+    "TrainResult": "pedagogy.training.trainers",
+    "build_trainer": "pedagogy.training.trainers",
+    "register_trainer": "pedagogy.training.trainers",
+    "known_trainers": "pedagogy.training.trainers",
+    "TrajectorySFT": "pedagogy.training.trajectory",
+    "run_trajectory_sft": "pedagogy.training.trajectory",
+    "Segment": "pedagogy.training.trajectory",
+    "segments_from_messages": "pedagogy.training.trajectory",
+    "segments_from_steps": "pedagogy.training.trajectory",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -40,7 +40,11 @@ def examples_from_episodes(
             continue
         verdict_by_turn = {v.turn_id: v for v in ep.verdicts}
         reattempt = in_context and next(
-            (t for t in ep.turns if t.agent == "student" and t.request.get("purpose") == "reattempt"),
+            (
+                t
+                for t in ep.turns
+                if t.agent == "student" and t.request.get("purpose") == "reattempt"
+            ),
             None,
         )
         for turn in ep.turns:
@@ -56,8 +60,12 @@ def examples_from_episodes(
                     if reattempt:
                         items.append(
                             DatasetItemRecord(
-                                "", ep.id, turn.id, "positive",
-                                _prompt_of(reattempt.request), turn.response,
+                                "",
+                                ep.id,
+                                turn.id,
+                                "positive",
+                                _prompt_of(reattempt.request),
+                                turn.response,
                             )
                         )
             elif turn.agent == "student":

@@ -9,18 +9,29 @@ memorised.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pedagogy.backends.base import ChatRequest
 from pedagogy.domains.base import Problem, parse_arm
 
 if TYPE_CHECKING:
+    from pedagogy.agents.acting import Actor
     from pedagogy.backends.base import Backend
     from pedagogy.domains.base import Domain
 
-__all__ = ["build_heldout", "evaluate", "heldout_prompts", "accuracy", "DEFAULT_MAX_TOKENS"]
+__all__ = [
+    "build_heldout",
+    "evaluate",
+    "evaluate_agent",
+    "AgentArmResult",
+    "heldout_prompts",
+    "accuracy",
+    "DEFAULT_MAX_TOKENS",
+]
 
 DEFAULT_MAX_TOKENS = 128
 """Generation budget when the domain cannot write a worked solution to size it by."""
@@ -138,3 +149,65 @@ async def evaluate(
 def accuracy(results: dict[Arm, tuple[int, int]]) -> dict[Arm, float]:
     """Per-arm accuracy in [0, 1] (0.0 for an empty arm)."""
     return {arm: (c / n if n else 0.0) for arm, (c, n) in results.items()}
+
+
+@dataclass
+class AgentArmResult:
+    """Held-out results of an acting student on one arm."""
+
+    correct: int = 0
+    n: int = 0
+    tool_calls: int = 0
+    """Tool calls over all its trajectories."""
+    invalid: int = 0
+    """Steps with no parsable action."""
+    steps: int = 0
+    unanswered: int = 0
+    """Trajectories that reached max_steps (or failed) without an answer."""
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """Per-trajectory means, as stored with the evaluation."""
+        n = max(self.n, 1)
+        return {
+            "mean_tool_calls": self.tool_calls / n,
+            "invalid_action_rate": self.invalid / max(self.steps, 1),
+            "mean_steps": self.steps / n,
+            "unanswered": self.unanswered / n,
+        }
+
+
+async def evaluate_agent(
+    actor: Actor, domain: Domain, heldout: dict[Arm, list[Problem]]
+) -> dict[Arm, AgentArmResult]:
+    """Run the acting student over every held-out problem with real tool execution.
+
+    Greedy, concurrent trajectories: each step is one `generate` call, so a batching backend
+    (transformers) runs the steps of all problems together. The answer is the trajectory's final
+    `A:` action, verified by the domain.
+    """
+    keys: list[Arm] = []
+    problems: list[Problem] = []
+    for arm, arm_problems in heldout.items():
+        for problem in arm_problems:
+            keys.append(_arm_key(arm))
+            problems.append(problem)
+    result: dict[Arm, AgentArmResult] = {_arm_key(arm): AgentArmResult() for arm in heldout}
+    trajectories = await asyncio.gather(
+        *(actor.run(p, kind="evaluate", seed=i) for i, p in enumerate(problems))
+    )
+    for key, problem, steps in zip(keys, problems, trajectories, strict=True):
+        r = result[key]
+        r.n += 1
+        r.steps += len(steps)
+        r.tool_calls += sum(s.action.kind == "call" for s in steps)
+        r.invalid += sum(s.action.kind == "invalid" for s in steps)
+        last = steps[-1] if steps else None
+        if last is None or last.action.kind != "answer" or last.turn.error:
+            r.unanswered += 1
+            continue
+        r.correct += int(domain.verify(problem, f"A:{last.action.answer}").correct)
+    return result

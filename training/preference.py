@@ -13,35 +13,29 @@ throws the negatives away. Two ways to use them:
   step (0.5M student, one thread: 4.0 steps/s vs REDI's 5.9) and it only sees the *margin*, so
   it can lower both completions' likelihoods at once (measured: both fell ~10 nats in 20 steps).
 
-Both share `SFTJobConfig`'s optimisation fields, its time budget (`max_seconds`, checked at every
-step boundary) and `SFTResult`, and save model and tokenizer with `save_pretrained` exactly like
-`run_sft`. Completions get the tokenizer's EOS appended and the loss covers completion tokens only,
-as in SFT, so a REDI/DPO job can follow an SFT job on the same model.
+Both are registered trainers (`redi`, `dpo`; `run_redi` / `run_dpo` call them) and share
+`SFTJobConfig`'s optimisation fields, its time budget (`max_seconds`, checked at every step
+boundary), the model loading and saving and the `TrainResult` of `trainers.Job`. Completions get
+the tokenizer's EOS appended and the loss covers completion tokens only, as in SFT, so a REDI/DPO
+job can follow an SFT job on the same model.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from pedagogy.errors import ConfigError, TrainingError
-from pedagogy.training.sft import (
-    SFTJobConfig,
-    SFTResult,
-    _callbacks,
-    _cuda,
-    _load,
-    _remove_tree,
-    planned_steps,
-    trainer_args,
-)
+from pedagogy.training.sft import SFTJobConfig
+from pedagogy.training.trainers import Job, Progress, TrainResult, planned_steps, trainer_args
 
 __all__ = [
+    "DPO",
     "DPOJobConfig",
+    "REDI",
     "PreferencePair",
     "REDIJobConfig",
     "completion_logprobs",
@@ -50,8 +44,6 @@ __all__ = [
     "run_dpo",
     "run_redi",
 ]
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 class PreferencePair(NamedTuple):
@@ -302,35 +294,152 @@ def completion_logprobs(
     return out
 
 
-# -- shared job plumbing ------------------------------------------------------------------------
-
-
-def _save(model, tokenizer, out_path: Path, config: SFTJobConfig, adapters=None) -> None:
-    from pedagogy.backends.transformers import quiet_progress
-
-    if config.lora and config.merge_lora:
-        model = model.merge_and_unload()
-        adapters = None
-    try:
-        out_path.mkdir(parents=True, exist_ok=True)
-        with quiet_progress():
-            if adapters is not None:
-                model.save_pretrained(out_path, selected_adapters=adapters)
-            else:
-                model.save_pretrained(out_path)
-            tokenizer.save_pretrained(out_path)
-    except Exception as e:  # noqa: BLE001
-        raise TrainingError(f"cannot save the trained model to {str(out_path)!r}: {e}") from e
-
-
-def _load_model(base_path: Path, config: SFTJobConfig):
-    from pedagogy.backends.transformers import quiet_progress
-
-    with quiet_progress():
-        return _load(base_path, config)
-
-
 # -- REDI ---------------------------------------------------------------------------------------
+
+
+def _job_config(config: Any, cls: type, kind: str, extra: str) -> Any:
+    config = config or cls()
+    if not isinstance(config, cls):
+        raise ConfigError(
+            f"the {kind} trainer needs a {cls.__name__}, got {type(config).__name__}; wrap it: "
+            f"{cls.__name__}(**sft_config.to_dict(), {extra})"
+        )
+    return config
+
+
+class REDI:
+    """`redi`: the REDI loss on (prompt, chosen, rejected) triples, in a plain torch loop.
+
+    `rejected=None` (or a 2-tuple) is a plain positive trained with the SFT term only. Logged
+    rows: loss, logp_chosen / logp_rejected (per-token means over the window), learning_rate,
+    step."""
+
+    kind = "redi"
+    config_class = REDIJobConfig
+
+    def train(
+        self,
+        base_path: str | Path,
+        items: Sequence[Any],
+        output_dir: str | Path,
+        config: REDIJobConfig | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> TrainResult:
+        import torch
+        from transformers import get_scheduler
+
+        config = _job_config(config, REDIJobConfig, self.kind, "alpha=0.8")
+        job = Job(self.kind, base_path, output_dir, config, progress)
+        rows = _check_pairs(items, "the redi trainer", need_rejected=False)
+        model, tokenizer = job.load()
+        device = job.device
+        model.to(device)
+        model.train()
+        encoded = [
+            (
+                _encode(tokenizer, p.prompt, p.chosen, config.max_length),
+                None
+                if p.rejected is None
+                else _encode(tokenizer, p.prompt, p.rejected, config.max_length),
+            )
+            for p in rows
+        ]
+        steps = planned_steps(config, len(rows))
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            [
+                # As transformers' Trainer: no decay on biases and norm weights.
+                {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+            ],
+            lr=config.learning_rate,
+            betas=(config.adam_beta1, config.adam_beta2),
+        )
+        scheduler = get_scheduler(
+            config.lr_scheduler,
+            optimizer,
+            num_warmup_steps=min(config.warmup_steps, steps),
+            num_training_steps=steps,
+        )
+        job.start()
+
+        generator = torch.Generator().manual_seed(config.seed)
+        order: list[int] = []
+        history: list[dict[str, float]] = []
+        losses: list[float] = []
+        window: dict[str, list[float]] = {"loss": [], "logp_chosen": [], "logp_rejected": []}
+        step, stopped_by_time = 0, False
+
+        def log() -> None:
+            if not window["loss"]:
+                return
+            row = {k: sum(v) / len(v) for k, v in window.items() if v}
+            row["learning_rate"] = float(scheduler.get_last_lr()[0])
+            row["step"] = float(step)
+            history.append(row)
+            for v in window.values():
+                v.clear()
+            if progress is not None:
+                progress(dict(row))
+
+        try:
+            while step < steps:
+                if len(order) < config.batch_size:
+                    order += torch.randperm(len(rows), generator=generator).tolist()
+                batch, order = order[: config.batch_size], order[config.batch_size :]
+                pos = [encoded[i][0] for i in batch]
+                neg_at = [j for j, i in enumerate(batch) if encoded[i][1] is not None]
+                neg = [encoded[batch[j]][1] for j in neg_at]
+                sums, lens = _logprob_sums(model, *_batch(tokenizer, pos + neg, device))
+                b = len(pos)
+                neg_sum = torch.zeros(b, device=device, dtype=sums.dtype)
+                neg_len = torch.zeros(b, device=device, dtype=lens.dtype)
+                if neg_at:
+                    index = torch.tensor(neg_at, device=device)
+                    neg_sum = neg_sum.index_put((index,), sums[b:])
+                    neg_len = neg_len.index_put((index,), lens[b:])
+                loss = redi_loss(sums[:b], lens[:b], neg_sum, neg_len, alpha=config.alpha)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise TrainingError(
+                        f"REDI loss became {value} at step {step}; lower learning_rate "
+                        f"({config.learning_rate}) or alpha ({config.alpha})"
+                    )
+                losses.append(value)
+                window["loss"].append(value)
+                window["logp_chosen"].append(float((sums[:b] / lens[:b]).detach().mean()))
+                if neg_at:
+                    window["logp_rejected"].append(float((sums[b:] / lens[b:]).detach().mean()))
+                if step % config.logging_steps == 0:
+                    log()
+                if job.out_of_time():
+                    stopped_by_time = True
+                    break
+        except TrainingError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise TrainingError(
+                f"REDI training of {str(job.base_path)!r} on {len(rows)} pairs failed at step "
+                f"{step}: {type(e).__name__}: {e}"
+            ) from e
+        log()  # the last partial window
+
+        model.eval()
+        job.save(model, tokenizer)
+        return job.result(
+            steps=step,
+            train_loss=sum(losses) / len(losses) if losses else float("nan"),
+            n_examples=len(rows),
+            log_history=history,
+            stopped_by_time=stopped_by_time,
+        )
 
 
 def run_redi(
@@ -340,151 +449,62 @@ def run_redi(
     config: REDIJobConfig | None = None,
     *,
     progress: Progress | None = None,
-) -> SFTResult:
-    """Train the model at `base_path` with the REDI loss on `pairs`; save it to `out_path`.
-
-    `pairs` are (prompt, chosen, rejected) triples; `rejected=None` (or a 2-tuple) is a plain
-    positive trained with the SFT term only. `progress` receives each logged row: loss,
-    logp_chosen / logp_rejected (per-token means over the window), learning_rate, step.
-    Raises `TrainingError` for bad pairs, an unloadable base model, or a failed step.
-    """
-    import torch
-    from transformers import get_scheduler
-
-    config = config or REDIJobConfig()
-    if not isinstance(config, REDIJobConfig):
-        raise ConfigError(
-            f"run_redi needs a REDIJobConfig, got {type(config).__name__}; wrap it: "
-            "REDIJobConfig(**sft_config.to_dict(), alpha=0.8)"
-        )
-    t0 = time.monotonic()
-    deadline = None if config.max_seconds is None else t0 + config.max_seconds
-    rows = _check_pairs(pairs, "run_redi", need_rejected=False)
-    base_path, out_path = Path(base_path), Path(out_path)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    model, tokenizer = _load_model(base_path, config)
-    device = torch.device("cuda" if _cuda() else "cpu")
-    model.to(device)
-    model.train()
-    encoded = [
-        (
-            _encode(tokenizer, p.prompt, p.chosen, config.max_length),
-            None
-            if p.rejected is None
-            else _encode(tokenizer, p.prompt, p.rejected, config.max_length),
-        )
-        for p in rows
-    ]
-    steps = planned_steps(config, len(rows))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [
-            # As transformers' Trainer: no decay on biases and norm weights.
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-        ],
-        lr=config.learning_rate,
-        betas=(config.adam_beta1, config.adam_beta2),
-    )
-    scheduler = get_scheduler(
-        config.lr_scheduler,
-        optimizer,
-        num_warmup_steps=min(config.warmup_steps, steps),
-        num_training_steps=steps,
-    )
-    setup_seconds = time.monotonic() - t0
-
-    generator = torch.Generator().manual_seed(config.seed)
-    order: list[int] = []
-    history: list[dict[str, float]] = []
-    losses: list[float] = []
-    window: dict[str, list[float]] = {"loss": [], "logp_chosen": [], "logp_rejected": []}
-    step, stopped_by_time = 0, False
-
-    def log() -> None:
-        if not window["loss"]:
-            return
-        row = {k: sum(v) / len(v) for k, v in window.items() if v}
-        row["learning_rate"] = float(scheduler.get_last_lr()[0])
-        row["step"] = float(step)
-        history.append(row)
-        for v in window.values():
-            v.clear()
-        if progress is not None:
-            progress(dict(row))
-
-    try:
-        while step < steps:
-            if len(order) < config.batch_size:
-                order += torch.randperm(len(rows), generator=generator).tolist()
-            batch, order = order[: config.batch_size], order[config.batch_size :]
-            pos = [encoded[i][0] for i in batch]
-            neg_at = [j for j, i in enumerate(batch) if encoded[i][1] is not None]
-            neg = [encoded[batch[j]][1] for j in neg_at]
-            sums, lens = _logprob_sums(model, *_batch(tokenizer, pos + neg, device))
-            b = len(pos)
-            neg_sum = torch.zeros(b, device=device, dtype=sums.dtype)
-            neg_len = torch.zeros(b, device=device, dtype=lens.dtype)
-            if neg_at:
-                index = torch.tensor(neg_at, device=device)
-                neg_sum = neg_sum.index_put((index,), sums[b:])
-                neg_len = neg_len.index_put((index,), lens[b:])
-            loss = redi_loss(sums[:b], lens[:b], neg_sum, neg_len, alpha=config.alpha)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"REDI loss became {value} at step {step}; lower learning_rate "
-                    f"({config.learning_rate}) or alpha ({config.alpha})"
-                )
-            losses.append(value)
-            window["loss"].append(value)
-            window["logp_chosen"].append(float((sums[:b] / lens[:b]).detach().mean()))
-            if neg_at:
-                window["logp_rejected"].append(float((sums[b:] / lens[b:]).detach().mean()))
-            if step % config.logging_steps == 0:
-                log()
-            if deadline is not None and time.monotonic() >= deadline:
-                stopped_by_time = True
-                break
-    except TrainingError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise TrainingError(
-            f"REDI training of {str(base_path)!r} on {len(rows)} pairs failed at step {step}: "
-            f"{type(e).__name__}: {e}"
-        ) from e
-    log()  # the last partial window
-
-    model.eval()
-    _save(model, tokenizer, out_path, config)
-    return SFTResult(
-        out_path=out_path,
-        steps=step,
-        train_loss=sum(losses) / len(losses) if losses else float("nan"),
-        seconds=time.monotonic() - t0,
-        setup_seconds=setup_seconds,
-        final_loss=history[-1]["loss"] if history else None,
-        stopped_by_time=stopped_by_time,
-        n_examples=len(rows),
-        log_history=history,
-    )
+) -> TrainResult:
+    """`REDI().train` with the output folder before the data, as callers have always passed it."""
+    return REDI().train(base_path, pairs, out_path, config, progress=progress)
 
 
 # -- DPO ----------------------------------------------------------------------------------------
 
 
-def _dpo_args(config: DPOJobConfig, out_path: Path, n_pairs: int):
-    from trl import DPOConfig
+class DPO:
+    """`dpo`: TRL's `DPOTrainer` against a frozen copy of the base; every pair needs a rejected
+    completion.
 
-    return DPOConfig(**trainer_args(config, out_path, n_pairs), beta=config.beta)
+    Logged rows are TRL's (loss, rewards/chosen, rewards/rejected, rewards/margins, ...). With
+    `lora` the frozen reference is the adapter as loaded (TRL copies it) and only the trained
+    adapter is saved."""
+
+    kind = "dpo"
+    config_class = DPOJobConfig
+
+    def train(
+        self,
+        base_path: str | Path,
+        items: Sequence[Any],
+        output_dir: str | Path,
+        config: DPOJobConfig | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> TrainResult:
+        config = _job_config(config, DPOJobConfig, self.kind, "beta=0.1")
+        job = Job(self.kind, base_path, output_dir, config, progress)
+        rows = _check_pairs(items, "the dpo trainer", need_rejected=True)
+        model, tokenizer = job.load()
+        # The reference is a frozen copy of the base (a LoRA job lets TRL copy the adapter).
+        ref_model = None if config.lora else job.load(lora=False)[0]
+
+        import datasets
+        from trl import DPOConfig, DPOTrainer
+
+        what = f"DPO of {str(job.base_path)!r} on {len(rows)} pairs"
+        trainer = job.hf_trainer(
+            DPOTrainer,
+            model=model,
+            tokenizer=tokenizer,
+            args=DPOConfig(**trainer_args(config, job.out_path, len(rows)), beta=config.beta),
+            dataset=datasets.Dataset.from_list(
+                [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in rows]
+            ),
+            what=what,
+            ref_model=ref_model,
+        )
+        return job.run_hf(
+            trainer,
+            what=what,
+            n_examples=len(rows),
+            adapters=["default"] if config.lora else None,
+        )
 
 
 def run_dpo(
@@ -494,87 +514,6 @@ def run_dpo(
     config: DPOJobConfig | None = None,
     *,
     progress: Progress | None = None,
-) -> SFTResult:
-    """DPO (TRL's `DPOTrainer`) of the model at `base_path` against itself; save to `out_path`.
-
-    Every pair needs a rejected completion. `progress` receives TRL's logged rows (loss,
-    rewards/chosen, rewards/rejected, rewards/margins, ...). With `lora` the frozen reference is
-    the adapter as loaded (TRL copies it) and only the trained adapter is saved.
-    """
-    from pedagogy.backends.transformers import quiet_progress
-    from pedagogy.training import sft
-
-    config = config or DPOJobConfig()
-    if not isinstance(config, DPOJobConfig):
-        raise ConfigError(
-            f"run_dpo needs a DPOJobConfig, got {type(config).__name__}; wrap it: "
-            "DPOJobConfig(**sft_config.to_dict(), beta=0.1)"
-        )
-    t0 = time.monotonic()
-    deadline = None if config.max_seconds is None else t0 + config.max_seconds
-    rows = _check_pairs(pairs, "run_dpo", need_rejected=True)
-    base_path, out_path = Path(base_path), Path(out_path)
-    if sft._warm_thread is not None:
-        sft._warm_thread.join()  # see sft.build_trainer: concurrent TRL imports break
-
-    import datasets
-    import torch
-    from transformers import PrinterCallback, ProgressCallback
-    from trl import DPOTrainer
-
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    model, tokenizer = _load_model(base_path, config)
-    # The reference is a frozen copy of the base (a LoRA job lets TRL copy the adapter instead).
-    ref_model = None if config.lora else _load_model(base_path, replace(config, lora=False))[0]
-    time_budget, log_sink = _callbacks(deadline, progress)
-    dataset = datasets.Dataset.from_list(
-        [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in rows]
-    )
-    with quiet_progress():
-        try:
-            trainer = DPOTrainer(
-                model=model,
-                ref_model=ref_model,
-                args=_dpo_args(config, out_path, len(rows)),
-                train_dataset=dataset,
-                processing_class=tokenizer,
-                callbacks=[time_budget, log_sink],
-            )
-        except Exception as e:  # noqa: BLE001
-            raise TrainingError(
-                f"cannot set up DPO of {str(base_path)!r} on {len(rows)} pairs: "
-                f"{type(e).__name__}: {e}"
-            ) from e
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    setup_seconds = time.monotonic() - t0
-    try:
-        output = trainer.train()
-    except Exception as e:  # noqa: BLE001
-        raise TrainingError(
-            f"DPO of {str(base_path)!r} on {len(rows)} pairs failed: {type(e).__name__}: {e}"
-        ) from e
-    try:
-        _save(
-            trainer.model,
-            tokenizer,
-            out_path,
-            config,
-            adapters=["default"] if config.lora else None,
-        )
-    finally:
-        _remove_tree(out_path / ".trainer")
-
-    losses = [row["loss"] for row in log_sink.history if "loss" in row]
-    return SFTResult(
-        out_path=out_path,
-        steps=int(trainer.state.global_step),
-        train_loss=float(output.training_loss),
-        seconds=time.monotonic() - t0,
-        setup_seconds=setup_seconds,
-        final_loss=losses[-1] if losses else None,
-        stopped_by_time=time_budget.stopped,
-        n_examples=len(rows),
-        log_history=log_sink.history,
-    )
+) -> TrainResult:
+    """`DPO().train` with the output folder before the data, as callers have always passed it."""
+    return DPO().train(base_path, pairs, out_path, config, progress=progress)
