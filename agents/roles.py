@@ -54,6 +54,7 @@ def make_turn(
         cost=completion.cost,
         seed=request.seed,
         error=completion.error,
+        detail=dict(completion.detail),
     )
 
 

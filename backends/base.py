@@ -69,6 +69,9 @@ class Completion:
     """Tool calls the model asked for (tools API); `text` is then its thought, often empty."""
     finish_reason: str | None = None
     """Why generation stopped: "stop", "length", "tool_calls", ...; None when unknown."""
+    detail: dict[str, Any] = field(default_factory=dict)
+    """What the backend tells about the text beyond it, kept in the turn's `detail` (the scripted
+    teacher: ``{"solution": "answer_only"}`` when it gave the bare reference answer)."""
 
 
 @runtime_checkable

@@ -2,7 +2,10 @@
 
 `ScriptedBackend` answers each request with a function or a fixed list of responses. Built from a
 domain (`ScriptedBackend.from_domain`) it writes the domain's worked solution for the request's
-problem: that is the offline teacher of the embedded default. Asked to refine a failed problem
+problem: that is the offline teacher of the embedded default. A solution that is the reference
+answer alone (`A:<answer>`: reasoning-gym datasets without a worked solver) comes back labelled
+``{"solution": "answer_only"}`` in `Completion.detail`, and so in the turn's `detail`; a problem
+the domain has no solution for comes back as an error completion. Asked to refine a failed problem
 (purpose "refine") it writes the domain's variants of it in the reply format an LLM is asked for.
 Asked with `tools` about a problem it has a demonstration for (the domain's `demonstrate`, or one
 passed in), it acts through the tools API: step k of the demonstration, where k is the number of
@@ -34,6 +37,10 @@ class Reply:
     text: str = ""
     """The assistant's content: a thought beside tool calls, or the answer."""
     tool_calls: list[ToolCall] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+    """Passed on as `Completion.detail` (e.g. ``{"solution": "answer_only"}``)."""
+    error: str | None = None
+    """A failed call: the completion's error (its text is then empty)."""
 
 
 Responder = Callable[[ChatRequest], "str | Reply"]
@@ -90,14 +97,17 @@ class ScriptedBackend:
                 return _variants_reply(domain, request)
             if request.tools and callable(demonstrator):
                 return demonstration_step(demonstrator(request.problem), request)
-            solution = domain.solve(request.problem)
+            problem = request.problem
+            solution = domain.solve(problem)
             if solution is None:
-                raise BackendError(
-                    f"domain {domain.name!r} cannot solve problems of skill "
-                    f"{request.problem.skill!r}; the scripted teacher needs a domain with solve(), "
-                    "or configure the teacher with an LLM backend"
+                # One problem without a solution fails its turn, not the run; a domain that
+                # solves none of an arm's problems is refused before the run starts.
+                return Reply(
+                    error=f"domain {domain.name!r} has no solution for problem {problem.id} "
+                    f"({problem.arm}); the scripted teacher only explains problems the domain's "
+                    "solve() answers: use an LLM teacher for the others"
                 )
-            return solution
+            return Reply(solution, detail=solution_detail(problem, solution))
 
         return cls(solve, model=model or f"scripted:{domain.name}")
 
@@ -120,12 +130,14 @@ class ScriptedBackend:
             called = sum(len(f"{c.name} {c.arguments}".split()) for c in reply.tool_calls)
             out.append(
                 Completion(
-                    text=reply.text,
+                    text="" if reply.error else reply.text,
                     model=self.model,
                     prompt_tokens=prompt,
                     completion_tokens=len(reply.text.split()) + called,
+                    error=reply.error,
                     tool_calls=list(reply.tool_calls),
                     finish_reason="tool_calls" if reply.tool_calls else "stop",
+                    detail=dict(reply.detail),
                 )
             )
         return out
@@ -134,6 +146,15 @@ class ScriptedBackend:
         """Raise if a scripted list still has unused responses (for tests)."""
         if self._script:
             raise BackendError(f"{len(self._script)} scripted responses were never requested")
+
+
+def solution_detail(problem: Problem, solution: str) -> dict[str, str]:
+    """``{"solution": "answer_only"}`` when `solution` is the problem's reference answer alone
+    (``A:<answer>``, no steps), else ``{}``: what an explain turn's `detail` records."""
+    text = solution.strip()
+    if text.startswith("A:") and text[2:].strip() == problem.answer.strip():
+        return {"solution": "answer_only"}
+    return {}
 
 
 def demonstration_step(demo: Sequence[dict[str, Any]], request: ChatRequest) -> Reply:

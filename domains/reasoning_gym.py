@@ -11,6 +11,14 @@ travels inside ``Problem.metadata``, so a problem read back from the database ve
 a fresh one. A few datasets' entries do not survive JSON (tuples that the scorer compares, sets);
 those are marked ``rebuild`` and re-generated from their seed and index when verified.
 
+Solutions (what the offline scripted teacher says): step-by-step worked solutions for the integer
+arithmetic datasets (chain_sum, basic_arithmetic, products); for every other dataset, and for a
+problem the step solver cannot do (decimal_chain_sum), the dataset's own reference answer alone,
+``A:<answer>`` (``answer_only_solutions``; the scripted teacher labels such turns answer-only).
+A few datasets have no reference answer, their scorer checking any valid one (graph_color,
+propositional_logic, boxnet, rubiks_cube, rush_hour): ``solve`` gives None and a scripted teacher
+refuses them at startup.
+
 reasoning-gym is imported on first use: it registers 100+ datasets at import (~1.5 s).
 """
 
@@ -103,7 +111,7 @@ class ReasoningGymDomain:
         levels: dict[str, list[dict[str, int]]] | None = None,
         *,
         compact: bool = False,
-        answer_only_solutions: bool = False,
+        answer_only_solutions: bool = True,
         name: str = "reasoning_gym",
         range_mode: str = "inclusive",
         max_levels: int = DEFAULT_MAX_LEVELS,
@@ -117,8 +125,10 @@ class ReasoningGymDomain:
                 curriculum's global levels 0..N-1, N = longest attribute, at most ``max_levels``.
             compact: show arithmetic problems as ``4-1-7=`` (the tiny student's format) instead
                 of reasoning-gym's English question.
-            answer_only_solutions: let ``solve`` answer ``A:<answer>`` for skills without a
-                step-by-step solver (default: None, so no teacher trains on bare answers unasked).
+            answer_only_solutions: ``solve`` answers ``A:<answer>`` (the dataset's reference
+                answer, checked by its scorer) where there is no worked solution, so a scripted
+                teacher can teach every dataset offline; False: None there (a scripted teacher
+                then refuses those skills at startup).
             range_mode: how a range attribute's level becomes a range: ``inclusive`` (levels
                 0..i, reasoning-gym's default), ``upper_bound`` (exactly level i) or ``last_k``.
             config: per skill, extra dataset config fields, e.g.
@@ -390,7 +400,8 @@ class ReasoningGymDomain:
     # -- solve ---------------------------------------------------------------------------------
 
     def solve(self, problem: Problem) -> str | None:
-        """Worked steps for arithmetic; ``A:<answer>`` elsewhere if allowed; each one checked."""
+        """Worked steps for arithmetic; elsewhere (``answer_only_solutions``) the reference
+        answer alone, ``A:<answer>``; each one checked by the dataset's scorer, None otherwise."""
         entry = (problem.metadata or {}).get("entry")
         expression = self._expression(problem.skill, entry) if isinstance(entry, dict) else None
         if expression is not None:

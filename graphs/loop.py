@@ -46,7 +46,7 @@ from pedagogy.memory.records import (
     ModelVersionRecord,
     TrainingJobRecord,
 )
-from pedagogy.training.data import examples_from_episodes, mix_examples
+from pedagogy.training.data import examples_from_episodes, mix_examples, trajectory_examples
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -213,11 +213,23 @@ async def evaluate_version(session: Session, version_id: str, round_: int) -> fl
     from pedagogy.training.evaluate import evaluate
 
     t0 = time.perf_counter()
-    results = await evaluate(session.student_backend, session.domain, session.heldout)
-    records = [
-        EvaluationRecord(session.run_id, round_, version_id, skill, level, n, correct)
-        for (skill, level), (correct, n) in sorted(results.items())
-    ]
+    actor = getattr(session.agents, "actor", None)
+    if actor is not None:  # an acting student is measured acting, with real tools
+        from pedagogy.training.evaluate import evaluate_agent
+
+        acted = await evaluate_agent(actor, session.domain, session.heldout)
+        records = [
+            EvaluationRecord(
+                session.run_id, round_, version_id, skill, level, r.n, r.correct, r.metrics()
+            )
+            for (skill, level), r in sorted(acted.items())
+        ]
+    else:
+        results = await evaluate(session.student_backend, session.domain, session.heldout)
+        records = [
+            EvaluationRecord(session.run_id, round_, version_id, skill, level, n, correct)
+            for (skill, level), (correct, n) in sorted(results.items())
+        ]
     session.store.record_evaluations(records)
     mean = sum(r.accuracy for r in records) / max(len(records), 1)
     session.emit(
@@ -227,6 +239,7 @@ async def evaluate_version(session: Session, version_id: str, round_: int) -> fl
             "version": version_id,
             "mean": mean,
             "per_arm": {f"{r.skill}@{r.level}": r.accuracy for r in records},
+            "agent": {f"{r.skill}@{r.level}": r.metrics for r in records if r.metrics is not None},
             "seconds": time.perf_counter() - t0,
         },
     )
@@ -517,8 +530,9 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
         return out["record"]
 
     write_batch = session.config.episodes.write_batch
+    tasks = [asyncio.ensure_future(one(item)) for item in todo]
     try:
-        for fut in asyncio.as_completed([one(item) for item in todo]):
+        for fut in asyncio.as_completed(tasks):
             batch.append(await fut)
             if len(batch) >= write_batch:
                 store.record_episodes(batch)
@@ -530,6 +544,14 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
         if batch:
             store.record_episodes(batch)
             finished += len(batch)
+    except BaseException:
+        # One episode failed (or the run was interrupted): stop the others and collect their
+        # outcomes, so the error is reported once instead of as one "Task exception was never
+        # retrieved" traceback per pending episode.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     finally:
         session.agents.broker = None
     session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
@@ -621,6 +643,16 @@ async def update_curriculum(state: LoopState, session: Session) -> dict[str, Any
     return {"sampler_state": new_state}
 
 
+def _first_attempt_text(episode: EpisodeRecord) -> str | None:
+    """The student's first attempt as text: its response, or an acting student's whole attempt
+    trajectory (steps and observations, without the prompt)."""
+    for trajectory in episode.trajectories():
+        if trajectory.kind == "attempt":
+            return trajectory.text()[len(trajectory.prompt) :]
+    first = next((t for t in episode.turns if t.agent == "student"), None)
+    return first.response if first is not None else None
+
+
 def _mistakes_for(session: Session, round_: int):
     """Per arm, the student's last `episodes.teacher_mistakes` wrong first attempts of the round
     before, as (prompt, answer) pairs for the teacher's prompt; None when off or in round 1."""
@@ -635,10 +667,10 @@ def _mistakes_for(session: Session, round_: int):
     problems = session.store.get_problems(sorted({e.problem_id for e in wrong}))
     by_arm: dict[str, list[tuple[str, str]]] = {}
     for e in sorted(wrong, key=lambda e: -e.index):
-        first = next((t for t in e.turns if t.agent == "student"), None)
+        attempt = _first_attempt_text(e)
         pairs = by_arm.setdefault(e.arm, [])
-        if first is not None and e.problem_id in problems and len(pairs) < k:
-            pairs.append((problems[e.problem_id].prompt, first.response.strip().replace("\n", " ")))
+        if attempt is not None and e.problem_id in problems and len(pairs) < k:
+            pairs.append((problems[e.problem_id].prompt, attempt.strip().replace("\n", " ")))
 
     def mistakes(problem: Problem) -> list[tuple[str, str]]:
         return [(p, a) for p, a in by_arm.get(problem.arm, []) if p != problem.prompt]
@@ -677,14 +709,21 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
             store.finish_training_job(job.id, "interrupted", job.metrics, None)
     episodes = store.episodes(run_id, with_turns=True)
     problems = store.get_problems(list({e.problem_id for e in episodes}))
-    items = examples_from_episodes(episodes, problems, session.domain, in_context=cfg.in_context)
-    usable = [i for i in items if cfg.kind != "sft" or i.polarity == "positive"]
+    acting = session.config.agent.enabled
+    kind = "trajectory_sft" if acting else cfg.kind
+    if acting:  # verified trajectories, the loss on the agent's own steps
+        items, segments = trajectory_examples(episodes, problems)
+    else:
+        items = examples_from_episodes(
+            episodes, problems, session.domain, in_context=cfg.in_context
+        )
+    usable = [i for i in items if kind not in ("sft", "trajectory_sft") or i.polarity == "positive"]
     new_ids = {e.id for e in episodes if e.round == round_}
     new = [i for i in usable if i.episode_id in new_ids]
     if sum(i.polarity == "positive" for i in new) < cfg.min_new_examples:
         session.emit("training_skipped", {"round": round_, "new_examples": len(new)})
         return {"candidate": None}
-    if cfg.filter and callable(getattr(session.student_backend, "score", None)):
+    if cfg.filter and not acting and callable(getattr(session.student_backend, "score", None)):
         filtered = await asyncio.to_thread(
             _learnability_filter, session, round_, new, episodes, problems
         )
@@ -718,7 +757,7 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
         id=uuid.uuid4().hex,
         run_id=run_id,
         round=round_,
-        kind=cfg.kind,
+        kind=kind,
         config=cfg.model_dump(),
         base_version_id=state["student_version"],
     )
@@ -737,11 +776,17 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
         lora_r=cfg.lora_r,
         seed=session.config.seed + round_,
     )
-    if cfg.kind == "sft":
+    if kind == "trajectory_sft":
+        from pedagogy.training.trajectory import run_trajectory_sft
+
+        # The model's own context length bounds the rows; longer ones are truncated and counted.
+        fit, job_cfg = run_trajectory_sft, SFTJobConfig(**common, max_length=1 << 16)
+        data = [segments[(i.episode_id, i.turn_id)] for i in chosen]
+    elif kind == "sft":
         fit, data, job_cfg = (
             run_sft,
             [(i.prompt, i.completion) for i in chosen],
-            SFTJobConfig(**common),
+            SFTJobConfig(**common, max_length=_context_of(state["student_path"])),
         )
     else:
         from pedagogy.training import preference as P
@@ -780,10 +825,23 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
         "seconds": result.seconds,
         "examples": len(chosen),
         "new_examples": len(new),
+        **getattr(result, "metrics", {}),
     }
     store.finish_training_job(job.id, "completed", metrics, version.id)
     session.emit("training_finished", {"round": round_, **metrics})
     return {"candidate": {"id": version.id, "path": str(out_path), "job_id": job.id}}
+
+
+def _context_of(model_path: str) -> int:
+    """The student's context in tokens (its config's max_position_embeddings), so no example
+    that fits the model is cut by a fixed training length; 256 when the config does not say."""
+    import json
+
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return 256
+    return int(config.get("max_position_embeddings") or 256)
 
 
 def _learnability_filter(

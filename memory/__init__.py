@@ -4,7 +4,8 @@
 with their hash-chained turns and tool calls, policy decisions, curriculum states, training jobs,
 model versions and evaluations.
 `lineage_graph` / `audit_model` answer "what data made this model"; `export_run` writes chat-format
-training data. The last two import networkx / datasets, so they load on first use.
+training data; `verify_run` says whether a run's hash chain was tampered with, and how. The lineage
+and export helpers import networkx / datasets, so they load on first use.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pedagogy.memory.records import (
 from pedagogy.memory.store import SQLStore, mask_url, open_store
 
 if TYPE_CHECKING:
+    from pedagogy.memory.audit import AuditReport, verify_run
     from pedagogy.memory.export import export_run
     from pedagogy.memory.lineage import ModelAudit, audit_model, lineage_graph
 
@@ -39,6 +41,8 @@ _LAZY = {
     "audit_model": "pedagogy.memory.lineage",
     "ModelAudit": "pedagogy.memory.lineage",
     "export_run": "pedagogy.memory.export",
+    "verify_run": "pedagogy.memory.audit",
+    "AuditReport": "pedagogy.memory.audit",
 }
 
 
@@ -51,6 +55,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AuditReport",
     "CurriculumStateRecord",
     "DatasetItemRecord",
     "DecisionRecord",
@@ -73,4 +78,5 @@ __all__ = [
     "lineage_graph",
     "mask_url",
     "open_store",
+    "verify_run",
 ]

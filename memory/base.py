@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pedagogy.memory.records import (
+    ChainHeadRecord,
+    ChainLinkRecord,
     CurriculumStateRecord,
     DatasetItemRecord,
     DecisionRecord,
@@ -28,7 +30,11 @@ class Store(Protocol):
     """Database URL with any password masked."""
 
     # runs
-    def create_run(self, run: RunRecord) -> None: ...
+    def create_run(self, run: RunRecord) -> None:
+        """Also starts the run's hash chain, keyed when PEDAGOGY_AUDIT_KEY is set. The password
+        of any URL in `run.config` (a database's, an endpoint's) is masked before it is stored."""
+        ...
+
     def get_run(self, run_id: str) -> RunRecord:
         """Raises StoreError naming the id and `pedagogy runs` when it does not exist."""
         ...
@@ -75,7 +81,17 @@ class Store(Protocol):
         ...
 
     def verify_chain(self, run_id: str) -> list[str]:
-        """Ids of turns and tool calls whose hash does not match the chain (empty = untampered)."""
+        """Ids of links whose hash does not match the chain (empty = untampered); turns and tool
+        calls by id, other rows as "table:id"."""
+        ...
+
+    def chain_head(self, run_id: str) -> ChainHeadRecord | None:
+        """The end of the run's hash chain (None if its row is missing)."""
+        ...
+
+    def chain_links(self, run_id: str) -> Iterator[ChainLinkRecord]:
+        """Every row of the run's chained tables as a link, in chain order (see
+        `pedagogy.memory.chain`)."""
         ...
 
     # curriculum

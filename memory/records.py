@@ -44,7 +44,7 @@ class TurnRecord:
     episode_id: str | None = ""
     """The episode it belongs to (set when recorded); None for a turn outside any episode."""
     hash: str = ""
-    """Hash chain per run: sha256(previous hash + this turn's content); set by the store."""
+    """Its link in the run's hash chain (`pedagogy.memory.chain`); set by the store."""
     detail: dict[str, Any] = field(default_factory=dict)
     """What an acting agent's step was (see `Trajectory`): trajectory kind, step number, the step
     as a text action, a given first-thought prefix, self-consistency counts. Empty otherwise."""
@@ -76,7 +76,7 @@ class ToolCallRecord:
     episode_id: str | None = ""
     """Set when recorded."""
     hash: str = ""
-    """Its link in the run's hash chain (turns and tool calls share one chain); set by the store."""
+    """Its link in the run's hash chain (`pedagogy.memory.chain`); set by the store."""
 
 
 @dataclass
@@ -191,6 +191,9 @@ class EvaluationRecord:
     level: int
     n: int
     correct: int
+    metrics: dict[str, float] | None = None
+    """An acting student's means on the arm: mean_tool_calls, invalid_action_rate, mean_steps,
+    unanswered; None for a text student."""
 
     @property
     def accuracy(self) -> float:
@@ -216,6 +219,33 @@ class DecisionRecord:
     value: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     episode_id: str | None = None
+
+
+@dataclass
+class ChainHeadRecord:
+    """The end of a run's hash chain (`pedagogy.memory.chain`)."""
+
+    run_id: str
+    last_hash: str
+    length: int
+    """Number of links; the next link's chain index."""
+    keyed: bool = False
+    """Whether the links are HMACs under PEDAGOGY_AUDIT_KEY (the key itself is never stored)."""
+    full_from: int = 0
+    """Links before this index are turns and tool calls written before migration 0006."""
+
+
+@dataclass
+class ChainLinkRecord:
+    """A row of a chained table (turns, tool_calls, verdicts, explanations, decisions,
+    dataset_items) seen as its link in its run's hash chain."""
+
+    table: str
+    id: str | int
+    chain_index: int
+    hash: str
+    row: dict[str, Any]
+    """The row's other columns as stored: what its hash covers."""
 
 
 @dataclass

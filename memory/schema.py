@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 NAMING_CONVENTION = {
@@ -49,6 +50,13 @@ def _ts(name: str, nullable: bool = True) -> Column:
     return Column(name, DateTime(timezone=True), nullable=nullable)
 
 
+def _link() -> tuple[Column, Column]:
+    """A row's link in its run's hash chain (migration 0006; turns and tool calls have their own):
+    its position, unique across the run's chained tables, and its hash."""
+    index = Column("chain_index", Integer, nullable=False)
+    return index, Column("hash", String(64), nullable=False)
+
+
 runs = Table(
     "runs",
     metadata,
@@ -68,8 +76,13 @@ chain_heads = Table(
     Column("run_id", ID, ForeignKey("runs.id"), primary_key=True),
     Column("last_hash", String(64), nullable=False),
     Column("length", Integer, nullable=False),
+    # Whether the chain's links are HMACs under PEDAGOGY_AUDIT_KEY (never the key itself).
+    Column("keyed", Boolean, nullable=False, server_default=false()),
+    # Links before this index are pre-0006 turns and tool calls, hashed the earlier way.
+    Column("full_from", Integer, nullable=False, server_default="0"),
 )
-"""The end of each run's turn hash chain; its row is also the per-run write lock."""
+"""The end of each run's hash chain (`pedagogy.memory.chain`); its row is also the per-run write
+lock."""
 
 problems = Table(
     "problems",
@@ -207,6 +220,7 @@ verdicts = Table(
     Column("parsed_answer", Text),
     Column("verifier", NAME, nullable=False),
     Column("detail", Text, nullable=False),
+    *_link(),
     Index(None, "turn_id"),
     Index(None, "episode_id"),
 )
@@ -220,6 +234,7 @@ explanations = Table(
     Column("style", NAME, nullable=False),
     Column("budget_spent", Float, nullable=False),
     Column("utility", Float),
+    *_link(),
     Index(None, "turn_id"),
     Index(None, "episode_id"),
 )
@@ -245,6 +260,7 @@ dataset_items = Table(
     Column("polarity", NAME, nullable=False),
     Column("prompt", Text, nullable=False),
     Column("completion", Text, nullable=False),
+    *_link(),
     Index(None, "job_id"),
     Index(None, "episode_id"),
     Index(None, "turn_id"),
@@ -261,6 +277,9 @@ evaluations = Table(
     Column("level", Integer, nullable=False),
     Column("n", Integer, nullable=False),
     Column("correct", Integer, nullable=False),
+    # An acting student's means per arm (mean_tool_calls, invalid_action_rate, ...); NULL for a
+    # text student (migration 0005).
+    Column("metrics", JSON),
     Index(None, "run_id"),
     Index(None, "model_version_id"),
 )
@@ -278,6 +297,7 @@ decisions = Table(
     Column("value", Float),
     Column("detail", JSON, nullable=False),
     Column("episode_id", ID),
+    *_link(),
     Index(None, "run_id", "round"),
     Index(None, "run_id", "kind"),
 )

@@ -6,21 +6,21 @@ Why it looks the way it does:
   `record_episodes` takes a whole round (episodes, turns, verdicts, explanations) at once.
 - The schema is created by the Alembic migration in `migrations/`, run in code; a database already
   at head is left alone, so opening a store is cheap.
-- Turns are hash-chained per run: hash = sha256(previous hash + canonical JSON of the turn's
-  content). The end of each chain lives in `chain_heads`; updating that row first in every
-  `record_episodes` transaction serialises writers of one run (a row lock on PostgreSQL, the write
-  lock on SQLite), so concurrent workers cannot fork a chain. An acting agent's tool calls are
-  links of the same chain, each right after the turn that asked for it, so an edited observation
-  is caught like an edited response.
+- Every turn, tool call, verdict, explanation, decision and dataset item is a link of its run's
+  hash chain, in write order, in the transaction that writes it (`pedagogy.memory.chain`: hash =
+  H(previous hash + canonical JSON of the row), H an HMAC when the run is keyed). The end of each
+  chain lives in `chain_heads`; updating that row first in every writing transaction serialises
+  writers of one run (a row lock on PostgreSQL, the write lock on SQLite), so concurrent workers
+  cannot fork a chain. An acting agent's tool calls come each right after the turn that asked for
+  it. A link covers its row's id, so rows with integer ids take them before the insert
+  (`_next_ids`). `pedagogy.memory.audit` verifies chains.
 - SQLite runs in WAL mode with synchronous=NORMAL (measured: ~6x faster commits than the default)
   and foreign keys on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import json
 import os
 import re
 import sqlite3
@@ -36,15 +36,28 @@ from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from pedagogy.errors import StoreError
 from pedagogy.memory import schema as S
+from pedagogy.memory.chain import KEY_ENV, TABLES, ChainWriter, audit_key
 from pedagogy.memory.records import (
+    ChainHeadRecord,
+    ChainLinkRecord,
     CurriculumStateRecord,
     DatasetItemRecord,
     DecisionRecord,
@@ -71,6 +84,8 @@ _SQLITE_TIMEOUT = 30.0
 _MIGRATING = threading.Lock()
 _MIGRATION_LOCK = 0x7065646167
 """PostgreSQL advisory lock key held while migrating ('pedag')."""
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+"""SQLite result codes of a damaged file and of a file that is not a database."""
 _CHILDREN = ("turns", "verdicts", "explanations", "tool_calls")
 _FINAL = {"completed", "failed", "interrupted"}
 
@@ -81,8 +96,52 @@ def open_store(url: str | os.PathLike[str] | None, *, create: bool = True) -> SQ
     `url` is an SQLAlchemy URL (`sqlite:///runs/p.db`, `postgresql://user:pw@host/db`) or a plain
     file path, taken as an SQLite file. None opens a private in-memory SQLite database: nothing
     persists after close().
+
+    create=False is for readers (`pedagogy runs`, `show`, ...): it never creates a file or a
+    schema, and a missing file, a database without the pedagogy schema or a damaged SQLite file
+    is a one-line StoreError naming it. An existing pedagogy database at an older schema revision
+    is still upgraded in place, as every opener does.
     """
     return SQLStore(url, create=create)
+
+
+def new_sqlite_paths(url: str | os.PathLike[str] | None) -> list[Path]:
+    """The SQLite file at `url` and its missing folders, deepest first, if the file does not exist
+    yet; [] for an existing file, an in-memory database or a server."""
+    try:
+        parsed = make_url(_sqlalchemy_url(None if url is None else os.fspath(url)))
+    except ArgumentError:
+        return []
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return []
+    path = Path(parsed.database).absolute()
+    if path.exists():
+        return []
+    return [path] + [p for p in path.parents if not p.exists()]
+
+
+def discard_if_unused(store: SQLStore, new: Sequence[Path]) -> None:
+    """Close `store`, then delete the SQLite file and folders of `new` (from `new_sqlite_paths`
+    before opening it) if no run was recorded in it: a run that fails before its first row leaves
+    nothing behind. A file another connection still has open (its -wal file outlives our close)
+    is kept."""
+    runs: int | None = None
+    if new:
+        try:
+            with store._engine.connect() as conn:
+                runs = conn.scalar(select(func.count()).select_from(S.runs))
+        except Exception:  # damaged or half-created: keep it for the user to look at
+            runs = None
+    store.close()
+    if not new or runs != 0 or Path(f"{new[0]}-wal").exists():
+        return
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{new[0]}{suffix}").unlink(missing_ok=True)
+    for folder in new[1:]:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something else was put there
+            break
 
 
 def mask_url(url: str) -> str:
@@ -93,17 +152,28 @@ def mask_url(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+def redact_urls(value: Any) -> Any:
+    """`value` (a config: dicts, lists, strings) with the password of every URL in it masked, so
+    that a stored run config never holds a database or endpoint password."""
+    if isinstance(value, str):
+        if "://" in value and "@" in value and not any(c.isspace() for c in value):
+            return mask_url(value)
+        return value
+    if isinstance(value, dict):
+        return {k: redact_urls(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_urls(v) for v in value]
+    return value
+
+
 def _chain_rows(
-    run_id: str,
+    chain: ChainWriter,
     turns: Sequence[TurnRecord],
     episode_id: str | None,
-    last: str,
-    length: int,
     tool_calls: Sequence[ToolCallRecord] = (),
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, int]:
-    """Rows for `turns` (and `tool_calls`, each right after its turn) appended to a run's hash
-    chain after (`last` hash, `length` links); sets each one's id (if unset), episode id and
-    hash. Returns the turn rows, the tool-call rows and the new head."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows for `turns` (and `tool_calls`, each right after its turn), linked onto `chain`; sets
+    each one's id (if unset), episode id and hash. Returns the turn rows and the tool-call rows."""
     rows, call_rows = [], []
     calls_of: dict[str, list[ToolCallRecord]] = defaultdict(list)
     for call in tool_calls:
@@ -111,97 +181,36 @@ def _chain_rows(
     for turn in turns:
         turn.id = turn.id or uuid.uuid4().hex
         turn.episode_id = episode_id
-        turn.hash = last = turn_hash(last, turn, run_id)
-        rows.append(
-            _row(
-                turn,
-                run_id=run_id,
-                chain_index=length,
-                latency_s=float(turn.latency_s),
-                detail=turn.detail or None,
-            )
+        row = _row(
+            turn, run_id=chain.run_id, latency_s=float(turn.latency_s), detail=turn.detail or None
         )
-        length += 1
+        turn.hash = chain.link("turns", row)
+        rows.append(row)
         for call in calls_of.pop(turn.id, []):
             call.id = call.id or uuid.uuid4().hex
             call.episode_id = episode_id
-            call.hash = last = tool_call_hash(last, call, run_id)
-            call_rows.append(
-                _row(call, run_id=run_id, chain_index=length, latency_s=float(call.latency_s))
-            )
-            length += 1
+            row = _row(call, run_id=chain.run_id, latency_s=float(call.latency_s))
+            call.hash = chain.link("tool_calls", row)
+            call_rows.append(row)
     if calls_of:
         raise StoreError(
             f"tool call(s) of turn {next(iter(calls_of))!r}, which is not among the turns "
             "recorded with them; record a tool call with the episode of the turn that made it"
         )
-    return rows, call_rows, last, length
+    return rows, call_rows
 
 
-def _canonical(content: dict[str, Any], what: str) -> str:
-    try:
-        return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(
-            f"{what} holds a value that is not JSON-serialisable ({exc}); store plain dicts, "
-            "lists, strings and numbers (ChatRequest.to_record())"
-        ) from exc
-
-
-def tool_call_hash(previous: str, call: ToolCallRecord, run_id: str) -> str:
-    """sha256(previous hash + canonical JSON of the tool call's content fields)."""
-    content = {
-        "id": call.id,
-        "run_id": run_id,
-        "episode_id": call.episode_id,
-        "turn_id": call.turn_id,
-        "step": int(call.step),
-        "tool": call.tool,
-        "call_id": call.call_id,
-        "arguments": call.arguments,
-        "observation": call.observation,
-        "ok": bool(call.ok),
-        "error": call.error,
-        "latency_s": float(call.latency_s),
-        "truncated": bool(call.truncated),
-        "detail": call.detail,
-    }
-    text = _canonical(content, f"tool call {call.id!r}")
-    return hashlib.sha256((previous + text).encode()).hexdigest()
-
-
-def turn_hash(previous: str, turn: TurnRecord, run_id: str) -> str:
-    """sha256(previous hash + canonical JSON of the turn's content fields)."""
-    content = {
-        "id": turn.id,
-        "episode_id": turn.episode_id,
-        "run_id": run_id,
-        "seq": int(turn.seq),
-        "agent": turn.agent,
-        "backend": turn.backend,
-        "model": turn.model,
-        "model_version": turn.model_version,
-        "request": turn.request,
-        "response": turn.response,
-        "prompt_tokens": int(turn.prompt_tokens),
-        "completion_tokens": int(turn.completion_tokens),
-        # Floats are normalised so that 0 and 0.0 (what the database gives back) hash alike.
-        "latency_s": float(turn.latency_s),
-        "cost": None if turn.cost is None else float(turn.cost),
-        "seed": None if turn.seed is None else int(turn.seed),
-        "error": turn.error,
-    }
-    if turn.detail:  # only acting turns have one: the hashes of all other turns stay as they were
-        content["detail"] = turn.detail
-    text = _canonical(content, f"turn {turn.id!r}")
-    return hashlib.sha256((previous + text).encode()).hexdigest()
+def _tagged(rows: Any, order: int, table: str) -> Iterator[tuple[int, int, str, Any]]:
+    for r in rows:
+        yield r.chain_index, order, table, r
 
 
 def _sqlalchemy_url(url: str | None) -> str:
     if url is None or url in ("", ":memory:", "sqlite://", "sqlite:///:memory:"):
         return "sqlite://"
-    if "://" not in url:
-        return f"sqlite:///{Path(url).expanduser().resolve()}"
+    if "://" not in url:  # a file path: quoted, so that "?", "#" and "%" stay in the name
+        path = str(Path(url).expanduser().resolve())
+        return "sqlite:///" + path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://") and find_spec("psycopg2") is None:
@@ -278,6 +287,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # A reader leaves the journal mode alone: switching to WAL writes into a file that may not be
+    # pedagogy's (a pedagogy database is in WAL mode since its creation).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 def _wal_mode(cursor: Any) -> None:
     """Switch a SQLite file to WAL (persistent in the file), waiting out other openers.
 
@@ -304,12 +321,14 @@ class SQLStore:
         raw = _sqlalchemy_url(None if url is None else os.fspath(url))
         self.url = mask_url(raw)
         """Database URL with any password masked."""
+        self._opened = False
         self._engine = self._make_engine(raw, create)
         try:
             self._open(create)
         except BaseException:
             self._engine.dispose()
             raise
+        self._opened = True
 
     # --- opening -------------------------------------------------------------------------------
 
@@ -338,37 +357,78 @@ class SQLStore:
                 "or postgresql://user:password@host:5432/db"
             ) from exc
         kwargs: dict[str, Any] = {}
-        if parsed.get_backend_name() == "sqlite":
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
             if parsed.database in (None, "", ":memory:"):
                 kwargs.update(poolclass=StaticPool)
             else:
-                path = Path(parsed.database)
+                path = Path(parsed.database).absolute()
+                if not create and not path.is_file():
+                    raise StoreError(
+                        f"no database at {path}; check the --db path (`pedagogy runs --db PATH` "
+                        "lists the runs in a database, `pedagogy run` creates one)"
+                    )
                 if not path.parent.is_dir():
                     raise StoreError(
                         f"cannot open {self.url}: directory {str(path.parent)!r} does not exist; "
                         "create it or choose another --db path"
                     )
-                if not create and not path.exists():
-                    raise StoreError(
-                        f"no database at {self.url}; check the --db path (or create it first)"
-                    )
+                if not create:  # SQLite creates a missing file on connect; mode=rw fails instead
+                    query = {**parsed.query, "mode": "rw", "uri": "true"}
+                    parsed = parsed.set(database=f"file:{quote(str(path))}", query=query)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": _SQLITE_TIMEOUT}
-        elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
+        elif backend == "postgresql" and parsed.get_driver_name() == "psycopg":
             kwargs["connect_args"] = {"connect_timeout": 10}
         try:
             engine = create_engine(parsed, **kwargs)
         except NoSuchModuleError as exc:
+            if backend == "postgresql":
+                raise StoreError(
+                    f"unknown PostgreSQL driver {parsed.get_driver_name()!r} in {self.url}; use "
+                    "postgresql://user:password@host/db with psycopg: pip install "
+                    "'pedagogy[postgres]'"
+                ) from exc
             raise StoreError(
                 f"unsupported database URL {self.url}: {exc}; use sqlite:///path.db or "
                 "postgresql://user:password@host/db"
             ) from exc
         except ImportError as exc:
-            raise StoreError(
-                f"no driver for {self.url}: {exc}; install it, e.g. pip install 'pedagogy[postgres]'"
-            ) from exc
+            fix = (
+                "pip install 'pedagogy[postgres]'"
+                if backend == "postgresql"
+                else "install it, or use sqlite:///path.db or postgresql://user:password@host/db"
+            )
+            raise StoreError(f"no driver for {self.url} ({exc}); {fix}") from exc
         if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", _sqlite_pragmas if create else _sqlite_read_pragmas)
+            event.listen(engine, "handle_error", self._damaged)
         return engine
+
+    def _damaged(self, context: Any) -> None:
+        """SQLite's "file is not a database" and "database disk image is malformed", at open or
+        in any later query, as one StoreError naming the file (not a 150-line traceback)."""
+        exc = context.original_exception
+        reason = _reason(exc)
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code == _SQLITE_NOTADB or reason == "file is not a database":
+            fix = "check the --db path: it must be a pedagogy SQLite database"
+        elif (
+            code == _SQLITE_CORRUPT
+            or reason == "database disk image is malformed"
+            # pedagogy writes only UTF-8: other bytes in a name or a text column are damage too
+            or isinstance(exc, UnicodeDecodeError)
+            or reason.startswith("Could not decode to UTF-8")
+        ):
+            if not reason.startswith("database disk"):  # not the garbage bytes themselves
+                reason = "it holds text that is not UTF-8"
+            fix = (
+                "the file is damaged: restore it from a backup (`sqlite3 FILE .recover` saves "
+                "what is still readable)"
+            )
+        else:
+            return
+        what = "cannot use" if self._opened else "cannot connect to"
+        raise StoreError(f"{what} {self.url}: {reason}; {fix}") from exc
 
     def _migrate(self, conn: Connection, create: bool) -> None:
         from alembic import command
@@ -386,10 +446,10 @@ class SQLStore:
                 f"database {self.url} is at schema revision {current!r}, unknown to this version "
                 "of pedagogy (written by a newer one?); upgrade pedagogy"
             )
-        if not create:
+        if current is None and not create:
             raise StoreError(
-                f"database {self.url} has no pedagogy schema (revision {current!r}, head {head!r});"
-                " open it with create=True to create or upgrade it"
+                f"{self.url} has no pedagogy schema: it is not a pedagogy database; check the "
+                "--db path (`pedagogy runs --db PATH` lists the runs in a database)"
             )
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
@@ -455,8 +515,10 @@ class SQLStore:
                 raise StoreError(
                     f"run id {run.id!r} already exists in {self.url}; choose another id or resume it"
                 )
-            conn.execute(insert(S.runs), [_row(run, created_at=created)])
-            conn.execute(insert(S.chain_heads), [{"run_id": run.id, "last_hash": "", "length": 0}])
+            config = redact_urls(run.config)
+            conn.execute(insert(S.runs), [_row(run, created_at=created, config=config)])
+            head = {"run_id": run.id, "last_hash": "", "length": 0, "full_from": 0}
+            conn.execute(insert(S.chain_heads), [{**head, "keyed": audit_key() is not None}])
 
     def get_run(self, run_id: str) -> RunRecord:
         with self._engine.connect() as conn:
@@ -525,9 +587,9 @@ class SQLStore:
         for e in episodes:
             by_run[e.run_id].append(e)
         with self._writing("record episodes") as conn:
-            heads = {run_id: self._lock_chain(conn, run_id) for run_id in sorted(by_run)}
+            chains = {run_id: self._lock_chain(conn, run_id) for run_id in sorted(by_run)}
             for run_id, batch in by_run.items():
-                self._record_run_episodes(conn, run_id, batch, *heads[run_id])
+                self._record_run_episodes(conn, run_id, batch, chains[run_id])
 
     def record_turns(
         self, run_id: str, turns: Sequence[TurnRecord], decisions: Sequence[DecisionRecord] = ()
@@ -536,26 +598,20 @@ class SQLStore:
             return
         t = S.turns
         with self._writing("record turns") as conn:
-            if decisions:
-                for other in sorted({d.run_id for d in decisions}):
-                    self._require_run(conn, other)
-                conn.execute(insert(S.decisions), [_row(d) for d in decisions])
-            if not turns:
-                return
-            last, length = self._lock_chain(conn, run_id)
-            for turn in turns:
-                turn.id = turn.id or uuid.uuid4().hex
-            stored: set[str] = set()
-            for chunk in _chunks([turn.id for turn in turns]):
-                stored.update(conn.scalars(select(t.c.id).where(t.c.id.in_(chunk))))
-            fresh = list({turn.id: turn for turn in turns if turn.id not in stored}.values())
-            rows, _, last, length = _chain_rows(run_id, fresh, None, last, length)
-            if rows:
-                conn.execute(insert(t), rows)
-                h = S.chain_heads
-                conn.execute(
-                    update(h).where(h.c.run_id == run_id).values(last_hash=last, length=length)
-                )
+            runs = {d.run_id for d in decisions} | ({run_id} if turns else set())
+            chains = {r: self._lock_chain(conn, r) for r in sorted(runs)}
+            if turns:
+                for turn in turns:
+                    turn.id = turn.id or uuid.uuid4().hex
+                stored: set[str] = set()
+                for chunk in _chunks([turn.id for turn in turns]):
+                    stored.update(conn.scalars(select(t.c.id).where(t.c.id.in_(chunk))))
+                fresh = list({turn.id: turn for turn in turns if turn.id not in stored}.values())
+                rows, _ = _chain_rows(chains[run_id], fresh, None)
+                if rows:
+                    conn.execute(insert(t), rows)
+            self._link_decisions(conn, decisions, chains)
+            self._save_chains(conn, chains)
 
     def turns_outside_episodes(self, run_id: str) -> list[TurnRecord]:
         t = S.turns
@@ -568,18 +624,65 @@ class SQLStore:
             )
             return [_turn(r) for r in rows]
 
-    def _lock_chain(self, conn: Connection, run_id: str) -> tuple[str, int]:
+    def _lock_chain(self, conn: Connection, run_id: str) -> ChainWriter:
         h = S.chain_heads
         # A no-op UPDATE first: it takes the row lock (PostgreSQL) or the write lock (SQLite)
         # before anything is read, so two writers of one run cannot both extend the same head.
         locked = conn.execute(update(h).where(h.c.run_id == run_id).values(length=h.c.length))
         if locked.rowcount == 0:
             raise self._unknown_run(run_id)
-        row = conn.execute(select(h.c.last_hash, h.c.length).where(h.c.run_id == run_id)).one()
-        return row.last_hash, row.length
+        row = conn.execute(
+            select(h.c.last_hash, h.c.length, h.c.keyed).where(h.c.run_id == run_id)
+        ).one()
+        key = audit_key() if row.keyed else None  # an unkeyed run stays unkeyed
+        if row.keyed and key is None:
+            raise StoreError(
+                f"run {run_id!r} in {self.url} is chained with a secret key; set {KEY_ENV} to "
+                "the key it was written with to add to it"
+            )
+        return ChainWriter(run_id, row.last_hash, row.length, key)
+
+    def _save_chains(self, conn: Connection, chains: dict[str, ChainWriter]) -> None:
+        h = S.chain_heads
+        for c in chains.values():
+            conn.execute(
+                update(h).where(h.c.run_id == c.run_id).values(last_hash=c.last, length=c.length)
+            )
+
+    def _insert_links(
+        self, conn: Connection, table: Any, rows: list[dict[str, Any]], chain: ChainWriter
+    ) -> None:
+        """Insert rows of a table with integer ids as the next links of `chain`. A link covers its
+        row's id, so the ids are taken first (`_next_ids`) and each row goes in with its hash."""
+        if not rows:
+            return
+        for row, row_id in zip(rows, self._next_ids(conn, table, len(rows))):
+            row["id"] = row_id
+            chain.link(table.name, row)
+        conn.execute(insert(table), rows)
+
+    def _next_ids(self, conn: Connection, table: Any, n: int) -> list[int]:
+        """`n` unused ids of `table`: from its sequence on PostgreSQL (safe beside other
+        writers); on SQLite after the largest, as SQLite itself would, since this transaction
+        already holds the database's write lock (`_lock_chain`)."""
+        if conn.dialect.name == "postgresql":
+            sequence = func.pg_get_serial_sequence(table.name, "id")
+            query = select(func.nextval(sequence)).select_from(func.generate_series(1, n))
+            return sorted(conn.scalars(query))
+        top = conn.scalar(select(func.coalesce(func.max(table.c.id), 0)))
+        return list(range(top + 1, top + 1 + n))
+
+    def _link_decisions(
+        self, conn: Connection, decisions: Sequence[DecisionRecord], chains: dict[str, ChainWriter]
+    ) -> None:
+        by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for d in decisions:
+            by_run[d.run_id].append(_row(d))
+        for run_id, rows in by_run.items():
+            self._insert_links(conn, S.decisions, rows, chains[run_id])
 
     def _record_run_episodes(
-        self, conn: Connection, run_id: str, batch: list[EpisodeRecord], last: str, length: int
+        self, conn: Connection, run_id: str, batch: list[EpisodeRecord], chain: ChainWriter
     ) -> None:
         t = S.episodes
         rounds = sorted({e.round for e in batch})
@@ -598,24 +701,17 @@ class SQLStore:
         for e in fresh:
             created = _to_db(e.created_at) if e.created_at else now
             ep_rows.append(_row(e, _CHILDREN, run_id=run_id, created_at=created))
-            rows, calls, last, length = _chain_rows(
-                run_id, e.turns, e.id, last, length, e.tool_calls
-            )
+            rows, calls = _chain_rows(chain, e.turns, e.id, e.tool_calls)
             turn_rows += rows
             call_rows += calls
             verdict_rows += [_row(v, episode_id=e.id) for v in e.verdicts]
             expl_rows += [_row(x, episode_id=e.id) for x in e.explanations]
-        for table, rows in (
-            (S.episodes, ep_rows),
-            (S.turns, turn_rows),
-            (S.tool_calls, call_rows),
-            (S.verdicts, verdict_rows),
-            (S.explanations, expl_rows),
-        ):
+        for table, rows in ((S.episodes, ep_rows), (S.turns, turn_rows), (S.tool_calls, call_rows)):
             if rows:
                 conn.execute(insert(table), rows)
-        h = S.chain_heads
-        conn.execute(update(h).where(h.c.run_id == run_id).values(last_hash=last, length=length))
+        self._insert_links(conn, S.verdicts, verdict_rows, chain)
+        self._insert_links(conn, S.explanations, expl_rows, chain)
+        self._save_chains(conn, {run_id: chain})
 
     def _require_problems(self, conn: Connection, ids: list[str]) -> None:
         wanted = list(dict.fromkeys(ids))
@@ -698,38 +794,49 @@ class SQLStore:
             return [_record(ToolCallRecord, r) for r in rows]
 
     def verify_chain(self, run_id: str) -> list[str]:
-        """Ids of turns and tool calls whose stored hash does not match; each link is checked
-        against the stored hash before it, so an edited turn or observation is reported alone,
-        and a deleted one by its successor (or, at the end of the chain, by the last one left)."""
-        t, c, h = S.turns, S.tool_calls, S.chain_heads
-        bad: list[str] = []
-        previous, count, last_id = "", 0, None
+        """Ids of links whose stored hash does not match, each checked against the stored hash
+        before it: an edited row is reported alone, a deleted one by its successor (or, at the
+        end of the chain, by the last turn or tool call left). Turns and tool calls by id, other
+        rows as "table:id". `pedagogy.memory.audit.verify_run` says what happened to each."""
+        from pedagogy.memory.audit import chain_breaks
+
+        return chain_breaks(self, run_id, audit_key())
+
+    def chain_head(self, run_id: str) -> ChainHeadRecord | None:
+        """The end of the run's hash chain; None if its row is missing."""
+        h = S.chain_heads
         with self._engine.connect() as conn:
             self._require_run(conn, run_id)
-            head = conn.execute(select(h).where(h.c.run_id == run_id)).first()
-            turn_rows = conn.execute(
-                select(t).where(t.c.run_id == run_id).order_by(t.c.chain_index)
-            )
-            call_rows = conn.execute(
-                select(c).where(c.c.run_id == run_id).order_by(c.c.chain_index)
-            ).all()  # few beside the turns; the turns stream
-            links = heapq.merge(
-                ((r.chain_index, 0, r) for r in turn_rows),
-                ((r.chain_index, 1, r) for r in call_rows),
-                key=lambda link: link[:2],
-            )
-            for _, is_call, r in links:
-                if is_call:
-                    expected = tool_call_hash(previous, _record(ToolCallRecord, r), run_id)
-                else:
-                    expected = turn_hash(previous, _turn(r), run_id)
-                if expected != r.hash:
-                    bad.append(r.id)
-                previous, count, last_id = r.hash, count + 1, r.id
-        if head is not None and last_id is not None and last_id not in bad:
-            if head.last_hash != previous or head.length != count:
-                bad.append(last_id)
-        return bad
+            row = conn.execute(select(h).where(h.c.run_id == run_id)).first()
+        return None if row is None else _record(ChainHeadRecord, row, keyed=bool(row.keyed))
+
+    def chain_links(self, run_id: str) -> Iterator[ChainLinkRecord]:
+        """Every row of the run's chained tables, by chain index (then in `chain.TABLES` order)."""
+        ep, job = S.episodes, S.training_jobs
+        episodes = select(ep.c.id).where(ep.c.run_id == run_id)
+        jobs = select(job.c.id).where(job.c.run_id == run_id)
+        in_run = {
+            "turns": lambda t: t.c.run_id == run_id,
+            "tool_calls": lambda t: t.c.run_id == run_id,
+            "verdicts": lambda t: t.c.episode_id.in_(episodes),
+            "explanations": lambda t: t.c.episode_id.in_(episodes),
+            "decisions": lambda t: t.c.run_id == run_id,
+            "dataset_items": lambda t: t.c.job_id.in_(jobs),
+        }
+        with self._engine.connect() as conn:
+            self._require_run(conn, run_id)
+            streams = []
+            for order, name in enumerate(TABLES):
+                table = S.metadata.tables[name]
+                query = select(table).where(in_run[name](table))
+                query = query.order_by(table.c.chain_index, table.c.id)
+                rows = conn.execute(query)
+                # the turns stream; the others, fewer, are fetched before the turns are read
+                streams.append(_tagged(rows if name == "turns" else rows.all(), order, name))
+            for index, _, name, r in heapq.merge(*streams, key=lambda link: link[:2]):
+                row = dict(r._mapping)
+                del row["chain_index"]
+                yield ChainLinkRecord(name, row["id"], index, row.pop("hash"), row)
 
     # --- curriculum ----------------------------------------------------------------------------
 
@@ -824,10 +931,28 @@ class SQLStore:
             return [_record(TrainingJobRecord, r) for r in rows]
 
     def add_dataset_items(self, items: Sequence[DatasetItemRecord]) -> None:
-        rows = [_row(i, ("id",)) for i in items]
-        if rows:
-            with self._writing("add dataset items") as conn:
-                conn.execute(insert(S.dataset_items), rows)
+        if not items:
+            return
+        j, h = S.training_jobs, S.chain_heads
+        job_ids = list(dict.fromkeys(i.job_id for i in items))
+        with self._writing("add dataset items") as conn:
+            # Lock the runs' chains before reading anything (see _lock_chain).
+            runs_of_jobs = select(j.c.run_id).where(j.c.id.in_(job_ids))
+            conn.execute(update(h).where(h.c.run_id.in_(runs_of_jobs)).values(length=h.c.length))
+            run_of = dict(conn.execute(select(j.c.id, j.c.run_id).where(j.c.id.in_(job_ids))).all())
+            missing = [job for job in job_ids if job not in run_of]
+            if missing:
+                raise StoreError(
+                    f"cannot add dataset items in {self.url}: unknown training job {missing[0]!r}; "
+                    "start it with start_training_job first"
+                )
+            by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for item in items:
+                by_run[run_of[item.job_id]].append(_row(item, ("id",)))
+            chains = {run_id: self._lock_chain(conn, run_id) for run_id in sorted(by_run)}
+            for run_id, rows in by_run.items():
+                self._insert_links(conn, S.dataset_items, rows, chains[run_id])
+            self._save_chains(conn, chains)
 
     def dataset_items(self, job_id: str) -> list[DatasetItemRecord]:
         t = S.dataset_items
@@ -838,12 +963,12 @@ class SQLStore:
     # --- decisions -----------------------------------------------------------------------------
 
     def record_decisions(self, decisions: Sequence[DecisionRecord]) -> None:
-        rows = [_row(d) for d in decisions]
-        if rows:
+        if decisions:
             with self._writing("record decisions") as conn:
-                for run_id in sorted({d.run_id for d in decisions}):
-                    self._require_run(conn, run_id)
-                conn.execute(insert(S.decisions), rows)
+                runs = sorted({d.run_id for d in decisions})
+                chains = {run_id: self._lock_chain(conn, run_id) for run_id in runs}
+                self._link_decisions(conn, decisions, chains)
+                self._save_chains(conn, chains)
 
     def decisions(
         self, run_id: str, round: int | None = None, kind: str | None = None

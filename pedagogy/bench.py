@@ -6,7 +6,9 @@ An arm is a set of config overrides (`ARMS`, dotted keys) layered over the embed
 run its numbers are written to `bench.json` (atomically), so a crash loses at most the run in
 progress and a rerun with the same `--out` skips the runs already done. The comparison is the
 mean ± standard deviation over seeds of the final held-out accuracy per level, plus the teacher's
-tokens and explanations and the wall time per run.
+tokens and explanations and the wall time per run; each arm's gain over standard_kd is its
+paired difference seed by seed with a 95% t-interval (`paired_interval`), and a target counts as
+met only where that interval excludes zero.
 
 Why these sizes: every arm x 3 seeds must finish on 2 CPU cores within 45 minutes. Measured (2
 cores, nothing else running): 3 rounds of 400 episodes with 60 held-out problems per level and
@@ -268,20 +270,226 @@ def _level_key(arm: str) -> tuple[str, int]:
     return (skill, int(level)) if level.isdigit() else (arm, -1)
 
 
+# -- paired differences over seeds --------------------------------------------------------------
+# Arms share seeds, and a seed fixes the student's initial weights, the problems posed and the
+# held-out set: two arms' runs with the same seed are a pair. The per-seed differences to the
+# baseline remove what the seed alone decides, and their t-interval says whether a gain is more
+# than seed noise (a single mean over three seeds is not evidence).
+
+
+def t_quantile(df: int, p: float = 0.975) -> float:
+    """The p-quantile of Student's t with `df` (integer >= 1) degrees of freedom (p > 0.5).
+
+    Exact closed forms of the t distribution for integer df (Abramowitz & Stegun 26.7.3-4)
+    inverted by bisection; no scipy needed."""
+    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
+        raise ConfigError(f"t_quantile: df must be an integer >= 1, got {df!r}")
+    if not 0.5 < p < 1:
+        raise ConfigError(f"t_quantile: p must be in (0.5, 1), got {p!r}")
+    target = 2 * p - 1  # P(|T| < t)
+    lo, hi = 0.0, 1.0
+    while _t_central(hi, df) < target:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _t_central(mid, df) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _t_central(t: float, df: int) -> float:
+    """P(|T| < t) for Student's t with integer df."""
+    theta = math.atan(t / math.sqrt(df))
+    s, c = math.sin(theta), math.cos(theta)
+    if df % 2:  # odd
+        total, term = 0.0, c
+        for k in range(1, (df - 1) // 2 + 1):
+            if k > 1:
+                term *= c * c * (2 * k - 2) / (2 * k - 1)
+            total += term
+        return 2 / math.pi * (theta + s * total) if df > 1 else 2 * theta / math.pi
+    total, term = 1.0, 1.0
+    for k in range(1, df // 2):
+        term *= c * c * (2 * k - 1) / (2 * k)
+        total += term
+    return s * total
+
+
+@dataclass(frozen=True)
+class Paired:
+    """An arm's paired differences to its baseline over seeds, with a t-interval."""
+
+    n: int
+    """Seeds with a completed run of both the arm and the baseline."""
+    mean: float
+    low: float
+    """Bounds of the interval (nan with fewer than 2 pairs)."""
+    high: float
+    level: float = 0.95
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.n >= 2 and (self.low > 0 or self.high < 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "excludes_zero": self.excludes_zero}
+
+
+def paired_interval(diffs: Sequence[float], level: float = 0.95) -> Paired:
+    """Mean and t-interval (df = n-1) of per-seed differences; no interval below 2 pairs."""
+    n = len(diffs)
+    if n == 0:
+        return Paired(0, math.nan, math.nan, math.nan, level)
+    mean = statistics.fmean(diffs)
+    if n < 2:
+        return Paired(n, mean, math.nan, math.nan, level)
+    half = t_quantile(n - 1, (1 + level) / 2) * statistics.stdev(diffs) / math.sqrt(n)
+    return Paired(n, mean, mean - half, mean + half, level)
+
+
+def paired_differences(
+    runs: Sequence[dict[str, Any]],
+    arm: str,
+    baseline: str,
+    metric: Callable[[dict[str, Any]], float | None],
+) -> dict[int, float]:
+    """Per seed, metric(arm's run) - metric(baseline's run), over seeds where both completed
+    (and the metric is defined for both)."""
+
+    def by_seed(name: str) -> dict[int, float]:
+        out = {}
+        for r in runs:
+            if r["arm"] == name and r["status"] == "completed":
+                value = metric(r)
+                if value is not None:
+                    out[r["seed"]] = value
+        return out
+
+    mine, base = by_seed(arm), by_seed(baseline)
+    return {seed: mine[seed] - base[seed] for seed in sorted(mine) if seed in base}
+
+
+def mean_heldout(run: dict[str, Any]) -> float:
+    """A run's final held-out accuracy, averaged over levels."""
+    return _mean(run["heldout_final"].values())
+
+
+def levels_mean(levels: Sequence[str]) -> Callable[[dict[str, Any]], float | None]:
+    """A metric: a run's final held-out accuracy averaged over these levels (None if it lacks
+    one)."""
+
+    def metric(run: dict[str, Any]) -> float | None:
+        final = run["heldout_final"]
+        if not all(lv in final for lv in levels):
+            return None
+        return _mean(final[lv] for lv in levels)
+
+    return metric
+
+
+def paired_summary(
+    runs: Sequence[dict[str, Any]],
+    arms: Sequence[str],
+    baseline: str,
+    metric: Callable[[dict[str, Any]], float | None] = mean_heldout,
+) -> dict[str, Paired]:
+    """Each arm (not the baseline) against the baseline, paired by seed."""
+    return {
+        arm: paired_interval(list(paired_differences(runs, arm, baseline, metric).values()))
+        for arm in arms
+        if arm != baseline
+    }
+
+
+def format_paired(p: Paired, scale: float = 100.0) -> str:
+    """`+2.9 [-1.0, +6.8]` (points), or `+2.9 (n=1)` without an interval."""
+    if p.n == 0:
+        return "-"
+    if p.n < 2:
+        return f"{scale * p.mean:+.1f} (n=1)"
+    return f"{scale * p.mean:+.1f} [{scale * p.low:+.1f}, {scale * p.high:+.1f}]"
+
+
+def verdict(name: str, p: Paired, target: float) -> str:
+    """One line: the paired gain, its interval, the target and whether it is met.
+
+    met: the mean gain reaches the target and, for a positive target, the interval excludes
+    zero; "not shown": the mean reaches it but the interval does not exclude zero (or there is
+    one seed); "not met": the mean falls short."""
+    if p.n == 0:
+        return f"{name}: no paired seeds (target {100 * target:+.0f}): not shown"
+    reached = p.mean >= target - 1e-9
+    if p.n < 2:
+        interval = "no interval with 1 seed"
+        evidence = "a single seed is not evidence"
+    else:
+        interval = (
+            f"{100 * p.level:.0f}% CI [{100 * p.low:+.1f}, {100 * p.high:+.1f}] "
+            f"over {p.n} paired seeds"
+        )
+        evidence = "the interval excludes zero" if p.excludes_zero else "the interval includes zero"
+    if not reached:
+        outcome = "not met"
+    elif target > 0 and not (p.n >= 2 and p.low > 0):
+        outcome = "not shown"
+    else:
+        outcome = "met"
+    return (
+        f"{name}: {100 * p.mean:+.1f} points, {interval} (target {100 * target:+.0f}): "
+        f"{outcome}; {evidence}"
+    )
+
+
 # -- running -----------------------------------------------------------------------------------
 
 
 @dataclass
 class Bench:
-    """One benchmark under `out`: settings, arms, seeds; `run()` does what is not done yet."""
+    """One benchmark under `out`: settings, arms, seeds; `run()` does what is not done yet.
+
+    The learning bench; another bench (`pedagogy.bench_agents`) subclasses it and overrides the
+    hooks: `overrides`, `config`, `run_record`, `format_record`, `summarise`, `plot`."""
 
     out: Path
-    settings: BenchSettings
+    settings: Any
+    """A frozen dataclass (`BenchSettings` here): stored in bench.json, checked on rerun."""
     arms: list[str]
     seeds: list[int]
     log: Callable[[str], None] = field(
         default=lambda line: print(line, file=sys.stderr, flush=True)
     )
+    baseline: str = "standard_kd"
+    """The arm every other arm is paired with, seed by seed."""
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def overrides(self, arm: str) -> dict[str, Any]:
+        """The arm's overrides as stored in bench.json (a rerun must match them)."""
+        return ARMS[arm]
+
+    def config(self, arm: str, seed: int) -> RunConfig:
+        return arm_config(arm, seed, self.settings, self.out)
+
+    async def run_record(self, arm: str, seed: int, config: RunConfig) -> dict[str, Any]:
+        return await run_one(arm, seed, config)
+
+    def format_record(self, record: dict[str, Any]) -> str:
+        return format_record(record)
+
+    def summarise(self, runs: Sequence[dict[str, Any]], arms: Sequence[str]) -> dict[str, Any]:
+        """Per arm: `aggregate`'s numbers plus "paired": its per-seed difference in mean held-out
+        accuracy to the baseline (`Paired.as_dict`)."""
+        summary = aggregate(runs, arms)
+        for arm, p in paired_summary(runs, list(summary), self.baseline).items():
+            summary[arm]["paired"] = p.as_dict()
+        return summary
+
+    def plot(self, summary: dict[str, Any]) -> Path:
+        return plot_bench(summary, self.png_path)
+
+    # -- the bench ---------------------------------------------------------------------------
 
     @property
     def json_path(self) -> Path:
@@ -302,7 +510,7 @@ class Bench:
                 f"{self.json_path}: not valid JSON ({err}); delete it or use another --out"
             ) from None
         stored = data.get("settings", {})
-        mine = asdict(self.settings)
+        mine = _as_json(asdict(self.settings))
         diff = [k for k in mine if stored.get(k) != mine[k]]
         if diff:
             k = diff[0]
@@ -311,14 +519,14 @@ class Bench:
                 "use another --out or the same settings"
             )
         for arm in self.arms:
-            if arm in data.get("arms", {}) and data["arms"][arm] != ARMS[arm]:
+            if arm in data.get("arms", {}) and data["arms"][arm] != _as_json(self.overrides(arm)):
                 raise ConfigError(
                     f"--out {self.out}: arm {arm!r} was run with other overrides; use another --out"
                 )
         return data
 
     def save(self, data: dict[str, Any]) -> None:
-        data["summary"] = aggregate(
+        data["summary"] = self.summarise(
             data["runs"], list(dict.fromkeys(r["arm"] for r in data["runs"]))
         )
         tmp = self.json_path.with_suffix(".json.tmp")
@@ -330,14 +538,10 @@ class Bench:
         "summary" restricted to this bench's arms and seeds (bench.json keeps every stored run)."""
         data = self.load()
         # Every config is built (and validated) before the first run starts.
-        configs = {
-            (arm, seed): arm_config(arm, seed, self.settings, self.out)
-            for seed in self.seeds
-            for arm in self.arms
-        }
+        configs = {(arm, seed): self.config(arm, seed) for seed in self.seeds for arm in self.arms}
         self.out.mkdir(parents=True, exist_ok=True)
         for arm in self.arms:
-            data["arms"][arm] = ARMS[arm]
+            data["arms"][arm] = self.overrides(arm)
         done = {(r["arm"], r["seed"]) for r in data["runs"] if r["status"] == "completed"}
         todo = [key for key in configs if key not in done]
         skipped = len(configs) - len(todo)
@@ -348,24 +552,35 @@ class Bench:
         t0 = time.perf_counter()
         for i, (arm, seed) in enumerate(todo, 1):
             self.log(f"[{i}/{len(todo)}] {arm} seed {seed}: running")
-            record = asyncio.run(run_one(arm, seed, configs[arm, seed]))
+            record = asyncio.run(self.run_record(arm, seed, configs[arm, seed]))
             data["runs"] = [r for r in data["runs"] if (r["arm"], r["seed"]) != (arm, seed)] + [
                 record
             ]
             self.save(data)
             self.log(
-                f"[{i}/{len(todo)}] {format_record(record)} · total {time.perf_counter() - t0:.0f} s"
+                f"[{i}/{len(todo)}] {self.format_record(record)} · total {time.perf_counter() - t0:.0f} s"
             )
         self.save(data)
         mine = [r for r in data["runs"] if (r["arm"], r["seed"]) in configs]
-        data["summary"] = aggregate(mine, self.arms)
+        data["summary"] = self.summarise(mine, self.arms)
         data["failed"] = [r for r in mine if r["status"] != "completed"]
-        plot_bench(data["summary"], self.png_path)
+        self.plot(data["summary"])
         return data
 
 
-async def run_one(arm: str, seed: int, config: RunConfig) -> dict[str, Any]:
-    """One run; its numbers as a JSON-able record (a failure is recorded, not raised)."""
+def _as_json(value: Any) -> Any:
+    """As it reads back from bench.json (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+async def run_one(
+    arm: str,
+    seed: int,
+    config: RunConfig,
+    extra: Callable[[Any, str], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One run; its numbers as a JSON-able record (a failure is recorded, not raised).
+    `extra(store, run_id)` adds fields read from the run's store."""
     from pedagogy.memory.store import open_store
     from pedagogy.report import run_summary
     from pedagogy.runner import run_loop
@@ -383,9 +598,11 @@ async def run_one(arm: str, seed: int, config: RunConfig) -> dict[str, Any]:
             "error": f"{type(err).__name__}: {err}",
             "seconds": time.perf_counter() - t0,
         }
+    seconds = round(time.perf_counter() - t0, 1)
     store = open_store(result.db_url)
     try:
         s = run_summary(store, result.run_id)
+        more = extra(store, result.run_id) if extra is not None else {}
     finally:
         store.close()
     teacher = s["tokens"].get("teacher", {})
@@ -393,7 +610,7 @@ async def run_one(arm: str, seed: int, config: RunConfig) -> dict[str, Any]:
         **record,
         "status": result.status,
         "run_id": result.run_id,
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": seconds,
         "heldout_initial": s["heldout_initial"],
         "heldout_final": s["heldout_final"],
         "teacher_tokens": int(
@@ -404,6 +621,7 @@ async def run_one(arm: str, seed: int, config: RunConfig) -> dict[str, Any]:
         "episodes": s["counts"]["episodes"],
         "correct_first": s["counts"]["correct_first"],
         "promoted": sum(v["status"] == "promoted" for v in s["model_versions"]),
+        **more,
     }
 
 
@@ -429,13 +647,26 @@ def plot_bench(summary: dict[str, dict[str, Any]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    groups = len(_levels(summary)) + 1
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * groups + 0.12 * len(summary) * groups), 4.5))
+    plot_arms(ax, summary)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_arms(
+    ax: Any, summary: dict[str, dict[str, Any]], label: Callable[[str], str] | None = None
+) -> None:
+    """Draw the grouped bars of `plot_bench` on a matplotlib axis (arms labelled by `label`)."""
+    import matplotlib.pyplot as plt
+
     arms = list(summary)
-    levels = sorted({lv for s in summary.values() for lv in s["accuracy"]}, key=_level_key)
+    levels = _levels(summary)
     groups = [*levels, "mean"]
     width = 0.8 / max(len(arms), 1)
-    fig, ax = plt.subplots(
-        figsize=(max(7.0, 1.2 * len(groups) + 0.12 * len(arms) * len(groups)), 4.5)
-    )
     colors = plt.get_cmap("tab20").colors  # 20 distinct colours: the default cycle repeats after 10
     for i, arm in enumerate(arms):
         s = summary[arm]
@@ -450,17 +681,26 @@ def plot_bench(summary: dict[str, dict[str, Any]], path: Path) -> Path:
             yerr=[c["std"] for c in cells],
             capsize=2,
             color=colors[i % len(colors)],
-            label=f"{arm} (n={len(s['seeds'])})",
+            label=f"{label(arm) if label else arm} (n={len(s['seeds'])})",
         )
-    ax.set_xticks(range(len(groups)), [g.replace("chain_sum@", "L") for g in groups])
+    ax.set_xticks(range(len(groups)), [level_label(g) for g in groups])
     ax.set_ylabel("held-out accuracy (mean ± std over seeds)")
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+
+
+def _levels(summary: dict[str, dict[str, Any]]) -> list[str]:
+    return sorted({lv for s in summary.values() for lv in s["accuracy"]}, key=_level_key)
+
+
+def level_label(level: str) -> str:
+    """A short column name: chain_sum@3 -> L3, facts@1 (the world's) -> 2-hop."""
+    skill, n = _level_key(level)
+    if skill == "chain_sum":
+        return f"L{n}"
+    if skill == "facts":
+        return f"{n + 1}-hop"
+    return level
 
 
 TARGET_POINTS = 0.10
@@ -469,31 +709,46 @@ at the same budget, or not below it with half the budget (`pedagogy@half`)."""
 
 
 def target_lines(summary: dict[str, dict[str, Any]]) -> list[str]:
-    """Whether the benchmark's target is met, as printable lines (none without standard_kd)."""
+    """Whether the benchmark's target is met, as printable lines (none without standard_kd):
+    each arm's gain is its paired difference to standard_kd over seeds, with a 95% t-interval."""
     if "standard_kd" not in summary:
         return []
     kd = summary["standard_kd"]["mean_accuracy"]["mean"]
     lines = []
     if "pedagogy" in summary:
-        gain = summary["pedagogy"]["mean_accuracy"]["mean"] - kd
-        met = "met" if gain >= TARGET_POINTS - 1e-9 else "not met"
         lines.append(
-            f"pedagogy vs standard_kd at the same budget: {100 * gain:+.1f} points "
-            f"(target +{100 * TARGET_POINTS:.0f}): {met}"
+            verdict(
+                "pedagogy vs standard_kd at the same budget",
+                _paired_of(summary["pedagogy"]),
+                TARGET_POINTS,
+            )
         )
     if "pedagogy@half" in summary:
         half = summary["pedagogy@half"]["mean_accuracy"]["mean"]
-        met = "met" if half >= kd - 1e-9 else "not met"
         lines.append(
-            f"pedagogy with half the budget vs standard_kd: {half:.3f} vs {kd:.3f} "
-            f"(target: not below): {met}"
+            verdict(
+                f"pedagogy with half the budget vs standard_kd ({half:.3f} vs {kd:.3f})",
+                _paired_of(summary["pedagogy@half"]),
+                0.0,
+            ).replace("(target +0)", "(target: not below)")
         )
     best = max(summary, key=lambda a: summary[a]["mean_accuracy"]["mean"])
+    gain = summary[best]["mean_accuracy"]["mean"] - kd
+    paired = _paired_of(summary[best]) if best != "standard_kd" else None
+    ci = f", paired {format_paired(paired)}" if paired is not None and paired.n else ""
     lines.append(
         f"best arm: {best} ({summary[best]['mean_accuracy']['mean']:.3f}, "
-        f"{100 * (summary[best]['mean_accuracy']['mean'] - kd):+.1f} points over standard_kd)"
+        f"{100 * gain:+.1f} points over standard_kd{ci})"
     )
     return lines
+
+
+def _paired_of(arm_summary: dict[str, Any]) -> Paired:
+    """The arm's stored paired difference (no pairs when the summary has none)."""
+    d = arm_summary.get("paired")
+    if not d:
+        return Paired(0, math.nan, math.nan, math.nan)
+    return Paired(d["n"], d["mean"], d["low"], d["high"], d.get("level", 0.95))
 
 
 def table_rows(summary: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -502,11 +757,12 @@ def table_rows(summary: dict[str, dict[str, Any]]) -> tuple[list[str], list[list
     header = [
         "arm",
         "seeds",
-        *[lv.replace("chain_sum@", "L") for lv in levels],
+        *[level_label(lv) for lv in levels],
         "mean",
         "teacher tokens",
         "explained",
         "s/run",
+        "Δmean vs standard_kd [95% CI]",
     ]
     rows = []
     for arm, s in summary.items():
@@ -523,6 +779,7 @@ def table_rows(summary: dict[str, dict[str, Any]]) -> tuple[list[str], list[list
                 pm(s["teacher_tokens"], ".0f"),
                 pm(s["explained"], ".0f"),
                 f"{s['seconds']['mean']:.0f}",
+                format_paired(_paired_of(s)),
             ]
         )
     return header, rows

@@ -1,4 +1,8 @@
-"""The `pedagogy` command line. Every flag has help; errors are one line with the fix, exit 2."""
+"""The `pedagogy` command line. Every flag has help; errors are one line with the fix, exit 2.
+
+Read commands (runs, show, replay, export, audit) open the database read-only: a mistyped --db is
+an error, never a new empty database. PEDAGOGY_DEBUG=1 shows the traceback of an unexpected error.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,56 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from pedagogy.errors import PedagogyError
 
+READ_COMMANDS = frozenset({"runs", "show", "replay", "export", "audit"})
+"""Commands that only read the database: they never create a file, and any error is one line."""
+DEBUG_ENV = "PEDAGOGY_DEBUG"
+
+
+class _Commands(TyperGroup):
+    """Every command's errors as one line on stderr: a PedagogyError with its exit code, and in a
+    read command any other exception too (exit 1; PEDAGOGY_DEBUG=1 shows its traceback). A `run`
+    keeps the traceback: reproducing a failure there is expensive."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PedagogyError as err:
+            _fail(err)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as err:
+            if ctx.invoked_subcommand not in READ_COMMANDS or os.environ.get(DEBUG_ENV):
+                raise
+            orig = getattr(err, "orig", None) or err  # a database error: the driver's message
+            reason = " ".join(str(orig).split())[:300]
+            err_console.print(
+                f"[bold red]error:[/] {escape(f'{type(orig).__name__}: {reason}')} (unexpected; "
+                f"rerun with {DEBUG_ENV}=1 for the traceback and report it)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     add_completion=False,
     no_args_is_help=True,
     help="Teach a small model from a bigger one — and prove that it learned.",
 )
-audit_app = typer.Typer(no_args_is_help=True, help="Answer lineage questions about models.")
+audit_app = typer.Typer(
+    no_args_is_help=True,
+    help="Answer lineage questions about models; check that a run's records are untouched.",
+)
 app.add_typer(audit_app, name="audit")
 bench_app = typer.Typer(
     no_args_is_help=True, help="Compare teaching configurations under the same seeds and budget."
@@ -35,15 +77,17 @@ DB_HELP = (
 
 
 def _fail(err: PedagogyError) -> None:
-    err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    # escape: "pip install 'pedagogy[postgres]'" must not lose "[postgres]" as a style tag
+    err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     raise typer.Exit(err.exit_code)
 
 
 def _store(db: str | None):
+    """The database of --db (else the default config's), opened read-only: never created."""
     from pedagogy.config import load_config
-    from pedagogy.runner import open_run_store
+    from pedagogy.memory.store import open_store
 
-    return open_run_store(db or load_config(None).db_url())
+    return open_store(db or load_config(None).db_url(), create=False)
 
 
 def _arm_table(summary: dict[str, Any]) -> Table:
@@ -101,8 +145,8 @@ def run(
         cfg = cfg.model_copy(update=update)
         with LiveProgress(console, enabled=not quiet) as progress:
             result = asyncio.run(run_loop(cfg, resume=resume, emit=progress.event))
-        store = _store(cfg.db_url())
-        summary = run_summary(store, result.run_id)
+        with _store(cfg.db_url()) as store:
+            summary = run_summary(store, result.run_id)
         png = plot_learning_curve(summary, result.run_dir / "learning_curve.png")
     except PedagogyError as err:
         _fail(err)
@@ -124,7 +168,8 @@ def runs_(
 ) -> None:
     """List runs."""
     try:
-        rows = _store(db).list_runs()
+        with _store(db) as store:
+            rows = store.list_runs()
     except PedagogyError as err:
         _fail(err)
     data = [
@@ -174,7 +219,8 @@ def show(
         _show_episode(run_id, episode, db, as_json)
         return
     try:
-        summary = run_summary(_store(db), run_id)
+        with _store(db) as store:
+            summary = run_summary(store, run_id)
     except PedagogyError as err:
         _fail(err)
     if plot is not None:
@@ -251,7 +297,8 @@ def _show_episode(run_id: str, episode_id: str, db: str | None, as_json: bool) -
     from pedagogy.report import episode_view
 
     try:
-        view = episode_view(_store(db), run_id, episode_id)
+        with _store(db) as store:
+            view = episode_view(store, run_id, episode_id)
     except PedagogyError as err:
         _fail(err)
     if as_json:
@@ -303,7 +350,8 @@ def replay(
     from pedagogy.graphs.replay import replay_run
 
     try:
-        report = replay_run(_store(db), run_id, episode)
+        with _store(db) as store:
+            report = replay_run(store, run_id, episode)
     except PedagogyError as err:
         _fail(err)
     if as_json:
@@ -336,7 +384,8 @@ def export(
     try:
         if fmt not in ("jsonl", "hf"):
             raise ConfigError(f"--format {fmt!r}: choose jsonl or hf")
-        n = export_run(_store(db), run_id, fmt, out)
+        with _store(db) as store:
+            n = export_run(store, run_id, fmt, out)
     except PedagogyError as err:
         _fail(err)
     console.print(f"wrote {n} records to {out}")
@@ -365,6 +414,56 @@ def audit_model_cmd(
         console.print(f"{key:>22}  {value}")
 
 
+@audit_app.command("verify")
+def audit_verify_cmd(
+    run_id: str = typer.Argument(..., help="Run id (see `pedagogy runs`)."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check the run's hash chain (turns, tool calls, verdicts, explanations, decisions, dataset
+    items): exit 0 if untouched, 1 with each edited, deleted, inserted or reordered row.
+
+    A run written with PEDAGOGY_AUDIT_KEY set is checked under that key (set it again here)."""
+    from pedagogy.memory.audit import verify_run
+    from pedagogy.memory.chain import KEY_ENV, audit_key
+
+    try:
+        with _store(db) as store:
+            report = verify_run(store, run_id, audit_key())
+    except PedagogyError as err:
+        _fail(err)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        raise typer.Exit(0 if report.clean else 1)
+
+    def say(text: str) -> None:
+        console.print(escape(text), highlight=False, soft_wrap=True)
+
+    tables = " · ".join(f"{t} {n}" for t, n in report.tables.items() if n)
+    say(f"run {run_id} · {report.links} links ({tables or 'none'}) · head {report.length}")
+    if report.keyed:
+        say(f"hash HMAC-SHA256 under {KEY_ENV}: a writer of the database cannot re-chain it")
+    else:
+        say(
+            "hash SHA-256, no key: catches edits, not a writer who re-hashes the whole chain "
+            f"(set {KEY_ENV} when a run is written to catch that too)"
+        )
+    if report.full_from:
+        say(f"links #0-#{report.full_from - 1}: turns and tool calls chained before migration 0006")
+    for note in report.notes:
+        say(f"note: {note}")
+    if report.clean:
+        say("clean: every link verifies and the chain head matches")
+        return
+    counts = " · ".join(f"{kind} {n}" for kind, n in report.counts().items())
+    say(f"TAMPERED: {len(report.problems)} problem(s): {counts}")
+    for problem in report.problems:
+        say(f"  {problem.line()}")
+    if report.unchecked:
+        say(f"{report.unchecked} link(s) right after a deleted or moved one could not be checked")
+    raise typer.Exit(1)
+
+
 @app.command()
 def init(
     path: Path = typer.Argument(
@@ -376,7 +475,11 @@ def init(
     from pedagogy.config import DEFAULT_CONFIG_PATH
 
     if path.exists() and not force:
-        err_console.print(f"[bold red]error:[/] {path} exists; pass --force to overwrite")
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(path))} exists; pass --force to overwrite",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2)
     path.write_text(DEFAULT_CONFIG_PATH.read_text())
     console.print(f"wrote {path}; run it with `pedagogy run --config {path}`")
@@ -443,9 +546,31 @@ def bench_learning(
         return
     header, rows = table_rows(summary)
     s = data["settings"]
-    table = Table(
-        title=f"held-out accuracy after {s['rounds']} rounds of {s['episodes']} episodes, budget {s['budget']}/round (mean±std over seeds)"
+    wide = _print_table(
+        f"held-out accuracy after {s['rounds']} rounds of {s['episodes']} episodes, budget "
+        f"{s['budget']}/round (mean±std over seeds; Δ: paired over seeds, points)",
+        header,
+        rows,
     )
+    for line in target_lines(summary):
+        wide.print(line, highlight=False, soft_wrap=True)
+    console.print(f"results    {bench.json_path}")
+    console.print(f"plot       {bench.png_path}")
+    console.print(f"database   {out / 'bench.db'}")
+    if data["failed"]:
+        first = data["failed"][0]
+        err_console.print(
+            f"[bold red]error:[/] {len(data['failed'])} run(s) failed, e.g. {first['arm']} seed {first['seed']}: "
+            f"{first.get('error')}; rerun the same command to retry them",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+
+
+def _print_table(title: str, header: list[str], rows: list[list[str]]) -> Console:
+    """A comparison table, every digit kept when the output is a file; returns the console."""
+    table = Table(title=title)
     for i, name in enumerate(header):
         width = max([len(name)] + [len(row[i]) for row in rows])
         table.add_column(
@@ -453,10 +578,98 @@ def bench_learning(
         )
     for row in rows:
         table.add_row(*row)
-    wide = console if console.is_terminal else Console(width=200)  # a file gets every digit
+    wide = console if console.is_terminal else Console(width=240)
     wide.print(table)
-    for line in target_lines(summary):
-        wide.print(line, highlight=False)
+    return wide
+
+
+@bench_app.command("agents")
+def bench_agents(
+    seeds: int | None = typer.Option(
+        None, "--seeds", min=1, help="Seeds per arm and domain: 0..N-1 (default 3; --quick: 1)."
+    ),
+    rounds: int | None = typer.Option(
+        None, "--rounds", min=1, help="Teaching rounds per run (default 3; --quick: 2)."
+    ),
+    episodes: int | None = typer.Option(
+        None,
+        "--episodes",
+        min=4,
+        help="Episodes per round (default 200; the budget stays a quarter of them unless --budget).",
+    ),
+    budget: int | None = typer.Option(
+        None,
+        "--budget",
+        min=0,
+        help="Teacher explanations (demonstrations) per round, the same for every arm.",
+    ),
+    arms: str | None = typer.Option(
+        None,
+        "--arms",
+        help="Comma-separated arms (default: cot,agent,agent+ftp_sag); also agent_whole.",
+    ),
+    domains: str | None = typer.Option(
+        None, "--domains", help="Comma-separated domains (default: chain_sum,world)."
+    ),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="A tiny bench for tests: 2 chain_sum levels, a 30-entity world, 2 rounds of 24 episodes.",
+    ),
+    out: Path = typer.Option(
+        Path("pedagogy-bench-agents"),
+        "--out",
+        help="Folder for bench.json, bench.png and the runs' database; a rerun skips runs done there.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the per-arm summary as JSON instead of tables."
+    ),
+) -> None:
+    """CoT distillation vs agent distillation (vs agent + FTP/SAG) on chain_sum and the world's
+    retrieval questions, same seeds, student, budget and training steps; paired 95% intervals."""
+    from dataclasses import replace
+
+    from pedagogy import bench_agents as A
+
+    try:
+        settings = A.AgentBenchSettings.quick_settings() if quick else A.AgentBenchSettings()
+        update: dict[str, Any] = {}
+        if rounds is not None:
+            update["rounds"] = rounds
+        if episodes is not None:
+            update["episodes"] = episodes
+        settings = replace(settings, **update, budget=budget)  # None: a quarter of the episodes
+        arm_names = A.parse_names(arms, list(A.ARMS), A.DEFAULT_ARMS, "arms")
+        domain_names = A.parse_names(domains, list(A.DOMAINS), list(A.DOMAINS), "domains")
+        keys = [A.run_key(d, a) for d in domain_names for a in arm_names]
+        bench = A.AgentBench(out, settings, keys, list(range(seeds or (1 if quick else 3))))
+        data = bench.run()
+    except PedagogyError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted; finished runs are in {out / 'bench.json'}; rerun the same command to continue"
+        )
+        raise typer.Exit(130) from None
+    summary = data["summary"]
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    s = data["settings"]
+    wide = console if console.is_terminal else Console(width=240)
+    for domain, domain_arms in A.by_domain(summary).items():
+        header, rows = A.table_rows(domain_arms)
+        title = (
+            f"{domain}: held-out accuracy after {s['rounds']} rounds of {s['episodes']} episodes, "
+            f"budget {s['budget']}/round (mean±std over seeds; Δ: paired over seeds, points)"
+        )
+        wide = _print_table(title, header, rows)
+    for line in [
+        *A.target_lines(summary),
+        *A.sag_lines(data["runs"], summary),
+        *A.trajectory_lines(summary),
+    ]:
+        wide.print(line, highlight=False, soft_wrap=True)
     console.print(f"results    {bench.json_path}")
     console.print(f"plot       {bench.png_path}")
     console.print(f"database   {out / 'bench.db'}")
@@ -476,7 +689,7 @@ def main() -> None:
     try:
         app()
     except PedagogyError as err:  # raised outside a command body
-        err_console.print(f"error: {err}")
+        err_console.print(f"error: {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
 
 

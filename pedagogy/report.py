@@ -21,9 +21,12 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
         by_version[e.model_version_id][f"{e.skill}@{e.level}"] = e.accuracy
     status_of = {v.id: v.status for v in versions}
     rounds: dict[int, dict[str, Any]] = {}
+    acting: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
     for e in evals:
         r = rounds.setdefault(e.round, {"round": e.round, "evaluated": {}})
         r["evaluated"].setdefault(e.model_version_id, {})[f"{e.skill}@{e.level}"] = e.accuracy
+        if e.metrics:
+            acting[e.model_version_id][f"{e.skill}@{e.level}"] = dict(e.metrics)
     ep_by_round: dict[int, list] = defaultdict(list)
     for ep in episodes:
         ep_by_round[ep.round].append(ep)
@@ -31,9 +34,12 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
         r = rounds.setdefault(rnd, {"round": rnd, "evaluated": {}})
         eps = ep_by_round.get(rnd, [])
         arms: dict[str, int] = defaultdict(int)
+        first: dict[str, int] = defaultdict(int)
         for ep in eps:
             arms[ep.arm] += 1
+            first[ep.arm] += int(ep.correct_first)
         r["episodes"] = len(eps)
+        r["first_try"] = {arm: first[arm] / n for arm, n in sorted(arms.items())}
         r["correct_first"] = sum(ep.correct_first for ep in eps)
         r["explained"] = sum(ep.explained for ep in eps)
         r["arms"] = dict(sorted(arms.items()))
@@ -44,12 +50,15 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
             rounds[cs.round]["probabilities"] = dict(sorted(cs.state["probabilities"].items()))
     # held-out accuracy of the student in service after each round
     current: dict[str, float] = {}
+    current_acting: dict[str, dict[str, float]] = {}
     curve = []
     for rnd in sorted(rounds):
         for vid, acc in rounds[rnd]["evaluated"].items():
             if status_of.get(vid) in ("base", "promoted"):
-                current = acc
+                current, current_acting = acc, acting.get(vid, {})
         rounds[rnd]["heldout"] = dict(current)
+        if current_acting:  # an acting student: tool calls and invalid actions per arm
+            rounds[rnd]["heldout_acting"] = dict(current_acting)
         curve.append({"round": rnd, "heldout": dict(current)})
     initial = curve[0]["heldout"] if curve else {}
     final = curve[-1]["heldout"] if curve else {}
@@ -67,6 +76,7 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
         "rounds": [rounds[r] for r in sorted(rounds)],
         "heldout_initial": initial,
         "heldout_final": final,
+        "heldout_acting_final": dict(current_acting),
         "practised_arms": practised,
         "model_versions": [
             {

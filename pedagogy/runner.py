@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import random
 import secrets
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,9 +23,10 @@ from typing import Any
 from pedagogy.agents.roles import Generator, Student, Teacher, Verifier
 from pedagogy.backends.registry import build_backend, check_backend_kind
 from pedagogy.config import RunConfig, config_from_dict
-from pedagogy.domains.base import arm_name, has_parameters, reads_problems
+from pedagogy.domains.base import Problem, arm_name, has_parameters, parse_arm, reads_problems
 from pedagogy.environment import record_environment
 from pedagogy.errors import ConfigError, PedagogyError
+from pedagogy.graphs.agent_episode import AgentEpisodeAgents, build_agent_episode_graph
 from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.graphs.loop import EventSink, LoopState, Session, _no_events, build_loop_graph
 from pedagogy.memory.records import ModelVersionRecord, RunRecord
@@ -124,21 +128,152 @@ def _check_refinement(config: RunConfig, domain) -> None:
         )
 
 
-def _local_model(backend_cfg, path: Path, seed: int, role: str) -> str:
+def _local_model(backend_cfg, path: Path, seed: int, role: str, context: int = 0) -> str:
     """The backend's model, or for a transformers backend with model 'tiny' a freshly built
-    tiny model at `path`."""
+    tiny model at `path`, its context at least `context` tokens unless set explicitly."""
     if backend_cfg.kind != "transformers" or backend_cfg.model != "tiny":
         return backend_cfg.model
     from pedagogy.training.tiny import TinyStudentConfig, build_tiny_student
 
+    options = dict(backend_cfg.options.get("tiny") or {})
+    if context > TinyStudentConfig.max_position and "max_position" not in options:
+        options["max_position"] = -(-context // 64) * 64  # RoPE: a longer context costs no weights
     try:
-        tiny = TinyStudentConfig(**dict(backend_cfg.options.get("tiny") or {}))
+        tiny = TinyStudentConfig(**options)
     except TypeError as err:
         raise ConfigError(
             f"{role}.options.tiny: {err}; see TinyStudentConfig for the fields"
         ) from None
     build_tiny_student(path, tiny, seed=seed)
     return str(path)
+
+
+def _context(config: RunConfig) -> int:
+    """Tokens an acting student's longest trajectory can take (the tiny student's characters):
+    a prompt, then `max_steps` steps of `step_tokens` and their observations (bounded by the
+    tools' output; 64 characters allowed per observation, longer ones are rare in the built-in
+    domains); 0 for a text student, whose answers fit the default."""
+    ac = config.agent
+    if not ac.enabled:
+        return 0
+    return 128 + ac.max_steps * (ac.step_tokens + 64)
+
+
+_STARTUP_SAMPLES = 16
+"""Problems drawn per arm at startup, to check the teacher and size the student's context."""
+_Samples = dict[str, list[tuple[Problem, str | None]]]
+
+
+def _sample_arms(domain: Any, arms: list[str]) -> _Samples:
+    """A few problems of each arm with the domain's solutions (None where it has none), drawn
+    from a seed of their own so that the run's problems stay as they were."""
+    samples = {}
+    for arm in arms:
+        skill, level = parse_arm(arm)
+        problems = domain.generate(random.Random(f"startup:{arm}"), _STARTUP_SAMPLES, skill, level)
+        samples[arm] = [(p, domain.solve(p)) for p in problems]
+    return samples
+
+
+def _check_teacher_explains(config: RunConfig, domain: Any, samples: _Samples) -> None:
+    """Refuse, before any model is built, a scripted teacher that cannot explain an arm (the
+    domain has no solution, or for an acting student no demonstration, for any sampled problem),
+    naming the fix; warn where only some problems have one (those explain turns end as errors)."""
+    if config.teacher.kind != "scripted":
+        return
+    demonstrate = None
+    if config.agent.enabled and config.agent.explain == "demonstration":
+        from pedagogy.agents.acting import DemonstrationBackend
+
+        demonstrate = DemonstrationBackend(domain, demo=config.agent.demo).demonstration
+    for arm, pairs in samples.items():
+        missing, reason = 0, ""
+        for problem, solution in pairs:
+            if demonstrate is not None:
+                try:
+                    demonstrate(problem)
+                except PedagogyError as err:
+                    missing, reason = missing + 1, str(err)
+            elif solution is None:
+                missing += 1
+        if pairs and missing == len(pairs):
+            what = "demonstrate" if demonstrate is not None else "explain"
+            raise ConfigError(
+                f"the scripted teacher cannot {what} {arm}: "
+                + (reason or _no_solution(config, domain, arm, len(pairs)))
+            )
+        if missing:
+            warnings.warn(
+                f"the scripted teacher has nothing to show for {missing} of {len(pairs)} sampled "
+                f"{arm} problems; its explanations of such problems end as errors (an LLM teacher "
+                "explains them)",
+                stacklevel=2,
+            )
+
+
+def _no_solution(config: RunConfig, domain: Any, arm: str, n: int) -> str:
+    """Why a domain has no solution for any of an arm's `n` sampled problems, and the fix."""
+    name = config.domain.name
+    where = f"domain {name!r} has no solution for any of {n} sampled problems; "
+    llm = "use an LLM teacher (teacher.kind: litellm or transformers)"
+    answer_only = getattr(domain, "answer_only_solutions", None)
+    if answer_only is False:
+        return (
+            f"{where}set domain.options.answer_only_solutions: true (the teacher then gives the "
+            f"dataset's reference answer alone) or {llm}"
+        )
+    if answer_only is True:  # reasoning-gym: the dataset itself has no reference answer
+        return (
+            f"reasoning-gym gives no reference answer for {arm} (its scorer accepts any valid "
+            f"one), so there is nothing to show offline; {llm} or leave the arm out "
+            "(curriculum.arms, domain.options.skills)"
+        )
+    return f"{where}give it solutions (its solve(); a jsonl file's 'solution' field) or {llm}"
+
+
+def _domain_context(config: RunConfig, samples: _Samples) -> int:
+    """Tokens (the tiny student's characters) the longest sampled exchange takes, with a quarter
+    more for problems longer than the sample's: a re-attempt (the explanation, the prompt, then
+    the answer, up to `student.max_tokens` or the evaluation's solution-sized budget); for an
+    acting student, its trajectory after its prompt."""
+    pairs = [pair for arm in samples.values() for pair in arm]
+    if not pairs:
+        return 0
+    prompt = max(len(p.prompt) for p, _ in pairs)
+    solution = max(len(s if s is not None else f"A:{p.answer}") for p, s in pairs)
+    explanation = solution
+    if config.episodes.style in ("detailed", "adaptive", "probe"):
+        # "Problem: <prompt>" and "Check: <the attempt's answer and the right one>" lines
+        explanation += prompt + solution + config.student.max_tokens + 32
+    answer = max(config.student.max_tokens, math.ceil(1.25 * solution) + 8)
+    need = math.ceil(1.25 * (explanation + 1 + prompt)) + answer + 2  # + BOS and EOS
+    if config.agent.enabled:  # `_context` allows 128 tokens for the prompt
+        need = max(need, _context(config) - 128 + math.ceil(1.25 * prompt))
+    return need
+
+
+def _warn_cut_answers(config: RunConfig, samples: _Samples) -> None:
+    """Warn when an arm's solutions are longer than `student.max_tokens`: the student's answers
+    are cut there, so they can never be right (the tiny student only: its tokens are
+    characters; other tokenizers' lengths are unknown before the model is loaded)."""
+    student = config.student
+    if student.kind != "transformers" or student.model != "tiny" or config.agent.enabled:
+        return
+    longest = {
+        arm: max(len(s if s is not None else f"A:{p.answer}") for p, s in pairs)
+        for arm, pairs in samples.items()
+        if pairs
+    }
+    over = {arm: n for arm, n in longest.items() if n > student.max_tokens}
+    if over:
+        arms = ", ".join(f"{arm} ({n})" for arm, n in over.items())
+        warnings.warn(
+            f"student.max_tokens is {student.max_tokens}, but solutions of {arms} run longer "
+            f"(in the tiny student's tokens, characters): its answers there are cut at "
+            f"{student.max_tokens} tokens and cannot be right; raise student.max_tokens to "
+            f"{max(over.values())} or more",
+            stacklevel=2,
+        )
 
 
 def _generator_model(config: RunConfig, store, run_id: str, resume: str | None, models_dir: Path):
@@ -192,6 +327,55 @@ async def _checkpointer(db_url: str, run_dir: Path) -> AsyncIterator[Any]:
             yield saver
 
 
+def agent_tools(config: RunConfig, domain: Any) -> dict[str, Any]:
+    """The tools of an acting run: `agent.tools`, else the domain's, else the calculator; each
+    built with the domain's options, then the config's (the sandbox limits for `python`)."""
+    from pedagogy.tools.registry import build_tool
+
+    ac = config.agent
+    names = ac.tools or list(getattr(domain, "tools", lambda: [])() or []) or ["calculator"]
+    domain_options = getattr(domain, "tool_options", lambda: {})() or {}
+    tools = {}
+    for name in names:
+        options = {**domain_options.get(name, {}), **ac.tool_options.get(name, {})}
+        if name == "python":
+            options = {**ac.sandbox.model_dump(), **options}
+        tools[name] = build_tool(name, **options)
+    return tools
+
+
+def acting_agents(
+    config: RunConfig, domain: Any, student_backend: Any, teacher_backend: Any, roles: dict
+) -> Agents:
+    """The agents of an acting run: the student acts with tools; the teacher demonstrates (the
+    scripted teacher with the domain's demonstrations, an LLM teacher through function calling)."""
+    from pedagogy.agents.acting import Actor, DemonstrationBackend, ftp_from
+
+    ac = config.agent
+    tools = agent_tools(config, domain)
+    actor = Actor(
+        student_backend,
+        tools,
+        max_steps=ac.max_steps,
+        max_tokens=ac.step_tokens,
+        temperature=config.student.temperature,
+        sag_n=ac.sag_n,
+        sag_temperature=ac.sag_temperature,
+    )
+    scripted = config.teacher.kind == "scripted"
+    demonstrator = Actor(
+        DemonstrationBackend(domain, demo=ac.demo) if scripted else teacher_backend,
+        tools,
+        agent="teacher",
+        max_steps=max(16, ac.max_steps),
+        max_tokens=config.teacher.max_tokens,
+        temperature=config.teacher.temperature,
+        ftp=ftp_from(domain) if ac.ftp and not scripted else None,
+    )
+    explain = "demonstrate" if ac.explain == "demonstration" else "text"
+    return AgentEpisodeAgents(**roles, actor=actor, demonstrator=demonstrator, explain=explain)
+
+
 async def run_loop(
     config: RunConfig,
     *,
@@ -203,9 +387,27 @@ async def run_loop(
 
     `episode_graph` builds the graph each episode runs through (default: the ready-made one);
     a custom graph must return {"record": EpisodeRecord} like `graphs.episode.record`.
+    A run that fails before writing its run row leaves no new database file behind.
     """
-    t0 = time.perf_counter()
+    from pedagogy.memory.store import discard_if_unused, new_sqlite_paths
+
+    new = new_sqlite_paths(config.db_url())
     store = open_run_store(config.db_url())
+    try:
+        return await _run_loop(store, config, resume, emit, episode_graph)
+    except BaseException:
+        discard_if_unused(store, new)
+        raise
+
+
+async def _run_loop(
+    store: Any,
+    config: RunConfig,
+    resume: str | None,
+    emit: EventSink,
+    episode_graph: Callable[[Agents], Any],
+) -> RunResult:
+    t0 = time.perf_counter()
     db_url = config.db_url()
     if resume is not None:
         run = store.get_run(resume)
@@ -222,6 +424,9 @@ async def run_loop(
     domain = build_domain_from(config)
     arms = _domain_arms(config, domain)
     _check_refinement(config, domain)
+    samples = _sample_arms(domain, arms)
+    _check_teacher_explains(config, domain, samples)
+    _warn_cut_answers(config, samples)
     teacher_backend = build_backend(config.teacher, domain)
     await _check_reachable(teacher_backend)
     gen_cfg, gen_version = _generator_model(config, store, run_id, resume, models_dir)
@@ -238,7 +443,13 @@ async def run_loop(
             await _check_reachable(b)
 
     if resume is None:
-        base_path = _local_model(config.student, models_dir / "student-v0", config.seed, "student")
+        base_path = _local_model(
+            config.student,
+            models_dir / "student-v0",
+            config.seed,
+            "student",
+            max(_context(config), _domain_context(config, samples)),
+        )
         student_path, student_version = base_path, f"{run_id}-student-v0"
     else:
         promoted = [
@@ -295,26 +506,33 @@ async def run_loop(
     warm_up()  # TRL's imports (~4 s) in a background thread while round 1 runs its episodes
 
     heldout = build_heldout(domain, arms, config.evaluation.heldout_per_arm, config.evaluation.seed)
+    roles = dict(
+        student=Student(
+            student_backend,
+            max_tokens=config.student.max_tokens,
+            temperature=config.student.temperature,
+        ),
+        teacher=Teacher(
+            teacher_backend,
+            budget=config.episodes.explain_budget,
+            max_tokens=config.teacher.max_tokens,
+            temperature=config.teacher.temperature,
+        ),
+        verifier=Verifier(domain, judge_backend),
+        reattempt=config.episodes.reattempt,
+    )
+    if config.agent.enabled:
+        agents: Agents = acting_agents(config, domain, student_backend, teacher_backend, roles)
+        if episode_graph is build_episode_graph:
+            episode_graph = build_agent_episode_graph
+    else:
+        agents = Agents(**roles)
     session = Session(
         config=config,
         run_id=run_id,
         store=store,
         domain=domain,
-        agents=Agents(
-            student=Student(
-                student_backend,
-                max_tokens=config.student.max_tokens,
-                temperature=config.student.temperature,
-            ),
-            teacher=Teacher(
-                teacher_backend,
-                budget=config.episodes.explain_budget,
-                max_tokens=config.teacher.max_tokens,
-                temperature=config.teacher.temperature,
-            ),
-            verifier=Verifier(domain, judge_backend),
-            reattempt=config.episodes.reattempt,
-        ),
+        agents=agents,
         generator=Generator(
             domain,
             gen_backend,

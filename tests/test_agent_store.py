@@ -208,12 +208,17 @@ def test_the_chain_catches_edited_observations_and_details(store: SQLStore, raw:
             {"d": json.dumps(episodes[1].turns[0].detail), "i": episodes[1].turns[0].id},
         )
     assert store.verify_chain("run") == []
-    with raw.begin() as conn:  # deleting the last link is caught by the chain head
+    with raw.begin() as conn:  # the verdicts follow the turns: the first one's link breaks ...
         conn.execute(
             sa.text("DELETE FROM verdicts WHERE turn_id = :i"), {"i": episodes[1].turns[2].id}
         )
         conn.execute(sa.text("DELETE FROM turns WHERE id = :i"), {"i": episodes[1].turns[2].id})
-    assert store.verify_chain("run") == [episodes[1].tool_calls[1].id]
+        (first_verdict,) = conn.execute(sa.text("SELECT id FROM verdicts")).scalars().all()
+    # ... and the chain head, which counts the deleted ones, names the last turn or call left
+    assert store.verify_chain("run") == [
+        f"verdicts:{first_verdict}",
+        episodes[1].tool_calls[1].id,
+    ]
 
 
 def test_a_tool_call_without_its_turn_writes_nothing(store: SQLStore, raw: sa.Engine):
@@ -230,7 +235,9 @@ def test_a_tool_call_without_its_turn_writes_nothing(store: SQLStore, raw: sa.En
 
 def test_upgrading_from_0004_keeps_data_chain_and_takes_tool_calls(db_url: str):
     """A database written before 0005 (no tool_calls, no turns.detail) upgrades in place: its
-    turns hash as before, read back with an empty detail, and agent episodes join its chain."""
+    turns hash as before, read back with an empty detail, and agent episodes join its chain.
+    (Written at head, it is made a pre-0005 one by the downgrade, which re-hashes its turns the
+    pre-0006 way: "before" is read after it.)"""
     from alembic import command
     from alembic.config import Config
 
@@ -239,7 +246,6 @@ def test_upgrading_from_0004_keeps_data_chain_and_takes_tool_calls(db_url: str):
     with open_store(db_url) as s:
         s.create_run(RunRecord("run", "old", {}, 0))
         s.record_episodes(batch(s, "run", 0, 3))
-        before = [(t.id, t.hash) for e in s.episodes("run", with_turns=True) for t in e.turns]
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
         config = Config()
@@ -248,10 +254,11 @@ def test_upgrading_from_0004_keeps_data_chain_and_takes_tool_calls(db_url: str):
         command.downgrade(config, "0004_items_outside_episodes")
         assert "tool_calls" not in sa.inspect(conn).get_table_names()
         assert "detail" not in {c["name"] for c in sa.inspect(conn).get_columns("turns")}
+        before = dict(conn.execute(sa.text("SELECT id, hash FROM turns")).all())
     engine.dispose()
     with open_store(db_url) as s:
         turns = [t for e in s.episodes("run", with_turns=True) for t in e.turns]
-        assert [(t.id, t.hash) for t in turns] == before and all(t.detail == {} for t in turns)
+        assert {t.id: t.hash for t in turns} == before and all(t.detail == {} for t in turns)
         assert s.verify_chain("run") == []
         s.add_problems([PROBLEM])
         episode = agent_episode()

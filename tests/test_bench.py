@@ -1,6 +1,7 @@
 """The learning benchmark: arm table, aggregation over seeds, CLI errors, and a quick bench end to end."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -68,20 +69,126 @@ def test_every_arm_builds_a_valid_config_with_the_shared_settings(tmp_path):
     assert quick.domain.options["levels"] == {"chain_sum": B.QUICK_LEVELS}
 
 
-def _summary(**means: float) -> dict:
-    return {arm: {"mean_accuracy": {"mean": m, "std": 0.0}} for arm, m in means.items()}
+def _summary(**arms: tuple[float, list[float]]) -> dict:
+    """{arm: (mean accuracy, per-seed differences to standard_kd)} -> a summary with "paired"."""
+    out = {}
+    for arm, (mean, diffs) in arms.items():
+        out[arm] = {"mean_accuracy": {"mean": mean, "std": 0.0}}
+        if diffs:
+            out[arm]["paired"] = B.paired_interval(diffs).as_dict()
+    return out
 
 
-def test_target_lines_say_whether_the_target_is_met():
-    lines = B.target_lines(_summary(standard_kd=0.16, pedagogy=0.25, **{"pedagogy@half": 0.17}))
-    assert lines[0] == (
-        "pedagogy vs standard_kd at the same budget: +9.0 points (target +10): not met"
+def test_target_lines_say_whether_the_target_is_met_with_the_paired_interval():
+    lines = B.target_lines(
+        _summary(
+            standard_kd=(0.16, []),
+            pedagogy=(0.25, [0.08, 0.09, 0.10]),
+            **{"pedagogy@half": (0.17, [0.0, 0.01, 0.02])},
+        )
     )
-    assert lines[1].endswith("0.170 vs 0.160 (target: not below): met")
-    assert lines[2] == "best arm: pedagogy (0.250, +9.0 points over standard_kd)"
-    assert B.target_lines(_summary(standard_kd=0.1, pedagogy=0.2))[0].endswith(": met")
-    assert "not met" in B.target_lines(_summary(standard_kd=0.2, **{"pedagogy@half": 0.19}))[0]
-    assert B.target_lines(_summary(pedagogy=0.2)) == []
+    assert lines[0] == (
+        "pedagogy vs standard_kd at the same budget: +9.0 points, 95% CI [+6.5, +11.5] over 3 "
+        "paired seeds (target +10): not met; the interval excludes zero"
+    )
+    assert lines[1].startswith("pedagogy with half the budget vs standard_kd (0.170 vs 0.160): ")
+    assert lines[1].endswith("(target: not below): met; the interval includes zero")
+    assert lines[2] == (
+        "best arm: pedagogy (0.250, +9.0 points over standard_kd, paired +9.0 [+6.5, +11.5])"
+    )
+    # The mean reaches the target: met only where the interval excludes zero.
+    met = B.target_lines(_summary(standard_kd=(0.1, []), pedagogy=(0.2, [0.1, 0.11, 0.12])))
+    assert met[0].endswith("(target +10): met; the interval excludes zero")
+    noisy = B.target_lines(_summary(standard_kd=(0.1, []), pedagogy=(0.2, [-0.1, 0.1, 0.3])))
+    assert noisy[0].endswith("(target +10): not shown; the interval includes zero")
+    one = B.target_lines(_summary(standard_kd=(0.1, []), pedagogy=(0.3, [0.2])))
+    assert "no interval with 1 seed" in one[0]
+    assert one[0].endswith("not shown; a single seed is not evidence")
+    below = B.target_lines(_summary(standard_kd=(0.2, []), **{"pedagogy@half": (0.19, [-0.01])}))
+    assert "not met" in below[0]
+    assert B.target_lines(_summary(pedagogy=(0.2, [0.1]))) == []
+
+
+def test_t_quantiles_match_the_tables():
+    # Two-sided 95% (and 90%) critical values of Student's t, from any statistics table.
+    for df, q975, q95 in [
+        (1, 12.706, 6.314),
+        (2, 4.303, 2.920),
+        (3, 3.182, 2.353),
+        (4, 2.776, 2.132),
+        (9, 2.262, 1.833),
+        (30, 2.042, 1.697),
+        (100, 1.984, 1.660),
+    ]:
+        assert B.t_quantile(df) == pytest.approx(q975, abs=1e-3), df
+        assert B.t_quantile(df, 0.95) == pytest.approx(q95, abs=1e-3), df
+    with pytest.raises(ConfigError, match="df must be an integer >= 1"):
+        B.t_quantile(0)
+
+
+def test_paired_interval_on_fixed_differences():
+    # mean .2, sd .1, n 3: half-width 4.303 * .1 / sqrt(3) = .2484
+    p = B.paired_interval([0.1, 0.2, 0.3])
+    assert (p.n, p.mean) == (3, pytest.approx(0.2))
+    assert (p.low, p.high) == (pytest.approx(-0.0484, abs=1e-4), pytest.approx(0.4484, abs=1e-4))
+    assert not p.excludes_zero
+    assert B.paired_interval([0.3, 0.31, 0.29]).excludes_zero
+    assert B.paired_interval([-0.3, -0.31, -0.29]).excludes_zero  # below zero counts too
+    single = B.paired_interval([0.5])
+    assert single.n == 1 and single.mean == 0.5 and math.isnan(single.low)
+    assert not single.excludes_zero
+    assert B.paired_interval([]).n == 0
+    assert B.format_paired(p) == "+20.0 [-4.8, +44.8]"
+    assert B.format_paired(single) == "+50.0 (n=1)"
+
+
+def _run(arm, seed, accs, status="completed"):
+    return {
+        "arm": arm,
+        "seed": seed,
+        "status": status,
+        "heldout_final": {f"s@{i}": a for i, a in enumerate(accs)},
+        "teacher_tokens": 0,
+        "explained": 0,
+        "seconds": 1.0,
+    }
+
+
+def test_paired_differences_pair_by_seed_and_skip_unpaired_or_failed_runs():
+    runs = [
+        _run("base", 0, [0.2, 0.0]),
+        _run("base", 1, [0.4, 0.2]),
+        _run("base", 2, [0.0, 0.0]),
+        _run("arm", 1, [0.6, 0.4]),  # seed order in the file does not matter
+        _run("arm", 0, [0.3, 0.1]),
+        _run("arm", 2, [0.9, 0.9], status="failed"),
+        _run("arm", 3, [0.9, 0.9]),  # no baseline run for seed 3
+    ]
+    diffs = B.paired_differences(runs, "arm", "base", B.mean_heldout)
+    assert diffs == {0: pytest.approx(0.1), 1: pytest.approx(0.2)}
+    only_first = B.paired_differences(runs, "arm", "base", B.levels_mean(["s@1"]))
+    assert only_first == {0: pytest.approx(0.1), 1: pytest.approx(0.2)}
+    assert B.paired_differences(runs, "arm", "base", B.levels_mean(["s@7"])) == {}
+    summary = B.paired_summary(runs, ["base", "arm"], "base")
+    assert set(summary) == {"arm"} and summary["arm"].n == 2
+    # The learning bench stores the pairing with each arm's summary, and the table shows it.
+    bench = B.Bench(Path("x"), B.BenchSettings(), ["base", "arm"], [0, 1], baseline="base")
+    s = bench.summarise(runs, ["base", "arm"])
+    assert "paired" not in s["base"]
+    assert s["arm"]["paired"]["n"] == 2 and s["arm"]["paired"]["mean"] == pytest.approx(0.15)
+    assert s["arm"]["paired"]["excludes_zero"] is False  # two pairs: t(1) = 12.7
+    header, rows = B.table_rows(s)
+    assert header[-1] == "Δmean vs standard_kd [95% CI]"
+    assert rows[0][-1] == "-" and rows[1][-1].startswith("+15.0 [")
+
+
+def test_verdict_outcomes():
+    up = B.paired_interval([0.30, 0.32, 0.34])
+    assert B.verdict("x", up, 0.30).endswith("(target +30): met; the interval excludes zero")
+    assert B.verdict("x", up, 0.40).endswith("(target +40): not met; the interval excludes zero")
+    assert B.verdict("x", B.Paired(0, math.nan, math.nan, math.nan), 0.3) == (
+        "x: no paired seeds (target +30): not shown"
+    )
 
 
 def test_an_arm_with_a_key_the_config_lacks_names_the_arm_and_key(tmp_path, monkeypatch):
@@ -170,7 +277,9 @@ def test_quick_bench_end_to_end_then_rerun_skips_finished_runs(tmp_path):
     # The verdict on the target, each on one line however narrow the output.
     assert any(
         line.startswith("pedagogy vs standard_kd at the same budget: ")
-        and line.endswith(("): met", "): not met"))
+        and line.endswith(
+            ("not shown; a single seed is not evidence", "not met; a single seed is not evidence")
+        )
         for line in result.stdout.splitlines()
     ), result.stdout
 

@@ -18,8 +18,9 @@ def _run(args):
     return result.exit_code, text
 
 
-def _no_runs(db):
-    return open_store(db).list_runs() == []
+def _nothing_written(tmp_path):
+    """A run that failed before its first row leaves neither its database nor its folder."""
+    return not (tmp_path / "work").exists()
 
 
 @pytest.mark.parametrize(
@@ -48,7 +49,7 @@ def test_bad_names_and_endpoints(quick_config, tmp_path, overrides, match):
     code, text = _run(["run", "--config", str(cfg), "--quiet"])
     assert code == 2, text
     assert match in text
-    assert _no_runs(str(tmp_path / "work" / "pedagogy.db"))
+    assert _nothing_written(tmp_path)
 
 
 def test_corrupt_model_directory(quick_config, tmp_path):
@@ -58,7 +59,7 @@ def test_corrupt_model_directory(quick_config, tmp_path):
     cfg = quick_config(student={"kind": "transformers", "model": str(bad)})
     code, text = _run(["run", "--config", str(cfg), "--quiet"])
     assert code == 2 and "badmodel" in text, text
-    assert _no_runs(str(tmp_path / "work" / "pedagogy.db"))
+    assert _nothing_written(tmp_path)
 
 
 def test_malformed_config_file(tmp_path):
@@ -76,10 +77,17 @@ def test_unreachable_database():
 
 def test_unknown_run(tmp_path):
     db = str(tmp_path / "x.db")
+    open_store(db).close()
     code, text = _run(["show", "nope", "--db", db])
     assert code == 2 and "pedagogy runs" in text
     code, text = _run(["runs", "--db", db, "--json"])
     assert code == 0 and json.loads(text) == []
+
+
+def test_unknown_database(tmp_path):
+    code, text = _run(["show", "nope", "--db", str(tmp_path / "x.db")])
+    assert code == 2 and "no database at" in text and "--db" in text
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_init_writes_a_loadable_config(tmp_path):

@@ -77,3 +77,10 @@ def test_every_validation_error_of_a_config_is_listed(tmp_path):
     assert text.startswith("3 problems in")
     for where in ("rounds:", "episodes.per_round:", "training.batch_sise: unknown key"):
         assert where in text, text
+
+
+def test_the_models_and_the_commented_default_config_agree():
+    """One source of defaults: `RunConfig()` and the YAML `pedagogy init` writes are the same."""
+    from pedagogy.config import RunConfig
+
+    assert RunConfig().model_dump() == load_config(None).model_dump()

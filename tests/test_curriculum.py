@@ -330,7 +330,7 @@ def test_bad_options_name_the_value_and_fix(name, options, match):
 
 def test_config_defaults_and_new_fields():
     c = config_from_dict({}).curriculum
-    assert (c.sampler, c.temperature, c.alpha, c.explore, c.arms) == ("bandit", 0.3, 0.5, 0.1, None)
+    assert (c.sampler, c.temperature, c.alpha, c.explore, c.arms) == ("bandit", 0.1, 0.5, 0.2, None)
     assert (c.reward, c.threshold, c.band, c.target) == ("progress", 0.8, (0.2, 0.8), 0.5)
     assert (c.skill_graph, c.prerequisites, c.unlock_at) == (False, None, 0.6)
     c = config_from_dict(

@@ -158,8 +158,7 @@ def test_solutions_verify_and_wrong_answers_do_not(domain):
                 solved += 1
             wrong = domain.verify(problem, f"A:{wrong_answer(problem.answer)}")
             assert not wrong.correct and wrong.score < 1.0
-    if not isinstance(domain, ReasoningGymDomain) or domain.skills() != ["spell_backward"]:
-        assert solved, "this domain should solve its own problems"
+    assert solved, "this domain should solve its own problems"
 
 
 @pytest.mark.parametrize(
@@ -315,12 +314,12 @@ def test_compact_prompts_and_english_prompts():
         assert p.answer == q.answer
 
 
-def test_non_arithmetic_skill_has_no_solution_unless_answer_only():
-    plain = ReasoningGymDomain(["leg_counting"])
+def test_non_arithmetic_skill_is_solved_answer_only_unless_disabled():
+    plain = ReasoningGymDomain(["leg_counting"], answer_only_solutions=False)
     problem = plain.generate(random.Random(0), 1, "leg_counting", 0)[0]
     assert plain.solve(problem) is None
-    allowed = ReasoningGymDomain(["leg_counting"], answer_only_solutions=True)
-    assert allowed.solve(problem) == f"A:{problem.answer}"
+    default = ReasoningGymDomain(["leg_counting"])
+    assert default.solve(problem) == f"A:{problem.answer}"
 
 
 def test_answer_tags_and_multiline_answers():

@@ -19,4 +19,5 @@ def test_loop_on_postgres(quick_config, postgres_database):
     assert len(store.episodes(run.id)) == 48
     assert store.verify_chain(run.id) == []
     replay = CliRunner().invoke(app, ["replay", run.id, "--db", postgres_database])
-    assert replay.exit_code == 0 and "model calls 0 · mismatches 0" in replay.output
+    assert replay.exit_code == 0
+    assert "model calls 0 · tool executions 0 · mismatches 0" in replay.output

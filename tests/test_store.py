@@ -386,9 +386,11 @@ def test_concurrent_writers_keep_one_chain(store: SQLStore, raw: sa.Engine):
         list(pool.map(store.record_episodes, batches + batches))
     assert count(raw, "episodes") == 40
     assert store.verify_chain("run1") == []
+    chained = ("turns", "verdicts", "explanations")  # one chain, its indices shared by the tables
     with raw.connect() as conn:
-        indices = conn.execute(sa.text("SELECT chain_index FROM turns ORDER BY chain_index"))
-        assert [i for (i,) in indices] == list(range(count(raw, "turns")))
+        union = " UNION ALL ".join(f"SELECT chain_index FROM {t}" for t in chained)
+        indices = conn.execute(sa.text(f"{union} ORDER BY chain_index"))
+        assert [i for (i,) in indices] == list(range(sum(count(raw, t) for t in chained)))
 
 
 def test_hash_chain_detects_tampering(store: SQLStore, raw: sa.Engine):

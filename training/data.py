@@ -116,3 +116,40 @@ def mix_examples(
     chosen_new = rng.sample(new_u, n_new)
     chosen_old = rng.sample(old_u, min(len(old_u), max_examples - n_new))
     return chosen_new + chosen_old
+
+
+def trajectory_examples(
+    episodes: Sequence[EpisodeRecord], problems: dict[str, Problem]
+) -> tuple[list[DatasetItemRecord], dict[tuple[str | None, str], list[tuple[str, bool]]]]:
+    """Verified trajectories of acting episodes as training items and their segments.
+
+    Kept: the student's first attempt when it was correct, and the teacher's demonstration when
+    the domain verified its answer (`decisions["demonstration_correct"]`). A re-attempt is left
+    out: it was written with the demonstration in context, which already teaches it. Each
+    trajectory is trained as the student would meet it: the plain problem prompt (not masked
+    differently from the student's own request), then the steps, the loss on the agent's own
+    step texts only (`Trajectory.segments`). One item per trajectory: its first turn, the prompt,
+    and the rest of the plain-text rendering as the completion (for lineage and export);
+    the segments, keyed by (episode id, turn id), are what trajectory SFT trains on.
+    """
+    items: list[DatasetItemRecord] = []
+    segments: dict[tuple[str | None, str], list[tuple[str, bool]]] = {}
+    for ep in episodes:
+        problem = problems.get(ep.problem_id)
+        if problem is None:
+            continue
+        for trajectory in ep.trajectories():
+            keep = (trajectory.kind == "attempt" and ep.correct_first) or (
+                trajectory.kind == "demonstration"
+                and bool(ep.decisions.get("demonstration_correct"))
+            )
+            if not keep or not trajectory.steps or trajectory.steps[-1].action != "answer":
+                continue
+            parts = [(problem.prompt, False), *trajectory.segments()[1:]]
+            completion = "".join(text for text, _ in parts[1:])
+            item = DatasetItemRecord(
+                "", ep.id, trajectory.steps[0].turn.id, "positive", problem.prompt, completion
+            )
+            items.append(item)
+            segments[(ep.id, item.turn_id)] = parts
+    return items, segments

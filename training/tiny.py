@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pedagogy.config import DEFAULT_CHAIN_SUM_LEVELS as _DEFAULT_CHAIN_SUM_LEVELS
 from pedagogy.errors import ConfigError
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
@@ -148,20 +149,8 @@ def _json(obj: dict) -> str:
 
 DEFAULT_STUDENT = TinyStudentConfig()
 
-DEFAULT_CHAIN_SUM_LEVELS: list[dict[str, int]] = [
-    {"num_terms": 0, "num_digits": 0},  # a±b, 1 digit                 -> 1.00 by round 5
-    {"num_terms": 1, "num_digits": 0},  # 2-3 terms, 1 digit           -> .90+ by round 7
-    {"num_terms": 2, "num_digits": 0},  # 2-4 terms, 1 digit           -> .82-.96 by round 7-8
-    {"num_terms": 0, "num_digits": 1},  # a±b, 1-2 digits              -> .6-.75: within reach
-    {"num_terms": 2, "num_digits": 2},  # 2-4 terms, 1-3 digits        -> .3-.4: out of reach
-]
-"""chain_sum levels for the default run (curriculum attribute levels, inclusive ranges).
-
-Measured with `bench_learning_curve` (uniform sampling, 8 x 30 s rounds, 2 cores, seeds 0 and 1):
-three levels pass .80 by round 6-7, one is half-learned, one stays out of reach, so a
-curriculum has something to choose. All short sequences: a level with 5-term, 4-digit chains
-pads every batch to ~100 tokens and halves the steps per second.
-"""
+# The default run's chain_sum levels live with the config (the embedded default's domain).
+DEFAULT_CHAIN_SUM_LEVELS = _DEFAULT_CHAIN_SUM_LEVELS
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Tool calls of acting agents, on the run's hash chain; a detail column for acting turns.
+"""Tool calls of acting agents, on the run's hash chain; a detail column for acting turns; a
+metrics column for evaluations (an acting student's tool calls and invalid actions per arm).
 
 Revision ID: 0005_tool_calls
 Revises: 0004_items_outside_episodes
@@ -30,6 +31,7 @@ def upgrade() -> None:
     # A nullable column is added in place on SQLite too (no table rebuild): old turns keep NULL,
     # which reads back as an empty detail and hashes as before.
     op.add_column("turns", sa.Column("detail", sa.JSON(), nullable=True))
+    op.add_column("evaluations", sa.Column("metrics", sa.JSON(), nullable=True))
     op.create_table(
         "tool_calls",
         sa.Column("id", ID, nullable=False),
@@ -60,6 +62,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("tool_calls")
+    with op.batch_alter_table("evaluations") as batch:
+        batch.drop_column("metrics")
     if op.get_bind().dialect.name == "sqlite":
         # The rebuild of `turns` drops the table verdicts, explanations and dataset items point
         # at; their check waits for the commit (as in 0003).

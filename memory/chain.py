@@ -1,0 +1,238 @@
+"""How a run's rows are hash-chained, so that `pedagogy.memory.audit.verify_run` can tell what changed.
+
+Every row a run writes to turns, tool_calls, verdicts, explanations, decisions and dataset_items is
+a link of the run's one chain, in write order: `chain_index` is its position and `hash` is
+H(previous link's hash + canonical JSON of its content). The content is every column but the hash,
+plus the table name, the chain index and the run id, so a row cannot be edited, moved, re-labelled
+as another table's or moved to another run without breaking its link.
+
+H is HMAC-SHA256 keyed by the PEDAGOGY_AUDIT_KEY environment variable when the run was created
+with it set, else SHA-256. Without a key the chain catches edits by anyone who does not re-hash it
+afterwards; with one it also catches a writer of the database, who cannot compute a link without
+the key. The run records only *whether* a key was used (`chain_heads.keyed`): never the key, nor
+anything derived from it (a fingerprint would let anyone test guesses of a weak key offline).
+
+Links written before migration 0006 (`chain_index < chain_heads.full_from`) are turns and tool
+calls hashed the earlier way ("format 1"): SHA-256 over their content without table and index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pedagogy.errors import StoreError
+
+KEY_ENV = "PEDAGOGY_AUDIT_KEY"
+TABLES = ("turns", "tool_calls", "verdicts", "explanations", "decisions", "dataset_items")
+"""The chained tables, in the order `chain_links` lists links of one index (only an inserted
+row shares an index)."""
+LEGACY_TABLES = ("turns", "tool_calls")
+"""The tables of the chain before migration 0006."""
+
+
+def audit_key() -> bytes | None:
+    """The secret chain key from PEDAGOGY_AUDIT_KEY (None when unset or empty)."""
+    value = os.environ.get(KEY_ENV)
+    return value.encode() if value else None
+
+
+def canonical(content: Mapping[str, Any], what: str) -> str:
+    try:
+        return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"{what} holds a value that is not JSON-serialisable ({exc}); store plain dicts, "
+            "lists, strings and numbers (ChatRequest.to_record())"
+        ) from exc
+
+
+def _float(value: Any) -> float | None:
+    # 0 and 0.0 (what the database gives back) must hash alike.
+    return None if value is None else float(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _turn(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    content = {
+        "id": r["id"],
+        "episode_id": r["episode_id"],
+        "run_id": run_id,
+        "seq": int(r["seq"]),
+        "agent": r["agent"],
+        "backend": r["backend"],
+        "model": r["model"],
+        "model_version": r["model_version"],
+        "request": r["request"],
+        "response": r["response"],
+        "prompt_tokens": int(r["prompt_tokens"]),
+        "completion_tokens": int(r["completion_tokens"]),
+        "latency_s": float(r["latency_s"]),
+        "cost": _float(r["cost"]),
+        "seed": _int(r["seed"]),
+        "error": r["error"],
+    }
+    if r.get("detail"):  # only acting turns have one: other turns hash as before migration 0005
+        content["detail"] = r["detail"]
+    return content
+
+
+def _tool_call(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "run_id": run_id,
+        "episode_id": r["episode_id"],
+        "turn_id": r["turn_id"],
+        "step": int(r["step"]),
+        "tool": r["tool"],
+        "call_id": r["call_id"],
+        "arguments": r["arguments"],
+        "observation": r["observation"],
+        "ok": bool(r["ok"]),
+        "error": r["error"],
+        "latency_s": float(r["latency_s"]),
+        "truncated": bool(r["truncated"]),
+        "detail": r["detail"],
+    }
+
+
+def _verdict(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    return {
+        "id": int(r["id"]),
+        "run_id": run_id,
+        "episode_id": r["episode_id"],
+        "turn_id": r["turn_id"],
+        "correct": bool(r["correct"]),
+        "score": float(r["score"]),
+        "parsed_answer": r["parsed_answer"],
+        "verifier": r["verifier"],
+        "detail": r["detail"],
+    }
+
+
+def _explanation(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    return {
+        "id": int(r["id"]),
+        "run_id": run_id,
+        "episode_id": r["episode_id"],
+        "turn_id": r["turn_id"],
+        "style": r["style"],
+        "budget_spent": float(r["budget_spent"]),
+        "utility": _float(r["utility"]),
+    }
+
+
+def _decision(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    return {
+        "id": int(r["id"]),
+        "run_id": run_id,
+        "round": int(r["round"]),
+        "kind": r["kind"],
+        "policy": r["policy"],
+        "subject": r["subject"],
+        "chosen": _bool(r["chosen"]),
+        "value": _float(r["value"]),
+        "detail": r["detail"],
+        "episode_id": r["episode_id"],
+    }
+
+
+def _dataset_item(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    return {
+        "id": int(r["id"]),
+        "run_id": run_id,
+        "job_id": r["job_id"],
+        "episode_id": r["episode_id"],
+        "turn_id": r["turn_id"],
+        "polarity": r["polarity"],
+        "prompt": r["prompt"],
+        "completion": r["completion"],
+    }
+
+
+_CONTENT: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
+    "turns": _turn,
+    "tool_calls": _tool_call,
+    "verdicts": _verdict,
+    "explanations": _explanation,
+    "decisions": _decision,
+    "dataset_items": _dataset_item,
+}
+
+
+def content(table: str, row: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    """The hashed fields of a row of `table` (its columns, normalised; no hash, no index)."""
+    return _CONTENT[table](row, run_id)
+
+
+def link_text(table: str, row: Mapping[str, Any], run_id: str, index: int) -> str:
+    """What a format-2 link hashes after the previous hash: the row's content with its table,
+    run and chain index, as canonical JSON."""
+    body = {**content(table, row, run_id), "table": table, "chain_index": int(index)}
+    return canonical(body, f"{table} row {row['id']!r}")
+
+
+def digest(previous: str, text: str, key: bytes | None = None) -> str:
+    """H(previous + text): HMAC-SHA256 under `key`, or SHA-256 without one."""
+    data = (previous + text).encode()
+    if key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def link_hash(
+    previous: str,
+    table: str,
+    row: Mapping[str, Any],
+    run_id: str,
+    index: int,
+    key: bytes | None = None,
+) -> str:
+    """The hash of `row` as link `index` of the run's chain after `previous` (format 2)."""
+    return digest(previous, link_text(table, row, run_id, index), key)
+
+
+def legacy_hash(previous: str, table: str, row: Mapping[str, Any], run_id: str) -> str:
+    """The hash of a turn or tool call written before migration 0006 (format 1)."""
+    if table not in LEGACY_TABLES:
+        return ""  # no such link existed: nothing matches it
+    return digest(previous, legacy_text(table, row, run_id))
+
+
+def legacy_text(table: str, row: Mapping[str, Any], run_id: str) -> str:
+    """What a format-1 link hashes after the previous hash (no table, no index)."""
+    return canonical(content(table, row, run_id), f"{table} row {row['id']!r}")
+
+
+@dataclass
+class ChainWriter:
+    """The end of one run's chain while a transaction appends to it (under the head's lock)."""
+
+    run_id: str
+    last: str
+    """Hash of the last link."""
+    length: int
+    """Number of links: the next link's index."""
+    key: bytes | None
+    """The secret key when the run is keyed."""
+
+    def link(self, table: str, row: dict[str, Any]) -> str:
+        """Make `row` (its column values) the next link: set its chain_index and hash."""
+        row["chain_index"] = self.length
+        row["hash"] = self.last = link_hash(
+            self.last, table, row, self.run_id, self.length, self.key
+        )
+        self.length += 1
+        return row["hash"]
