@@ -98,8 +98,17 @@ def string_parameter(tool: Any) -> str | None:
     return required[0] if "string" in types else None
 
 
-def parse_action(text: str, tools: Mapping[str, Any] | None = None, *, call_id: str = "") -> Action:
+def parse_action(
+    text: str,
+    tools: Mapping[str, Any] | None = None,
+    *,
+    call_id: str = "",
+    multiline_answer: bool = False,
+) -> Action:
     """The first action line of `text` and the lines before it; `Action("invalid")` if none.
+
+    `multiline_answer`: an answer runs from `A:` to the end of the text (a function's code);
+    otherwise it is the rest of its line (a tiny model's noise after it is no part of it).
 
     `tools` (name -> Tool, `tool_spec` entry or schema) maps a compact call's raw text onto the
     tool's string parameter; a tool not among them is still a call (its runner answers
@@ -114,6 +123,9 @@ def parse_action(text: str, tools: Mapping[str, Any] | None = None, *, call_id: 
         thought = "\n".join(lines[:i]).strip("\n")
         if s.startswith("A:"):
             answer = s[2:].strip()
+            if multiline_answer:
+                step = "\n".join(lines).strip("\n")
+                answer = "\n".join([answer, *lines[i + 1 :]]).strip("\n").rstrip()
             if not answer:
                 return Action("invalid", step, thought, error="empty answer after 'A:'")
             return Action("answer", step, thought, answer=answer)
@@ -176,7 +188,11 @@ def render_action(action: Action, tools: Mapping[str, Any] | None = None) -> str
 
 
 def action_of(
-    completion: Completion, tools: Mapping[str, Any] | None = None, *, call_id: str = ""
+    completion: Completion,
+    tools: Mapping[str, Any] | None = None,
+    *,
+    call_id: str = "",
+    multiline_answer: bool = False,
 ) -> Action:
     """A completion's action: its first native tool call, else the text action in its text."""
     if completion.tool_calls:
@@ -197,7 +213,7 @@ def action_of(
         )
         action.text = render_action(action, tools)
         return action
-    return parse_action(completion.text, tools, call_id=call_id)
+    return parse_action(completion.text, tools, call_id=call_id, multiline_answer=multiline_answer)
 
 
 def action_from_dict(step: Mapping[str, Any], call_id: str = "") -> Action:
@@ -388,6 +404,9 @@ class Actor:
     instructions: str | None = "auto"
     """System message; auto: `ACT_INSTRUCTIONS` for LLM APIs, none for text backends."""
     stop: list[str] = field(default_factory=lambda: list(STOP))
+    multiline_answer: bool = False
+    """An answer runs from `A:` to the end of the step (the code domain's functions); False:
+    to the end of its line. Runs take it from the domain's `multiline_answers`."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.tools, Mapping):
@@ -499,7 +518,7 @@ class Actor:
         if action.kind == "invalid":
             observation = _invalid(action.error or turn.error)
             detail["observation"] = observation.text
-        turn.detail = detail
+        turn.detail = {**turn.detail, **detail}  # keeps make_turn's finish_reason
         return Step(
             action, turn, observation, prefix=ftp if ftp and self.ftp_mode == "prefix" else ""
         )
@@ -509,7 +528,9 @@ class Actor:
             return Action("invalid", completion.text, error=f"backend error: {completion.error}")
         if ftp and self.ftp_mode == "prefix" and not completion.tool_calls:
             completion = Completion(text=ftp + completion.text, model=completion.model)
-        return action_of(completion, self.tools, call_id=call_id)
+        return action_of(
+            completion, self.tools, call_id=call_id, multiline_answer=self.multiline_answer
+        )
 
     async def execute(self, step: Step) -> ToolCallRecord:
         """Run the step's tool call (unless a SAG candidate already did) and record it."""

@@ -4,7 +4,8 @@ Three mechanisms from the tailored-teaching literature, each usable on its own:
 
 - **Styles** (DAP/LiteCoT, Skip-Thinking: explanation length is a knob). An `ExplanationStyle`
   renders an offline teacher's worked solution (`render`) or tells an LLM teacher how to write
-  (`instruction`). Built-ins: `worked`, `concise`, `detailed`, `adaptive`.
+  (`instruction`); `Teacher.explain` does whichever fits its teacher, for any style, custom ones
+  too, and records the text shown. Built-ins: `worked`, `concise`, `detailed`, `adaptive`.
 - **Student-preference probe** (ARTE). Render every candidate style for a few problems, score
   log P(correct completion | explanation + prompt) under the student, and keep the style whose
   mean gain over no explanation is highest. The student's own log-probabilities are the

@@ -9,14 +9,15 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from pedagogy.agents.refinement import refine_request
 from pedagogy.backends.base import Backend, ChatRequest, Completion
 from pedagogy.domains.base import Domain, Problem, Verdict
 from pedagogy.errors import ConfigError
-from pedagogy.memory.records import TurnRecord
+from pedagogy.memory.records import CallAttemptRecord, TurnRecord
 
 EXPLAIN_PROMPT = (
     "A student got this problem wrong.\n"
@@ -39,6 +40,11 @@ POSE_PROMPT = (
 def make_turn(
     agent: str, backend: Backend, request: ChatRequest, completion: Completion, seq: int
 ) -> TurnRecord:
+    """The turn of one call: what was asked and answered, its accounting, why generation stopped
+    (`detail["finish_reason"]`, when the backend says) and its attempts when it took several."""
+    detail = dict(completion.detail)
+    if completion.finish_reason is not None:
+        detail.setdefault("finish_reason", completion.finish_reason)
     return TurnRecord(
         id=uuid.uuid4().hex,
         seq=seq,
@@ -54,8 +60,29 @@ def make_turn(
         cost=completion.cost,
         seed=request.seed,
         error=completion.error,
-        detail=dict(completion.detail),
+        detail=detail,
+        attempts=[
+            CallAttemptRecord(
+                n=a.n,
+                endpoint=a.endpoint,
+                status=a.status,
+                error=a.error,
+                latency_s=a.latency_s,
+                retry_after_s=a.retry_after_s,
+                created_at=None
+                if a.started_at is None
+                else datetime.fromtimestamp(a.started_at, timezone.utc),
+            )
+            for a in completion.attempts
+        ],
     )
+
+
+def concrete_style(style: Any, problem: Problem) -> Any:
+    """The style an explanation of `problem` is written in: an adaptive style's choice (its
+    `choose(problem)`), else `style` itself (None stays None)."""
+    choose = getattr(style, "choose", None)
+    return choose(problem) if callable(choose) else style
 
 
 async def ask(agent: str, backend: Backend, request: ChatRequest, seq: int = 0) -> TurnRecord:
@@ -124,14 +151,23 @@ class Teacher:
         self.spent = spent
 
     @property
-    def renders_offline(self) -> bool:
-        """The scripted teacher answers with the domain's worked solution, restyled here; an
-        LLM teacher gets the style's instruction in its prompt instead."""
-        return getattr(self.backend, "name", "") == "scripted"
+    def renders_styles(self) -> bool:
+        """Whether a style is applied to this teacher's reply (`style.render`) rather than only
+        asked of it: True for a backend that writes a fixed solution whatever its prompt says
+        (its `follows_instructions` is False, as the scripted teacher's)."""
+        return getattr(self.backend, "follows_instructions", True) is False
 
     async def explain(
         self, problem: Problem, attempt: str, seq: int, style: Any = None
     ) -> TurnRecord:
+        """Explain `attempt` in `style` (any `ExplanationStyle`; None: as the teacher writes).
+
+        The text the student is shown is the turn's ``detail["shown"]``: the reply as written
+        for a teacher that follows the style's instruction (an LLM: it is in the prompt), the
+        reply rendered by the style (`style.render`) for one that does not (`renders_styles`).
+        An adaptive style (one with `choose`) explains in the style it chooses for `problem`.
+        """
+        style = concrete_style(style, problem)
         content = EXPLAIN_PROMPT.format(prompt=problem.prompt, attempt=attempt)
         mistakes = self.mistakes_for(problem) if self.mistakes_for is not None else []
         if mistakes:
@@ -146,7 +182,12 @@ class Teacher:
             problem=problem,
             purpose="explain",
         )
-        return await ask("teacher", self.backend, request, seq)
+        turn = await ask("teacher", self.backend, request, seq)
+        shown = turn.response
+        if style is not None and self.renders_styles and not turn.error:
+            shown = style.render(problem, turn.response, attempt)
+        turn.detail["shown"] = shown
+        return turn
 
     async def refine(
         self, problem: Problem, attempt: str, n: int, seed: int | None = None
@@ -159,40 +200,121 @@ class Teacher:
 
 @dataclass
 class Verifier:
-    """The domain's checker; optionally an LLM judge on top of the parsed answer."""
+    """The domain's checker; optionally an LLM judge on top of the parsed answer.
+
+    The judge is asked `judge_samples` times (in one `generate` call, each sample with its own
+    seed) and decides by majority: correct when more than half of the samples say yes (a sample
+    that fails or says neither yes nor no counts against). The samples are one turn: its
+    response is a sample that voted with the majority, its tokens and cost the samples' sum,
+    and its ``detail["judge"]`` holds every vote and the agreement (the share of samples that
+    voted for the verdict)."""
 
     domain: Domain
     judge: Backend | None = None
+    max_tokens: int = 96
+    """Of each judge call (the judge backend's `max_tokens`)."""
+    temperature: float = 0.0
+    """Of each judge call (the judge backend's `temperature`); more than one sample needs > 0."""
+    judge_samples: int = 1
+    """Judge calls per verdict, odd so that a majority always exists."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.judge_samples, int) or self.judge_samples < 1:
+            raise ConfigError(
+                f"judge_samples must be an odd number >= 1, got {self.judge_samples!r}"
+            )
+        if self.judge_samples % 2 == 0:
+            raise ConfigError(
+                f"judge_samples {self.judge_samples} is even, so the votes can tie; use "
+                f"{self.judge_samples - 1} or {self.judge_samples + 1}"
+            )
 
     async def verify(
         self, problem: Problem, response: str, seq: int
     ) -> tuple[Verdict, TurnRecord | None]:
         if self.judge is None:
             return self.domain.verify(problem, response), None
-        request = ChatRequest(
-            messages=[
-                {
-                    "role": "user",
-                    "content": JUDGE_PROMPT.format(
-                        prompt=problem.prompt, answer=problem.answer, response=response
-                    ),
-                }
-            ],
-            max_tokens=4,
-            problem=problem,
-            purpose="judge",
+        content = JUDGE_PROMPT.format(
+            prompt=problem.prompt, answer=problem.answer, response=response
         )
-        (completion,) = await self.judge.generate([request])
-        turn = make_turn("verifier", self.judge, request, completion, seq)
-        correct = completion.error is None and completion.text.strip().lower().startswith("yes")
+        k = self.judge_samples
+        requests = [
+            ChatRequest(
+                messages=[{"role": "user", "content": content}],
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                seed=None if k == 1 else i,
+                problem=problem,
+                purpose="judge",
+            )
+            for i in range(k)
+        ]
+        completions = await self.judge.generate(requests)
+        votes = [judge_vote(c) for c in completions]
+        yes = votes.count("yes")
+        correct = 2 * yes > k
+        # The turn keeps a sample that voted with the majority: a replay of it decides the same.
+        chosen = next((i for i, v in enumerate(votes) if (v == "yes") == correct), 0)
+        completion = completions[chosen]
+        agreement = (yes if correct else k - yes) / k
+        turn = make_turn(
+            "verifier", self.judge, requests[chosen], _combined(completions, chosen), seq
+        )
+        turn.detail["judge"] = {
+            "samples": k,
+            "votes": votes,
+            "yes": yes,
+            "agreement": round(agreement, 4),
+            "chosen": chosen,
+            **({"responses": [c.text for c in completions]} if k > 1 else {}),
+        }
+        if k == 1:
+            detail = completion.error or ""
+        else:
+            detail = f"judge: {yes} of {k} say yes (agreement {agreement:.2f})"
         verdict = Verdict(
             correct=correct,
             score=1.0 if correct else 0.0,
             parsed_answer=self.domain.parse_answer(response),
             verifier="llm_judge",
-            detail=completion.error or "",
+            detail=detail,
         )
         return verdict, turn
+
+
+def judge_vote(completion: Completion) -> str:
+    """A judge sample's vote: "yes", "no", "invalid" (neither, or both) or "error" (failed)."""
+    if completion.error is not None:
+        return "error"
+    words = [w.strip(".,:;!?'\"*`()") for w in completion.text.lower().split()]
+    if words and words[0] in ("yes", "no"):
+        return words[0]
+    found = {w for w in words if w in ("yes", "no")}
+    return found.pop() if len(found) == 1 else "invalid"
+
+
+def _combined(completions: list[Completion], chosen: int) -> Completion:
+    """Samples as one completion: the chosen one's text, the samples' tokens and cost summed."""
+    c = completions[chosen]
+    if len(completions) == 1:
+        return c
+    costs = [x.cost for x in completions]
+    return Completion(
+        text=c.text,
+        model=c.model,
+        prompt_tokens=sum(x.prompt_tokens for x in completions),
+        completion_tokens=sum(x.completion_tokens for x in completions),
+        latency_s=max(x.latency_s for x in completions),
+        cost=None if any(x is None for x in costs) else sum(costs),
+        model_version=c.model_version,
+        error=c.error,
+        finish_reason=c.finish_reason,
+        detail=dict(c.detail),
+        # renumbered: the attempts of every sample, in order, as the one turn's
+        attempts=[
+            replace(a, n=n) for n, a in enumerate(a for x in completions for a in x.attempts)
+        ],
+    )
 
 
 @dataclass

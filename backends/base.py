@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -51,6 +52,30 @@ class ChatRequest:
 
 
 @dataclass
+class CallAttempt:
+    """One attempt of a model call that needed more than one (stored as a `call_attempts` row).
+
+    A call answered at its first attempt has none: its turn says everything. Otherwise every
+    attempt is kept, in order: the failed ones with their error, and the one that served (if any)
+    with `error` None.
+    """
+
+    n: int
+    """Attempt number of the call, 0-based."""
+    endpoint: str
+    """Which endpoint was tried: a model and api_base label, never a key."""
+    status: int | None = None
+    """HTTP status; None when no response came (timeout, refused connection)."""
+    error: str | None = None
+    """One line; None for the attempt that served."""
+    latency_s: float = 0.0
+    retry_after_s: float | None = None
+    """What the server asked to wait before the next attempt (Retry-After), if it said."""
+    started_at: datetime | None = None
+    """When the attempt was sent (UTC)."""
+
+
+@dataclass
 class Completion:
     """One completion, with its accounting."""
 
@@ -72,6 +97,8 @@ class Completion:
     detail: dict[str, Any] = field(default_factory=dict)
     """What the backend tells about the text beyond it, kept in the turn's `detail` (the scripted
     teacher: ``{"solution": "answer_only"}`` when it gave the bare reference answer)."""
+    attempts: list[CallAttempt] = field(default_factory=list)
+    """Every attempt when the call needed more than one (retries, fallbacks); [] otherwise."""
 
 
 @runtime_checkable
@@ -82,6 +109,9 @@ class Backend(Protocol):
     """Backend kind, e.g. 'transformers'."""
     model: str
     """Model identifier as the backend knows it."""
+    # Optional: `follows_instructions = False` on a backend that writes a fixed text whatever its
+    # prompt asks (the scripted teacher's worked solutions); a teacher's explanation style is then
+    # rendered from that text (`Teacher.explain`) instead of asked for in the prompt.
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """One completion per request, in order. Failures come back as Completion.error."""

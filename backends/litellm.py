@@ -2,9 +2,16 @@
 
 litellm gives one call for a hundred providers; this module adds what a long simulation needs on
 top of it: bounded concurrency per backend (one semaphore shared by every `generate` call), our
-own retries with exponential backoff and jitter (the OpenAI SDK's hidden retries are turned off so
-there is one retry policy, not two), token and cost accounting, and failures that come back as
+own retries with exponential backoff and jitter, honouring a 429's Retry-After (the OpenAI SDK's
+hidden retries are turned off so there is one retry policy, not two), fallback endpoints tried in
+order when one fails, token and cost accounting, and failures that come back as
 `Completion.error` instead of exceptions, so one bad call does not end a run of thousands.
+
+Every attempt of a call that needed more than one is kept (`Completion.attempts`: endpoint,
+status, one line of error, latency, Retry-After), and stored as `call_attempts` rows with its
+turn. An empty answer (no text, no tool calls) counts as a failed attempt. Fallbacks are our own
+loop rather than litellm's Router: the Router retries and falls back inside one call with its
+own policy (cooldowns, its own retry counts) and does not hand back the attempts it made.
 
 API keys: the backend stores only the *name* of the environment variable (`api_key_env`) and
 reads the key at call time. The key never appears in `repr`, records, logs or error messages.
@@ -23,10 +30,14 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
-from pedagogy.backends.base import ChatRequest, Completion, parse_tool_arguments
+from pedagogy.backends.base import CallAttempt, ChatRequest, Completion, parse_tool_arguments
 from pedagogy.errors import BackendError
 
 if TYPE_CHECKING:
@@ -57,8 +68,66 @@ def _litellm() -> Any:
     return litellm
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a call can go: a litellm model, its api_base and the name of its key's variable."""
+
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+
+    @property
+    def label(self) -> str:
+        """`model@api_base` (the base without credentials, query or fragment), or the model."""
+        if not self.api_base:
+            return self.model
+        parts = urlsplit(self.api_base)
+        host = parts.netloc.rpartition("@")[2]
+        return f"{self.model}@{urlunsplit((parts.scheme, host, parts.path, '', ''))}"
+
+
+FALLBACK_KEYS = ("model", "api_base", "api_key_env")
+"""The keys of one entry of the litellm backend's `fallbacks` option."""
+
+
+def fallback_problems(fallbacks: Any, where: str = "options.fallbacks") -> list[str]:
+    """One line per problem of a `fallbacks` option (naming the entry, the key and the fix);
+    [] when it is a list of {model, api_base, api_key_env} mappings with a model each."""
+    if fallbacks is None:
+        return []
+    example = "e.g. [{model: openai/gpt-4o-mini, api_base: http://host:8000/v1, api_key_env: KEY}]"
+    if not isinstance(fallbacks, (list, tuple)):
+        return [f"{where}: expected a list of endpoints, got {type(fallbacks).__name__}; {example}"]
+    problems = []
+    for i, entry in enumerate(fallbacks):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, Mapping):
+            problems.append(f"{at}: expected a mapping with a model, got {entry!r}; {example}")
+            continue
+        for key in entry:
+            if key not in FALLBACK_KEYS:
+                problems.append(
+                    f"{at}.{key}: unknown key; a fallback takes {', '.join(FALLBACK_KEYS)} "
+                    "(the key itself never: name its variable in api_key_env)"
+                )
+        model = entry.get("model")
+        if not isinstance(model, str) or not model:
+            problems.append(
+                f"{at}.model: a fallback needs a litellm model string like 'openai/gpt-4o-mini', "
+                f"got {model!r}"
+            )
+        for key in ("api_base", "api_key_env"):
+            value = entry.get(key)
+            if value is not None and (not isinstance(value, str) or not value):
+                problems.append(
+                    f"{at}.{key}: expected a non-empty string or nothing, got {value!r}"
+                )
+    return problems
+
+
 class LiteLLMBackend:
-    """Chat completions through litellm, with bounded concurrency, retries and accounting."""
+    """Chat completions through litellm, with bounded concurrency, retries, fallback endpoints
+    and accounting."""
 
     name = "litellm"
 
@@ -72,6 +141,8 @@ class LiteLLMBackend:
         max_retries: int = 3,
         backoff_s: float = 0.5,
         timeout_s: float = 60.0,
+        fallbacks: list[dict[str, Any]] | None = None,
+        max_retry_after_s: float = 60.0,
     ):
         if not isinstance(model, str) or not model:
             raise BackendError(
@@ -81,10 +152,14 @@ class LiteLLMBackend:
             raise BackendError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
         if max_retries < 0:
             raise BackendError(f"max_retries must be >= 0, got {max_retries!r}")
-        if backoff_s < 0 or timeout_s <= 0:
+        if backoff_s < 0 or timeout_s <= 0 or max_retry_after_s < 0:
             raise BackendError(
-                f"backoff_s must be >= 0 and timeout_s > 0, got {backoff_s!r} and {timeout_s!r}"
+                f"backoff_s and max_retry_after_s must be >= 0 and timeout_s > 0, got "
+                f"{backoff_s!r}, {max_retry_after_s!r} and {timeout_s!r}"
             )
+        problems = fallback_problems(fallbacks)
+        if problems:
+            raise BackendError("; ".join(problems))
         self.model = model
         self.api_base = api_base.rstrip("/") if api_base else None
         self.api_key_env = api_key_env
@@ -92,6 +167,16 @@ class LiteLLMBackend:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
+        self.max_retry_after_s = max_retry_after_s
+        self.endpoints = [Endpoint(model, self.api_base, api_key_env)] + [
+            Endpoint(
+                f["model"],
+                f["api_base"].rstrip("/") if f.get("api_base") else None,
+                f.get("api_key_env"),
+            )
+            for f in fallbacks or []
+        ]
+        """The primary endpoint, then the fallbacks, in the order they are tried."""
         self._rng = random.Random()
         # asyncio primitives bind to the loop that first waits on them; keep one per loop so the
         # backend survives asyncio.run() being called more than once (sync check, tests).
@@ -99,9 +184,11 @@ class LiteLLMBackend:
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
+        fallbacks = [e.label for e in self.endpoints[1:]]
         return (
             f"LiteLLMBackend(model={self.model!r}, api_base={self.api_base!r}, "
-            f"api_key_env={self.api_key_env!r}, max_concurrency={self.max_concurrency})"
+            f"api_key_env={self.api_key_env!r}, max_concurrency={self.max_concurrency}"
+            + (f", fallbacks={fallbacks!r})" if fallbacks else ")")
         )
 
     # -- the Backend protocol --------------------------------------------------------------
@@ -114,56 +201,128 @@ class LiteLLMBackend:
         semaphore = self._get_semaphore()
         return list(await asyncio.gather(*(self._one(r, semaphore) for r in requests)))
 
-    async def check(self) -> None:
-        """Make one tiny request; raise BackendError with the fix if the endpoint cannot answer."""
-        api_key = self._api_key()
-        req = ChatRequest(messages=[{"role": "user", "content": "ping"}], max_tokens=1)
-        try:
-            await self._call(req, api_key, timeout=min(self.timeout_s, 10.0))
-        except Exception as e:
-            raise BackendError(self._diagnose(e, api_key)) from None
+    @staticmethod
+    def check_request() -> ChatRequest:
+        """The request `check` sends."""
+        return ChatRequest(
+            messages=[{"role": "user", "content": "ping"}], max_tokens=1, purpose="check"
+        )
 
-    def check_reachable(self) -> None:
+    async def check(self) -> Completion:
+        """Make one tiny request (`check_request`) and return its completion, for the caller to
+        record as a turn; raise BackendError with the fix if no endpoint can answer.
+
+        A refused connection, an unknown host or a rejected key moves on to the next endpoint at
+        once (a configuration error does not heal); other faults are retried as in `generate`.
+        """
+        _litellm()
+        completion = await self._one(self.check_request(), self._get_semaphore(), check=True)
+        if completion.error is not None:
+            raise BackendError(completion.error)
+        return completion
+
+    def check_reachable(self) -> Completion:
         """Synchronous `check`, for code that is not already inside an event loop."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            asyncio.run(self.check())
-            return
+            return asyncio.run(self.check())
         raise BackendError(
             "check_reachable() was called inside a running event loop; use `await backend.check()`"
         )
 
     # -- one request -----------------------------------------------------------------------
 
-    async def _one(self, request: ChatRequest, semaphore: asyncio.Semaphore) -> Completion:
+    async def _one(
+        self, request: ChatRequest, semaphore: asyncio.Semaphore, *, check: bool = False
+    ) -> Completion:
+        """Try the endpoints in order, each up to `max_retries` + 1 times (a fault that will not
+        heal by waiting moves on at once); every attempt is kept when one failed."""
         # Latency runs from getting a slot to the final answer: retries and backoff count,
         # waiting for a slot does not.
         async with semaphore:
             t0 = time.perf_counter()
-            try:
-                api_key = self._api_key()
-            except BackendError as e:
-                return self._failed(str(e), t0)
-            attempts = 0
-            while True:
-                attempts += 1
+            attempts: list[CallAttempt] = []
+            first_error: tuple[BaseException | str, Endpoint, str | None] | None = None
+            timeout = min(self.timeout_s, 10.0) if check else self.timeout_s
+            for endpoint in self.endpoints:
                 try:
-                    response = await self._call(request, api_key, timeout=self.timeout_s)
-                except Exception as e:
-                    if attempts > self.max_retries or not _retryable(e):
-                        tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
-                        return self._failed(f"{_one_line(e, api_key)} (after {tries})", t0)
-                    await asyncio.sleep(self._backoff(attempts))
+                    api_key = self._api_key(endpoint)
+                except BackendError as e:
+                    attempts.append(
+                        CallAttempt(
+                            len(attempts), endpoint.label, error=str(e), started_at=time.time()
+                        )
+                    )
+                    first_error = first_error or (str(e), endpoint, None)
                     continue
-                try:
-                    return self._completion(response, t0)
-                except Exception as e:  # a response we cannot read fails this call, not the run
-                    return self._failed(f"unreadable response: {_one_line(e, api_key)}", t0)
+                tries = 0
+                while True:
+                    tries += 1
+                    started, a0 = time.time(), time.perf_counter()
+                    try:
+                        response = await self._call(request, endpoint, api_key, timeout)
+                        completion = self._completion(response, endpoint, t0)
+                    except Exception as e:
+                        failure = _Failure.of(e, api_key)
+                    else:
+                        failure = _empty(completion)
+                        if failure is None:
+                            if attempts:
+                                attempts.append(
+                                    CallAttempt(
+                                        len(attempts),
+                                        endpoint.label,
+                                        status=200,
+                                        latency_s=time.perf_counter() - a0,
+                                        started_at=started,
+                                    )
+                                )
+                            completion.attempts = attempts
+                            return completion
+                    attempts.append(
+                        CallAttempt(
+                            len(attempts),
+                            endpoint.label,
+                            status=failure.status,
+                            error=failure.line,
+                            latency_s=time.perf_counter() - a0,
+                            retry_after_s=failure.retry_after_s,
+                            started_at=started,
+                        )
+                    )
+                    first_error = first_error or (failure.error, endpoint, api_key)
+                    if (
+                        tries > self.max_retries
+                        or not failure.retryable
+                        or (check and failure.misconfigured)
+                    ):
+                        break
+                    await asyncio.sleep(self._wait(tries, failure.retry_after_s))
+            error, endpoint, api_key = first_error  # type: ignore[misc]
+            n = len(attempts)
+            if check:
+                reason = (
+                    error if isinstance(error, str) else self._diagnose(error, endpoint, api_key)
+                )
+                others = len(self.endpoints) - 1
+                message = reason + (f" (and the {others} fallback(s) failed too)" if others else "")
+            else:
+                last = attempts[-1].error or ""
+                message = f"{last} (after {n} attempt{'s' if n > 1 else ''})"
+            return Completion(
+                text="",
+                model=self.model,
+                latency_s=time.perf_counter() - t0,
+                error=message,
+                attempts=attempts,
+            )
 
-    async def _call(self, request: ChatRequest, api_key: str | None, timeout: float) -> Any:
+    async def _call(
+        self, request: ChatRequest, endpoint: Endpoint, api_key: str | None, timeout: float
+    ) -> Any:
         kwargs: dict[str, Any] = {
-            "model": self.model,
+            "model": endpoint.model,
             "messages": request.messages,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
@@ -178,31 +337,25 @@ class LiteLLMBackend:
         if request.tools:
             kwargs["tools"] = request.tools
             kwargs["tool_choice"] = "auto"
-        if self.api_base:
-            kwargs["api_base"] = self.api_base
+        if endpoint.api_base:
+            kwargs["api_base"] = endpoint.api_base
         if api_key is not None:
             kwargs["api_key"] = api_key
         return await _litellm().acompletion(**kwargs)
 
-    def _completion(self, response: Any, t0: float) -> Completion:
-        latency = time.perf_counter() - t0
+    def _completion(self, response: Any, endpoint: Endpoint, t0: float) -> Completion:
         choices = getattr(response, "choices", None) or []
         message = getattr(choices[0], "message", None) if choices else None
         usage = getattr(response, "usage", None)
         return Completion(
             text=(getattr(message, "content", None) or "") if message is not None else "",
-            model=self.model,
+            model=endpoint.model,
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            latency_s=latency,
+            latency_s=time.perf_counter() - t0,
             cost=self._cost(response),
             tool_calls=_tool_calls(message),
             finish_reason=(getattr(choices[0], "finish_reason", None) or None) if choices else None,
-        )
-
-    def _failed(self, error: str, t0: float) -> Completion:
-        return Completion(
-            text="", model=self.model, latency_s=time.perf_counter() - t0, error=error
         )
 
     @staticmethod
@@ -218,19 +371,28 @@ class LiteLLMBackend:
         """Exponential backoff with full jitter around the nominal delay (0.5x to 1.5x)."""
         return self.backoff_s * (2 ** (attempt - 1)) * self._rng.uniform(0.5, 1.5)
 
+    def _wait(self, attempt: int, retry_after_s: float | None) -> float:
+        """The backoff, or what the server asked (Retry-After) when longer, up to
+        `max_retry_after_s`."""
+        backoff = self._backoff(attempt)
+        if retry_after_s is None:
+            return backoff
+        return max(backoff, min(retry_after_s, self.max_retry_after_s))
+
     # -- keys, loops, diagnostics ----------------------------------------------------------
 
-    def _api_key(self) -> str | None:
-        """The key, read now from the environment; never kept on the object."""
-        if self.api_key_env:
-            key = os.environ.get(self.api_key_env)
+    def _api_key(self, endpoint: Endpoint | None = None) -> str | None:
+        """The endpoint's key, read now from the environment; never kept on the object."""
+        endpoint = endpoint or self.endpoints[0]
+        if endpoint.api_key_env:
+            key = os.environ.get(endpoint.api_key_env)
             if not key:
                 raise BackendError(
-                    f"environment variable {self.api_key_env} (named by `api_key_env`) is not "
+                    f"environment variable {endpoint.api_key_env} (named by `api_key_env`) is not "
                     f"set; export it or fix `api_key_env` in the config"
                 )
             return key
-        return NO_KEY if self.api_base else None
+        return NO_KEY if endpoint.api_base else None
 
     def _get_semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -239,9 +401,11 @@ class LiteLLMBackend:
             self._semaphore_loop = loop
         return self._semaphore
 
-    def _diagnose(self, e: BaseException, api_key: str | None) -> str:
+    def _diagnose(self, e: BaseException, endpoint: Endpoint, api_key: str | None) -> str:
         where = (
-            f"litellm endpoint {self.api_base}" if self.api_base else f"litellm model {self.model}"
+            f"litellm endpoint {endpoint.api_base}"
+            if endpoint.api_base
+            else f"litellm model {endpoint.model}"
         )
         status = getattr(e, "status_code", None)
         cause = _connection_cause(e)
@@ -254,17 +418,92 @@ class LiteLLMBackend:
             )
         if status in (401, 403):
             source = (
-                f"the key in ${self.api_key_env}" if self.api_key_env else "no key (`api_key_env`)"
+                f"the key in ${endpoint.api_key_env}"
+                if endpoint.api_key_env
+                else "no key (`api_key_env`)"
             )
             return (
                 f"{where} rejected {source} (HTTP {status}); set a valid key or fix `api_key_env`"
             )
         if status == 404:
             return (
-                f"{where} answered HTTP 404 for model {self.model!r}; fix `model` or `api_base` "
-                f"in the config"
+                f"{where} answered HTTP 404 for model {endpoint.model!r}; fix `model` or "
+                f"`api_base` in the config"
             )
         return f"{where} failed a test request: {_one_line(e, api_key)}"
+
+
+@dataclass
+class _Failure:
+    """What went wrong in one attempt."""
+
+    error: BaseException | str
+    line: str
+    status: int | None = None
+    retry_after_s: float | None = None
+    retryable: bool = True
+    misconfigured: bool = False
+    """A refused connection, an unknown host, a rejected key or an unknown model: the check
+    moves on to the next endpoint at once."""
+
+    @classmethod
+    def of(cls, e: BaseException, api_key: str | None) -> _Failure:
+        status = getattr(e, "status_code", None)
+        status = status if isinstance(status, int) else None
+        # litellm reports a body it cannot parse, and a timeout, with a made-up status.
+        unreadable = any(isinstance(x, ValueError) for x in _chain(e)[1:])
+        refused = _connection_cause(e) not in (None, "connection error")
+        line = _one_line(e, api_key)
+        return cls(
+            error=e,
+            line=f"unreadable response: {line}" if unreadable else line,
+            status=None if unreadable or _is_timeout(e) else status,
+            retry_after_s=_retry_after(e),
+            retryable=_retryable(e),
+            misconfigured=refused or status in (401, 403, 404),
+        )
+
+
+def _empty(completion: Completion) -> _Failure | None:
+    """A 200 answer with neither text nor tool calls is a failed attempt (an overloaded server's
+    empty reply), retried like a 5xx."""
+    if completion.text or completion.tool_calls:
+        return None
+    line = f"empty content (finish_reason {completion.finish_reason!r})"
+    return _Failure(error=line, line=line, status=200)
+
+
+def _retry_after(e: BaseException) -> float | None:
+    """Seconds from a Retry-After header (seconds or an HTTP date) of the error's response."""
+    for x in _chain(e):
+        for headers in (
+            getattr(getattr(x, "response", None), "headers", None),
+            getattr(x, "litellm_response_headers", None),
+            getattr(x, "headers", None),
+        ):
+            if not headers:
+                continue
+            try:
+                value = headers.get("retry-after") or headers.get("Retry-After")
+            except Exception:
+                continue
+            if value:
+                return _seconds(str(value))
+    return None
+
+
+def _seconds(value: str) -> float | None:
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _tool_calls(message: Any) -> list[ToolCall]:

@@ -46,6 +46,25 @@ BACKENDS: dict[str, BackendFactory] = {
 }
 
 
+_BUILT_IN = dict(BACKENDS)
+_OPTIONS_OF: dict[str, str | None] = {
+    "scripted": None,
+    "transformers": "pedagogy.backends.transformers:TransformersBackend",
+    "litellm": "pedagogy.backends.litellm:LiteLLMBackend",
+}
+"""What takes each built-in kind's `options` as keyword parameters; None: it takes none."""
+
+
+def backend_options_target(kind: str) -> tuple[bool, str | None]:
+    """(checked, target) for backend `kind`'s options: a built-in kind's options are checked
+    against its class ("module:attribute"; None: no options); a custom kind's factory reads its
+    config as it likes, so its options are not checked."""
+    factory = BACKENDS.get(kind)
+    if factory is not None and factory is _BUILT_IN.get(kind):
+        return True, _OPTIONS_OF[kind]
+    return False, None
+
+
 def register_backend(kind: str, factory: BackendFactory) -> None:
     """Make a custom backend kind available to configs."""
     BACKENDS[kind] = factory

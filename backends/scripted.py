@@ -12,6 +12,9 @@ passed in), it acts through the tools API: step k of the demonstration, where k 
 assistant messages so far, comes back as a tool call (content: the step's thought) or as the
 final `A:<answer>`. The same class is the test fake that ships with the library
 (`pedagogy.testing`): it records calls and can check every scripted step was used.
+
+Its tokens are whitespace-separated words: a reply longer than the request's `max_tokens` is cut
+there, with finish_reason "length" (else "stop", or "tool_calls"), as a model's would be.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ class ScriptedBackend:
     """Answers from a function or a list of canned responses, recording every request."""
 
     name = "scripted"
+    follows_instructions = False
+    """It answers from its script or the domain, not from the prompt: a teacher's explanation
+    style is rendered from its reply (`Teacher.explain`), not asked of it."""
 
     def __init__(
         self,
@@ -128,15 +134,17 @@ class ScriptedBackend:
                 reply = Reply(reply)
             prompt = sum(len((m.get("content") or "").split()) for m in request.messages)
             called = sum(len(f"{c.name} {c.arguments}".split()) for c in reply.tool_calls)
+            text, cut = _cut(reply.text, request.max_tokens)
+            finish = "tool_calls" if reply.tool_calls else "stop"
             out.append(
                 Completion(
-                    text="" if reply.error else reply.text,
+                    text="" if reply.error else text,
                     model=self.model,
                     prompt_tokens=prompt,
-                    completion_tokens=len(reply.text.split()) + called,
+                    completion_tokens=len(text.split()) + called,
                     error=reply.error,
                     tool_calls=list(reply.tool_calls),
-                    finish_reason="tool_calls" if reply.tool_calls else "stop",
+                    finish_reason="length" if cut else finish,
                     detail=dict(reply.detail),
                 )
             )
@@ -146,6 +154,15 @@ class ScriptedBackend:
         """Raise if a scripted list still has unused responses (for tests)."""
         if self._script:
             raise BackendError(f"{len(self._script)} scripted responses were never requested")
+
+
+def _cut(text: str, max_tokens: int) -> tuple[str, bool]:
+    """`text` up to its `max_tokens`-th word (whitespace kept between words), and whether it
+    was cut."""
+    words = list(re.finditer(r"\S+", text))
+    if len(words) <= max_tokens:
+        return text, False
+    return text[: words[max_tokens - 1].end()] if max_tokens > 0 else "", True
 
 
 def solution_detail(problem: Problem, solution: str) -> dict[str, str]:

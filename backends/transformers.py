@@ -276,7 +276,7 @@ class TransformersBackend:
         out: list[str] = []
         for start in range(0, len(prompts), self.max_batch_size):
             chunk = list(prompts[start : start + self.max_batch_size])
-            out.extend(text for text, _n, _ in self._generate_rows(chunk, max_tokens)[0])
+            out.extend(row[0] for row in self._generate_rows(chunk, max_tokens)[0])
         return out
 
     def reload(self, path: str | Path, version_id: str | None = None) -> None:
@@ -357,17 +357,21 @@ class TransformersBackend:
             else None,
         )
         self.requests_served += len(requests)
-        return [
-            Completion(
-                text=_apply_stop(text, request.stop),
-                model=name,
-                prompt_tokens=n_prompt,
-                completion_tokens=n_new,
-                latency_s=latency,
-                model_version=version,
+        out = []
+        for (text, n_new, n_prompt, finish), request in zip(rows, requests):
+            cut = _apply_stop(text, request.stop)
+            out.append(
+                Completion(
+                    text=cut,
+                    model=name,
+                    prompt_tokens=n_prompt,
+                    completion_tokens=n_new,
+                    latency_s=latency,
+                    model_version=version,
+                    finish_reason="stop" if cut != text else finish,
+                )
             )
-            for (text, n_new, n_prompt), request in zip(rows, requests)
-        ]
+        return out
 
     def _generate_rows(
         self,
@@ -375,10 +379,11 @@ class TransformersBackend:
         max_new_tokens: int,
         limits: list[int] | None = None,
         sampler: Any = None,
-    ) -> tuple[list[tuple[str, int, int]], float, str, str | None]:
+    ) -> tuple[list[tuple[str, int, int, str]], float, str, str | None]:
         """One `model.generate` over rendered texts (greedy; rows with temperature > 0 are drawn
-        by `sampler`): per row (text, new tokens, prompt tokens) cut at `limits[i]` new tokens,
-        then the latency and the model name and version that produced them."""
+        by `sampler`): per row (text, new tokens, prompt tokens, finish reason) cut at
+        `limits[i]` new tokens, then the latency and the model name and version that produced
+        them. The finish reason is "stop" at the end-of-sequence token, else "length"."""
         import torch
 
         with self._lock:
@@ -406,11 +411,11 @@ class TransformersBackend:
         rows = []
         for i, (row, n_prompt) in enumerate(zip(out, prompt_tokens)):
             new = row[prompt_len:].tolist()[: (limits[i] if limits else max_new_tokens)]
-            n_new = len(new)
+            n_new, finish = len(new), "length"
             if tokenizer.eos_token_id in new:
-                n_new = new.index(tokenizer.eos_token_id) + 1
+                n_new, finish = new.index(tokenizer.eos_token_id) + 1, "stop"
             text = tokenizer.decode(new[:n_new], skip_special_tokens=True)
-            rows.append((text, n_new, int(n_prompt)))
+            rows.append((text, n_new, int(n_prompt), finish))
         return rows, latency, name, version
 
     # -- scoring -------------------------------------------------------------------------------

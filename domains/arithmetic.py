@@ -11,8 +11,9 @@ Each step is ``a<op>b=r`` with no spaces, in the order a person evaluates: inner
 first, ``*`` and ``/`` before ``+`` and ``-``, left to right within one precedence. Division is
 *floor* division, because reasoning-gym's ``basic_arithmetic`` computes its reference answers with
 Python's ``//`` (``eval(expr.replace("/", "//"))``); unary minus binds tighter than ``*`` and ``/``,
-as in Python. Negating a parenthesised group is not a step of its own: ``-( 3 + 4 ) * 2`` reads
-``S:3+4=7;-7*2=-14``.
+as in Python. Negating a parenthesised group is not a step of its own where a later step uses
+the negated value: ``-( 3 + 4 ) * 2`` reads ``S:3+4=7;-7*2=-14``. A negation that is the last
+operation is a step, so the steps end at the answer: ``-( 7 * 4 )`` reads ``S:7*4=28;-(28)=-28``.
 """
 
 from __future__ import annotations
@@ -158,8 +159,12 @@ def _run(expression: str) -> tuple[int, list[str]]:
         steps.append(f"{a}{node.op}{b}={result}")
         return result
 
-    value = walk(_Parser(expression).parse())
-    return value, steps
+    root = _Parser(expression).parse()
+    if isinstance(root, _Neg):  # no later step shows the negated value: make it a step
+        inner = walk(root.operand)
+        steps.append(f"-({inner})={-inner}")
+        return -inner, steps
+    return walk(root), steps
 
 
 def evaluate(expression: str) -> int:

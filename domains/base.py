@@ -178,3 +178,43 @@ def problem_parameters(domain: Domain, problem: Problem) -> dict[str, Any] | Non
 def has_parameters(domain: Domain) -> bool:
     """Whether the domain can tell a problem's generator parameters (`problem_parameters`)."""
     return callable(getattr(domain, "parameters", None))
+
+
+def level_size(
+    domain: Domain, skill: str, level: int, *, at_least: int, tries: int = 8
+) -> int | None:
+    """How many distinct problems (by prompt) a level has, when fewer than `at_least`; None when
+    it has at least that many, or when it cannot tell (a level too large to exhaust).
+
+    The domain's optional ``level_capacity(skill, level)`` when it has one (an estimate, None
+    for "no repeats seen"); else counted by drawing (`level_problems`). Held-out sets are sized
+    by it, so that a small level keeps problems to practise on.
+    """
+    capacity = getattr(domain, "level_capacity", None)
+    if callable(capacity):
+        size = capacity(skill, level)
+        return None if size is None or size >= at_least else int(size)
+    problems = level_problems(domain, skill, level, at_least=at_least, tries=tries)
+    return None if problems is None else len(problems)
+
+
+def level_problems(
+    domain: Domain, skill: str, level: int, *, at_least: int, tries: int = 8
+) -> dict[str, Problem] | None:
+    """Every distinct problem of a level with fewer than `at_least`, by prompt; None when it has
+    at least that many (or seems to: still new ones after `tries` draws).
+
+    Drawn from a fixed seed, `at_least` problems at a time, until `at_least` distinct prompts
+    are seen or a draw adds none (the level is used up).
+    """
+    rng = random.Random(f"level-size:{skill}:{level}")
+    seen: dict[str, Problem] = {}
+    for _ in range(tries):
+        before = len(seen)
+        for problem in domain.generate(rng, max(at_least, 16), skill, level):
+            seen.setdefault(problem.prompt, problem)
+        if len(seen) >= at_least:
+            return None
+        if len(seen) == before:
+            return seen
+    return None

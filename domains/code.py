@@ -103,6 +103,9 @@ def _failure(result: Any, wall_s: float) -> str:
 class CodeDomain:
     """Function-writing problems verified by their unit tests in the sandbox."""
 
+    multiline_answers = True
+    """An acting student's answer is a function: `A:` and the lines after it."""
+
     def __init__(
         self,
         path: str | Path | None = None,

@@ -12,7 +12,13 @@ from typing import Any
 from pedagogy.domains.base import Domain
 from pedagogy.errors import ConfigError, UnknownNameError
 
-__all__ = ["DomainFactory", "build_domain", "known_domains", "register_domain"]
+__all__ = [
+    "DomainFactory",
+    "build_domain",
+    "domain_options_target",
+    "known_domains",
+    "register_domain",
+]
 
 DomainFactory = Callable[..., Domain]
 
@@ -47,6 +53,25 @@ _REGISTRY: dict[str, DomainFactory] = {
     "world": _world,
     "code": _code,
 }
+
+
+_BUILT_IN = dict(_REGISTRY)
+_OPTIONS_OF = {
+    "reasoning_gym": "pedagogy.domains.reasoning_gym:ReasoningGymDomain",
+    "jsonl": "pedagogy.domains.jsonl:JsonlDomain",
+    "world": "pedagogy.domains.world:WorldDomain",
+    "code": "pedagogy.domains.code:CodeDomain",
+}
+"""What takes each built-in domain's options (its factory only forwards them)."""
+
+
+def domain_options_target(name: str) -> str | Callable[..., Any] | None:
+    """What takes domain `name`'s options as keyword parameters ("module:attribute" or the
+    registered factory), for checking a config's options when it loads; None: unknown name."""
+    factory = _REGISTRY.get(name)
+    if factory is not None and factory is _BUILT_IN.get(name):
+        return _OPTIONS_OF[name]
+    return factory
 
 
 def register_domain(name: str, factory: DomainFactory, *, replace: bool = False) -> None:

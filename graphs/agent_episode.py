@@ -45,6 +45,9 @@ class AgentEpisodeAgents(Agents):
     explain: str = "demonstrate"
     """demonstrate: the teacher's demonstration trajectory is the explanation | text: the
     teacher's written explanation (`Teacher.explain`)."""
+    eval_actor: Actor | None = None
+    """The student as measured on held-out problems, when it acts otherwise there (e.g. with
+    self-consistent action generation); None: `actor`."""
 
     def __post_init__(self) -> None:
         if self.explain not in EXPLAIN:
@@ -183,11 +186,16 @@ async def explain(state: AgentEpisodeState, agents: AgentEpisodeAgents) -> dict[
     response = last.action.text if last.action.kind == "answer" else ""
     summary = _summary("demonstration", steps)
     summary["correct"] = agents.verifier.domain.verify(problem, response).correct
+    shown = trajectory("demonstration", teacher.agent, problem.prompt, steps).text()
+    last.turn.detail["shown"] = shown  # what the re-attempt is shown, stored with the turn
+    charge = E.unspent(state)
     return {
         "turns": [s.turn for s in steps],
         "tool_calls": [s.tool_call for s in steps if s.tool_call is not None],
-        "explanations": [ExplanationRecord(last.turn.id, style="demonstration")],
-        "explanation": trajectory("demonstration", teacher.agent, problem.prompt, steps).text(),
+        "explanations": [
+            ExplanationRecord(last.turn.id, style="demonstration", budget_spent=charge, text=shown)
+        ],
+        "explanation": shown,
         "trajectories": [summary],
     }
 

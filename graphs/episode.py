@@ -16,8 +16,9 @@ from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from pedagogy.agents.roles import Student, Teacher, Verifier
+from pedagogy.agents.roles import Student, Teacher, Verifier, concrete_style
 from pedagogy.domains.base import Problem, Verdict
+from pedagogy.errors import ConfigError
 from pedagogy.memory.records import EpisodeRecord, ExplanationRecord, TurnRecord, VerdictRecord
 
 
@@ -49,7 +50,11 @@ class EpisodeState(TypedDict, total=False):
     final: Verdict
     intervene: bool
     budget_left: int | None
+    reserved: Annotated[float, operator.add]
+    """Teacher budget `decide` reserved for this episode (1.0 per intervention); its
+    explanations are charged out of it (`explain`)."""
     explanation: str
+    """The latest explanation exactly as the student is shown it."""
     record: EpisodeRecord
 
 
@@ -95,30 +100,67 @@ async def decide(state: EpisodeState, agents: Agents) -> dict[str, Any]:
     if state["first"].correct:
         return {"intervene": False, "budget_left": left}
     if agents.broker is None:
-        return {"intervene": agents.teacher.reserve(), "budget_left": left}
-    problem = state["problem"]
-    first_turn = state["turns"][0]
-    intervene = await agents.broker.decide(
-        state["episode_id"], state["index"], problem, first_turn.response
-    )
-    return {"intervene": intervene, "budget_left": left}
+        intervene = agents.teacher.reserve()
+    else:
+        problem = state["problem"]
+        first_turn = state["turns"][0]
+        intervene = await agents.broker.decide(
+            state["episode_id"], state["index"], problem, first_turn.response
+        )
+    return {"intervene": intervene, "budget_left": left, "reserved": 1.0 if intervene else 0.0}
 
 
-async def explain(state: EpisodeState, agents: Agents) -> dict[str, Any]:
-    """The teacher explains the wrong attempt, in the style chosen for this student."""
+def unspent(state: EpisodeState) -> float:
+    """What is left of the budget `decide` reserved for the episode after its explanations."""
+    charged = sum(x.budget_spent for x in state.get("explanations", []))
+    return max(state.get("reserved", 0.0) - charged, 0.0)
+
+
+async def explain(
+    state: EpisodeState, agents: Agents, *, style: Any = None, cost: float | None = None
+) -> dict[str, Any]:
+    """The teacher explains the wrong attempt; `explanation` is the text the student is shown.
+
+    Bind the options with `functools.partial` in a custom graph, e.g. a two-tier graph's hint
+    ``partial(explain, agents=agents, style=ConciseStyle(), cost=0.5)``.
+
+    Args:
+        style: the `ExplanationStyle` (custom ones too; every teacher honours it, see
+            `Teacher.explain`); None: the round's (`teacher.style_for`), else as the teacher
+            writes ("worked").
+        cost: what this explanation is charged of the budget `decide` reserved for the
+            episode; None: all that is still unspent (the whole reservation for the first
+            explanation, nothing for later ones). An episode's explanations never add up to
+            more than its reservation, and add up to all of it when its last one uses None.
+    """
     problem, first_turn, teacher = state["problem"], state["turns"][0], agents.teacher
-    style = teacher.style_for(problem) if teacher.style_for is not None else None
-    if style is not None and hasattr(style, "choose"):  # adaptive: the concrete style it picks
-        style = style.choose(problem)
+    if style is None and teacher.style_for is not None:
+        style = teacher.style_for(problem)
+    style = concrete_style(style, problem)
+    left = unspent(state)
+    if cost is None:
+        charge = left
+    elif isinstance(cost, bool) or not isinstance(cost, (int, float)) or not cost >= 0:
+        raise ConfigError(
+            f"explain cost must be a number >= 0 (a share of the episode's reservation), got "
+            f"{cost!r}; e.g. cost=0.5 for each of two tiers, or None for what is left"
+        )
+    elif cost > left + 1e-9:
+        raise ConfigError(
+            f"explain cost {cost} is more than the {left:g} left of the teacher budget decide "
+            f"reserved for episode {state['episode_id']} ({state.get('reserved', 0.0):g}); give "
+            "the explanations of one intervention costs that add up to at most 1 (e.g. 0.5 "
+            "each), or leave the last one's cost None (what is left)"
+        )
+    else:
+        charge = float(cost)
     turn = await teacher.explain(problem, first_turn.response, _seq(state), style)
     turn.episode_id = state["episode_id"]
-    text = turn.response
-    if style is not None and teacher.renders_offline and not turn.error:
-        text = style.render(problem, text, first_turn.response)
+    text = turn.detail.get("shown", turn.response)
     name = getattr(style, "name", "worked")
     return {
         "turns": [turn],
-        "explanations": [ExplanationRecord(turn.id, style=name, budget_spent=1.0)],
+        "explanations": [ExplanationRecord(turn.id, style=name, budget_spent=charge, text=text)],
         "explanation": text,
     }
 

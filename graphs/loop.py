@@ -5,7 +5,10 @@ The graph's state is small and JSON-able (round, plan, sampler state, promoted v
 runtime objects (store, backends, domain) live in a `Session` the nodes are bound to. With a
 LangGraph checkpointer the state is saved after every node, so a killed run resumes at the node it
 was in: episodes are written idempotently, keyed by (run, round, index), so re-running
-`run_episodes` completes the round's plan with nothing lost and nothing done twice.
+`run_episodes` completes the round's plan with nothing lost and nothing done twice. Every other
+node is idempotent too (a kill after its writes and before its checkpoint runs it again): an
+evaluation is read back, `plan_round` returns the plan it stored last, `train` returns its
+finished job's candidate or restarts its interrupted job on the items it stored.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ from pedagogy.domains.base import (
     problem_variants,
 )
 from pedagogy.graphs.broker import InterventionBroker, episode_id
+from pedagogy.graphs.budget import BudgetGuard
 from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.graphs.refinement import Refined, first_attempts, train_generator, write_refinements
 from pedagogy.memory.base import Store
+from pedagogy.memory.crash import crash_point
 from pedagogy.memory.records import (
     CurriculumStateRecord,
     DecisionRecord,
@@ -52,6 +57,10 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 
 def _no_events(kind: str, data: dict[str, Any]) -> None:
+    return None
+
+
+def _no_guard() -> None:
     return None
 
 
@@ -75,6 +84,13 @@ class Session:
     """Builds the episode graph from the agents; swap it for a custom graph."""
     episode_graph: Any = field(default=None, init=False)
     heldout_prompts: set[str] = field(default_factory=set, init=False)
+    budget: BudgetGuard = field(default_factory=BudgetGuard, init=False)
+    """The loop's clock and budget check (`config.budget`)."""
+    guard: Callable[[], None] = _no_guard
+    """Called before every node: raises when this process lost the run's lease."""
+    base_dir: Path | None = None
+    """The directory relative model paths of the run were stored from (runs written before
+    paths were stored absolute); None: they are taken as they are."""
 
     def __post_init__(self) -> None:
         graph = self.graph_factory(self.agents)
@@ -154,6 +170,20 @@ class Session:
         style = X.build_style(result.winner)
         return lambda problem: style
 
+    def model_path(self, path: str) -> str:
+        """A stored model path as this process can open it: relative ones (runs written before
+        paths were stored absolute) against `base_dir`, or in the run's models folder."""
+        p = Path(path)
+        if p.is_absolute():
+            return path
+        for candidate in (
+            *([self.base_dir / p] if self.base_dir is not None else []),
+            self.models_dir / p.name,
+        ):
+            if candidate.exists():
+                return str(candidate)
+        return path  # a hub id, or a path the backend will name when it cannot load it
+
     def explanation_for(self, problem: Problem) -> tuple[str, str | None]:
         """What a policy assumes the student would be shown: the domain's worked solution (what
         the scripted teacher says) or, without one, the reference answer line."""
@@ -203,6 +233,8 @@ class LoopState(TypedDict, total=False):
     candidate: dict[str, Any] | None
     policy_state: dict[str, Any]
     """The intervention policy's state after the last finished round."""
+    elapsed_s: float
+    """Seconds the loop has run, resumes added up (pedagogy.graphs.budget)."""
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -213,8 +245,15 @@ async def evaluate_version(session: Session, version_id: str, round_: int) -> fl
     from pedagogy.training.evaluate import evaluate
 
     t0 = time.perf_counter()
-    actor = getattr(session.agents, "actor", None)
-    if actor is not None:  # an acting student is measured acting, with real tools
+    actor = getattr(session.agents, "eval_actor", None) or getattr(session.agents, "actor", None)
+    stored = [
+        e
+        for e in session.store.evaluations(session.run_id)
+        if e.model_version_id == version_id and e.round == round_
+    ]
+    if stored:  # the node ran again after its writes (a resume): the numbers it recorded
+        records = stored
+    elif actor is not None:  # an acting student is measured acting, with real tools
         from pedagogy.training.evaluate import evaluate_agent
 
         acted = await evaluate_agent(actor, session.domain, session.heldout)
@@ -225,7 +264,11 @@ async def evaluate_version(session: Session, version_id: str, round_: int) -> fl
             for (skill, level), r in sorted(acted.items())
         ]
     else:
-        results = await evaluate(session.student_backend, session.domain, session.heldout)
+        # The practice budget unless configured otherwise: a longer one hides cut-off answers.
+        budget = session.config.evaluation.max_tokens or session.agents.student.max_tokens
+        results = await evaluate(
+            session.student_backend, session.domain, session.heldout, max_tokens=budget
+        )
         records = [
             EvaluationRecord(session.run_id, round_, version_id, skill, level, n, correct)
             for (skill, level), (correct, n) in sorted(results.items())
@@ -251,8 +294,9 @@ async def _pose_outside_heldout(
 ) -> list[Problem]:
     """n problems for the arm, avoiding held-out prompts while the level has others to give.
 
-    Small levels (1-digit a+b has ~200 problems) run out: then training problems repeat, and
-    only a level with nothing outside the held-out set trains on held-out problems.
+    Small levels (1-digit a+b has ~200 problems) run out: then training problems repeat. A
+    held-out set leaves every level problems to practise (`build_heldout`), so only a generator
+    that poses nothing else in four tries (an LLM's) trains on held-out problems.
     """
     held = session.heldout_prompts
     kept: list[Problem] = []
@@ -349,6 +393,22 @@ async def evaluate_base(state: LoopState, session: Session) -> dict[str, Any]:
 async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     """Choose the round's arms and pose its problems; the plan is checkpointed with the state."""
     round_ = state.get("round", 0) + 1
+    # Budgets stop a run here, before the round poses or calls anything (pedagogy.graphs.budget).
+    session.budget.check(
+        session.config.budget, session.store, session.run_id, state, round_, session.emit
+    )
+    stored = next(
+        (c.state for c in session.store.curriculum_states(session.run_id) if c.round == round_),
+        {},
+    )
+    if "plan" in stored:  # the node ran again after its writes: its plan, nothing posed anew
+        session.emit("round_planned", {"round": round_, "episodes": len(stored["plan"])})
+        return {
+            "round": round_,
+            "plan": stored["plan"],
+            "sampler_state": stored["sampler"],
+            "candidate": None,
+        }
     sampler = session.sampler(state.get("sampler_state"))
     probs = sampler.probabilities()
     refinement = await _refinements(session, round_)
@@ -400,6 +460,8 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
     session.store.add_problems(problems)
     posing = getattr(session.generator, "turns", None)
     if posing:  # an LLM generator's calls: recorded as turns outside any episode
+        for k, turn in enumerate(posing):  # ids a rerun of the node repeats: stored once
+            turn.id = f"{session.run_id}:pose:{round_}:{k}"
         session.store.record_turns(session.run_id, posing)
         posing.clear()
     new_state = sampler.state()
@@ -452,6 +514,8 @@ async def plan_round(state: LoopState, session: Session) -> dict[str, Any]:
         # The teacher's and generator's refine calls and what came of them, in one transaction:
         # a crash leaves both or neither, so a rerun never asks the models twice.
         session.store.record_turns(session.run_id, refinement.turns, refine_rows)
+    # Last, the plan: once stored, a rerun of this node returns it (every write above is done).
+    _merge_round_state(session, round_, {"plan": plan})
     session.emit(
         "round_planned",
         {
@@ -696,77 +760,131 @@ def _should_train(state: LoopState, session: Session) -> str:
 
 async def train(state: LoopState, session: Session) -> dict[str, Any]:
     """Fine-tune the promoted student on verified data (new + earlier), registering a candidate."""
-    from pedagogy.training.sft import SFTJobConfig, run_sft
-
     cfg, store, run_id, round_ = (
         session.config.training,
         session.store,
         session.run_id,
         state["round"],
     )
-    for job in store.training_jobs(run_id):
-        if job.status == "running":  # left behind by a killed process
-            store.finish_training_job(job.id, "interrupted", job.metrics, None)
+    # The node may run again after a crash: a finished job of the round is its result; one that
+    # was interrupted (its process died) is restarted in place, on the items it stored.
+    earlier_job = store.training_job(run_id, round_)
+    if earlier_job is not None and earlier_job.status in ("completed", "skipped"):
+        return _finished_job(session, earlier_job)
+    restart = earlier_job is not None and earlier_job.status in ("running", "interrupted")
     episodes = store.episodes(run_id, with_turns=True)
     problems = store.get_problems(list({e.problem_id for e in episodes}))
     acting = session.config.agent.enabled
     kind = "trajectory_sft" if acting else cfg.kind
+    segments: dict = {}
     if acting:  # verified trajectories, the loss on the agent's own steps
         items, segments = trajectory_examples(episodes, problems)
     else:
         items = examples_from_episodes(
             episodes, problems, session.domain, in_context=cfg.in_context
         )
+    if restart:
+        job, chosen = earlier_job, store.dataset_items(earlier_job.id)
+        new = [i for i in chosen if i.episode_id in {e.id for e in episodes if e.round == round_}]
+        new_examples = int(job.metrics.get("new_examples", len(new)))
+        store.restart_training_job(job.id)
+    else:
+        chosen_new = await _choose_examples(session, state, episodes, problems, items, kind)
+        if chosen_new is None:
+            return {"candidate": None}
+        chosen, new_examples, decisions = chosen_new
+        job = store.start_training_job(
+            TrainingJobRecord(
+                id=uuid.uuid4().hex,
+                run_id=run_id,
+                round=round_,
+                kind=kind,
+                config=cfg.model_dump(),
+                base_version_id=state["student_version"],
+                metrics={"new_examples": new_examples},
+                attempt=0 if earlier_job is None else earlier_job.attempt + 1,  # after a failure
+            ),
+            chosen,
+            decisions,
+        )
+    versions = store.model_versions(run_id, "student")
+    number = max((v.number for v in versions), default=0) + 1
+    out_path = session.models_dir / f"student-v{number}"
+    student_path = session.model_path(state["student_path"])
+    session.emit(
+        "training_started",
+        {"round": round_, "examples": len(chosen), "new": new_examples, "restarted": restart},
+    )
+    return await _fit(session, state, job, chosen, segments, out_path, number, student_path)
+
+
+def _finished_job(session: Session, job: TrainingJobRecord) -> dict[str, Any]:
+    """What `train` returned when it finished `job` (it runs again after a crash)."""
+    if job.status != "completed" or job.output_version_id is None:
+        return {"candidate": None}
+    version = session.store.get_model_version(job.output_version_id)
+    session.emit("training_finished", {"round": job.round, **job.metrics})
+    return {"candidate": {"id": version.id, "path": version.path, "job_id": job.id}}
+
+
+async def _choose_examples(
+    session: Session, state: LoopState, episodes: list, problems: dict, items: list, kind: str
+) -> tuple[list, int, list[DecisionRecord]] | None:
+    """The examples a new job of the round trains on (new + earlier, filtered, mixed), how many
+    are new, and the filter's decisions (stored with the job); None: too few new ones."""
+    cfg, run_id, round_ = session.config.training, session.run_id, state["round"]
+    acting = session.config.agent.enabled
     usable = [i for i in items if kind not in ("sft", "trajectory_sft") or i.polarity == "positive"]
     new_ids = {e.id for e in episodes if e.round == round_}
     new = [i for i in usable if i.episode_id in new_ids]
+    decisions: list[DecisionRecord] = []
     if sum(i.polarity == "positive" for i in new) < cfg.min_new_examples:
         session.emit("training_skipped", {"round": round_, "new_examples": len(new)})
-        return {"candidate": None}
+        return None
     if cfg.filter and not acting and callable(getattr(session.student_backend, "score", None)):
-        filtered = await asyncio.to_thread(
+        filtered, decisions = await asyncio.to_thread(
             _learnability_filter, session, round_, new, episodes, problems
         )
         if any(i.polarity == "positive" for i in filtered):
             new = filtered
         else:  # a student that can follow nothing yet (an untrained one): the filter steps aside
-            session.store.record_decisions(
-                [
-                    DecisionRecord(
-                        run_id,
-                        round_,
-                        "filter",
-                        "learnability",
-                        f"round-{round_}",
-                        False,
-                        None,
-                        {
-                            "decision": "bypassed",
-                            "reason": "no explanation passed; trained on them all",
-                        },
-                    )
-                ]
+            decisions.append(
+                DecisionRecord(
+                    run_id,
+                    round_,
+                    "filter",
+                    "learnability",
+                    f"round-{round_}",
+                    False,
+                    None,
+                    {
+                        "decision": "bypassed",
+                        "reason": "no explanation passed; trained on them all",
+                    },
+                )
             )
     earlier = [i for i in usable if i.episode_id not in new_ids]
     chosen = mix_examples(
         new, earlier, cfg.max_examples, random.Random(f"{session.config.seed}:{round_}:mix")
     )
-    versions = store.model_versions(run_id, "student")
-    number = max((v.number for v in versions), default=0) + 1
-    job = TrainingJobRecord(
-        id=uuid.uuid4().hex,
-        run_id=run_id,
-        round=round_,
-        kind=kind,
-        config=cfg.model_dump(),
-        base_version_id=state["student_version"],
-    )
-    store.start_training_job(job)
-    for item in chosen:
-        item.job_id = job.id
-    store.add_dataset_items(chosen)
-    out_path = session.models_dir / f"student-v{number}"
-    session.emit("training_started", {"round": round_, "examples": len(chosen), "new": len(new)})
+    return chosen, len(new), decisions
+
+
+async def _fit(
+    session: Session,
+    state: LoopState,
+    job: TrainingJobRecord,
+    chosen: list,
+    segments: dict,
+    out_path: Path,
+    number: int,
+    student_path: str,
+) -> dict[str, Any]:
+    """Train the job's model on `chosen` and store the candidate version with the finished job."""
+    from pedagogy.training.sft import SFTJobConfig, run_sft
+
+    cfg, store, run_id, round_ = session.config.training, session.store, session.run_id, job.round
+    kind, new_examples = job.kind, int(job.metrics.get("new_examples", 0))
     common = dict(
         learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size,
@@ -786,7 +904,7 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
         fit, data, job_cfg = (
             run_sft,
             [(i.prompt, i.completion) for i in chosen],
-            SFTJobConfig(**common, max_length=_context_of(state["student_path"])),
+            SFTJobConfig(**common, max_length=_context_of(student_path)),
         )
     else:
         from pedagogy.training import preference as P
@@ -801,10 +919,10 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
                 store.finish_training_job(
                     job.id, "skipped", {"reason": "no (correct, wrong) pairs"}, None
                 )
-                session.emit("training_skipped", {"round": round_, "new_examples": len(new)})
+                session.emit("training_skipped", {"round": round_, "new_examples": new_examples})
                 return {"candidate": None}
     try:
-        result = await asyncio.to_thread(fit, state["student_path"], out_path, data, job_cfg)
+        result = await asyncio.to_thread(fit, student_path, out_path, data, job_cfg)
     except Exception as err:
         store.finish_training_job(job.id, "failed", {"error": str(err)}, None)
         raise
@@ -818,16 +936,15 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
         training_job_id=job.id,
         status="candidate",
     )
-    store.add_model_version(version)
     metrics = {
         "steps": result.steps,
         "train_loss": result.train_loss,
         "seconds": result.seconds,
         "examples": len(chosen),
-        "new_examples": len(new),
+        "new_examples": new_examples,
         **getattr(result, "metrics", {}),
     }
-    store.finish_training_job(job.id, "completed", metrics, version.id)
+    store.finish_training_job(job.id, "completed", metrics, version.id, version)
     session.emit("training_finished", {"round": round_, **metrics})
     return {"candidate": {"id": version.id, "path": str(out_path), "job_id": job.id}}
 
@@ -846,11 +963,11 @@ def _context_of(model_path: str) -> int:
 
 def _learnability_filter(
     session: Session, round_: int, items: list, episodes: list, problems: dict
-) -> list:
+) -> tuple[list, list[DecisionRecord]]:
     """Score this round's teacher explanations under the student (Reverse Speculative Decoding):
     trim chunks it cannot follow when the rest still verifies, else let the student rewrite them
     (`filter_rewrite`), leave out what cannot be fixed.
-    Every outcome is stored as a decision of kind "filter"."""
+    Every outcome is a decision of kind "filter", returned with the kept items."""
     from pedagogy.agents.explanations import filter_explanation
 
     teacher_turns = {
@@ -894,8 +1011,7 @@ def _learnability_filter(
         if outcome.accepted:
             item.completion = outcome.text
             kept.append(item)
-    session.store.record_decisions(decisions)
-    return kept
+    return kept, decisions  # stored with the job they chose its items for
 
 
 async def evaluate_and_promote(state: LoopState, session: Session) -> dict[str, Any]:
@@ -904,7 +1020,7 @@ async def evaluate_and_promote(state: LoopState, session: Session) -> dict[str, 
     if not cand:
         return {}
     backend = session.student_backend
-    await asyncio.to_thread(backend.reload, cand["path"], cand["id"])
+    await asyncio.to_thread(backend.reload, session.model_path(cand["path"]), cand["id"])
     mean = await evaluate_version(session, cand["id"], state["round"])
     tol = session.config.evaluation.tolerance
     if mean >= state["accuracy"] - tol:
@@ -917,7 +1033,9 @@ async def evaluate_and_promote(state: LoopState, session: Session) -> dict[str, 
             "candidate": None,
         }
     session.store.set_model_status(cand["id"], "rolled_back")
-    await asyncio.to_thread(backend.reload, state["student_path"], state["student_version"])
+    await asyncio.to_thread(
+        backend.reload, session.model_path(state["student_path"]), state["student_version"]
+    )
     session.emit(
         "rolled_back",
         {"round": state["round"], "version": cand["id"], "mean": mean, "kept": state["accuracy"]},
@@ -929,22 +1047,36 @@ def _next_or_end(state: LoopState, session: Session) -> str:
     return "plan_round" if state["round"] < session.config.rounds else END
 
 
+def _timed(node: Callable[..., Any], session: Session) -> Callable[..., Any]:
+    """`node` bound to `session`, its update carrying the loop's running time (`elapsed_s`, what
+    `budget.wall_seconds` limits). The run's lease is checked before it; after its writes, the
+    test hook `crash_point` may kill the process before LangGraph checkpoints its update."""
+
+    async def timed(state: LoopState) -> dict[str, Any]:
+        session.guard()
+        update = await node(state, session=session)
+        crash_point(node.__name__)
+        return {**(update or {}), "elapsed_s": session.budget.lap(state)}
+
+    return timed
+
+
 def build_loop_graph(session: Session, checkpointer: Any = None):
     """Compile the loop graph bound to `session` (checkpointed when a checkpointer is given)."""
     g = StateGraph(LoopState)
-    g.add_node("evaluate_base", partial(evaluate_base, session=session))
-    g.add_node("plan_round", partial(plan_round, session=session))
-    g.add_node("run_episodes", partial(run_episodes, session=session))
-    g.add_node("update_curriculum", partial(update_curriculum, session=session))
-    g.add_node("train", partial(train, session=session))
-    g.add_node("evaluate_and_promote", partial(evaluate_and_promote, session=session))
+    g.add_node("evaluate_base", _timed(evaluate_base, session))
+    g.add_node("plan_round", _timed(plan_round, session))
+    g.add_node("run_episodes", _timed(run_episodes, session))
+    g.add_node("update_curriculum", _timed(update_curriculum, session))
+    g.add_node("train", _timed(train, session))
+    g.add_node("evaluate_and_promote", _timed(evaluate_and_promote, session))
     g.add_edge(START, "evaluate_base")
     g.add_edge("evaluate_base", "plan_round")
     g.add_edge("plan_round", "run_episodes")
     g.add_edge("run_episodes", "update_curriculum")
     before_train = "update_curriculum"
     if session.config.generator.train:  # the co-evolving generator learns after each round
-        g.add_node("train_generator", partial(train_generator, session=session))
+        g.add_node("train_generator", _timed(train_generator, session))
         g.add_edge("update_curriculum", "train_generator")
         before_train = "train_generator"
     g.add_conditional_edges(

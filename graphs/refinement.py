@@ -8,9 +8,9 @@ a turn outside the episodes, every candidate a `refine_candidate` decision.
 `train_generator` is the loop node that makes the generator co-evolve: after each round it
 fine-tunes the generator's model with the student's SFT path on the teacher's accepted
 refinements so far, registers a model version (role "generator") and a training job
-(``config.role`` "generator"), and reloads the generator. A rerun of the node (a resumed run)
-finds the round's job done and trains nothing twice; a job a killed process left running is
-marked interrupted and redone.
+(role "generator"), and reloads the generator. A rerun of the node (a resumed run)
+finds the round's job done and trains nothing twice; a job a killed process left running (marked
+interrupted on resume) is restarted in place on the items it stored.
 """
 
 from __future__ import annotations
@@ -231,19 +231,21 @@ async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
 
     store, run_id, round_ = session.store, session.run_id, state["round"]
     gen, tc = session.config.generator, session.config.training
-    jobs = [j for j in store.training_jobs(run_id) if j.config.get("role") == "generator"]
-    for job in jobs:
-        if job.status == "running":  # left behind by a killed process
-            store.finish_training_job(job.id, "interrupted", job.metrics, None)
-    if any(j.round == round_ and j.status == "completed" for j in jobs):
+    earlier = store.training_job(run_id, round_, "generator")
+    if earlier is not None and earlier.status == "completed":
         return {}  # a rerun: this round's generator is trained and was loaded at resume
-    items, new = generator_examples(session, round_)
-    if new < 1:
-        session.emit("generator_training_skipped", {"round": round_, "examples": len(items)})
-        return {}
-    items = items[-tc.max_examples :] if tc.max_examples else items
+    restart = earlier is not None and earlier.status in ("running", "interrupted")
+    if restart:  # its process died: trained again, in place, on the items it stored
+        items, new = store.dataset_items(earlier.id), int(earlier.metrics.get("new_examples", 0))
+        base = store.get_model_version(earlier.base_version_id or "")
+    else:
+        items, new = generator_examples(session, round_)
+        if new < 1:
+            session.emit("generator_training_skipped", {"round": round_, "examples": len(items)})
+            return {}
+        items = items[-tc.max_examples :] if tc.max_examples else items
+        base = max(store.model_versions(run_id, "generator"), key=lambda v: v.number)
     pairs = [(i.prompt, i.completion) for i in items]
-    base = max(store.model_versions(run_id, "generator"), key=lambda v: v.number)
     job_cfg = SFTJobConfig(
         learning_rate=tc.learning_rate,
         batch_size=tc.batch_size,
@@ -253,24 +255,32 @@ async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
         lora_r=tc.lora_r,
         seed=session.config.seed + round_,
     )
-    job = TrainingJobRecord(
-        id=uuid.uuid4().hex,
-        run_id=run_id,
-        round=round_,
-        kind="sft",
-        config={"role": "generator", **job_cfg.to_dict()},
-        base_version_id=base.id,
-    )
-    store.start_training_job(job)
-    for item in items:
-        item.job_id = job.id
-    store.add_dataset_items(items)
+    if restart:
+        job = earlier
+        store.restart_training_job(job.id)
+    else:
+        job = store.start_training_job(
+            TrainingJobRecord(
+                id=uuid.uuid4().hex,
+                run_id=run_id,
+                round=round_,
+                kind="sft",
+                config={"role": "generator", **job_cfg.to_dict()},
+                base_version_id=base.id,
+                metrics={"new_examples": new},
+                role="generator",
+                attempt=0 if earlier is None else earlier.attempt + 1,  # after a failure
+            ),
+            items,
+        )
     out_path = session.models_dir / f"generator-v{base.number + 1}"
     session.emit(
         "generator_training_started", {"round": round_, "examples": len(pairs), "new": new}
     )
     try:
-        result = await asyncio.to_thread(run_sft, base.path, out_path, pairs, job_cfg)
+        result = await asyncio.to_thread(
+            run_sft, session.model_path(base.path), out_path, pairs, job_cfg
+        )
     except Exception as err:
         store.finish_training_job(job.id, "failed", {"error": str(err)}, None)
         raise
@@ -284,7 +294,6 @@ async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
         training_job_id=job.id,
         status="promoted",
     )
-    store.add_model_version(version)
     losses = [row["loss"] for row in result.log_history if "loss" in row]
     metrics = {
         "steps": result.steps,
@@ -295,7 +304,7 @@ async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
         "examples": len(pairs),
         "new_examples": new,
     }
-    store.finish_training_job(job.id, "completed", metrics, version.id)
+    store.finish_training_job(job.id, "completed", metrics, version.id, version)
     await asyncio.to_thread(session.generator.backend.reload, str(out_path), version.id)
     session.emit("generator_trained", {"round": round_, "version": version.id, **metrics})
     return {}

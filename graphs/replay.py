@@ -144,7 +144,13 @@ async def replay_episode(
 
     if "agent" in episode.decisions:
         return await replay_agent_episode(
-            episode, store, domain, reattempt=reattempt, judged=judged, decided=decided
+            episode,
+            store,
+            domain,
+            reattempt=reattempt,
+            judged=judged,
+            decided=decided,
+            episode_graph=episode_graph,
         )
 
     by_agent = _by_agent(episode)
@@ -234,8 +240,10 @@ async def replay_agent_episode(
     reattempt: bool,
     judged: bool,
     decided: bool | None = None,
+    episode_graph: Callable[..., Any] | None = None,
 ) -> EpisodeReplay:
-    """Replay one agent episode: 0 model calls, 0 tool executions, every decision compared."""
+    """Replay one agent episode: 0 model calls, 0 tool executions, every decision compared.
+    `episode_graph`: the graph the run used (default: the agent episode graph)."""
     from pedagogy.agents.acting import RecordedToolRunner
     from pedagogy.agents.roles import Student, Teacher, Verifier
     from pedagogy.graphs.agent_episode import AgentEpisodeAgents, build_agent_episode_graph
@@ -271,7 +279,8 @@ async def replay_agent_episode(
         explain=settings.get("explain", "demonstrate"),
     )
     problem = store.get_problems([episode.problem_id])[episode.problem_id]
-    out = await build_agent_episode_graph(agents).ainvoke(_input(episode, problem))
+    graph = episode_graph or build_agent_episode_graph
+    out = await graph(agents).ainvoke(_input(episode, problem))
     mismatches = _compare(episode, out["record"]) + runner.mismatches
     unused = sum(b.unused for b in backends.values())
     if unused:
@@ -292,15 +301,21 @@ def replay_run(
 ) -> ReplayReport:
     """Replay every episode of a run (or one), with zero model calls (and tool executions).
 
-    Runs made with a custom episode graph replay through the same factory (`episode_graph`);
-    agent episodes replay through the agent episode graph.
+    The run's stored config is loaded, which imports the plugins it recorded. Episodes replay
+    through the graph the run recorded (`episodes.graph`), or `episode_graph` when given (a
+    factory defined in a script, which a record cannot import); a graph that cannot be found is
+    refused in one line that names it, never replaced by the default. Agent episodes replay
+    through the agent episode graph unless the run recorded another.
     """
     from pedagogy.config import config_from_dict
     from pedagogy.errors import StoreError
+    from pedagogy.parts import require_parts
     from pedagogy.runner import build_domain_from
 
     run = store.get_run(run_id)
     config = config_from_dict(run.config, f"run {run_id}")
+    recorded = require_parts(config, f"run {run_id}", graph=episode_graph is None)
+    episode_graph = episode_graph or recorded
     domain = build_domain_from(config)
     decided = {d.subject: bool(d.chosen) for d in store.decisions(run_id, kind="intervention")}
     if episode_id is not None:

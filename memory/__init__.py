@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pedagogy.memory.base import Store
 from pedagogy.memory.records import (
+    CallAttemptRecord,
     CurriculumStateRecord,
     DatasetItemRecord,
     DecisionRecord,
@@ -56,6 +57,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AuditReport",
+    "CallAttemptRecord",
     "CurriculumStateRecord",
     "DatasetItemRecord",
     "DecisionRecord",

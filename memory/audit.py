@@ -51,7 +51,7 @@ KINDS = (
 _SEARCH_LIMIT = 64
 """Broken links beyond which moved rows are not looked for (a search tries every broken position
 with every broken link's hash as predecessor)."""
-_REFERS_TO_TURNS = ("tool_calls", "verdicts", "explanations")
+_REFERS_TO_TURNS = ("tool_calls", "verdicts", "explanations", "call_attempts")
 """Tables whose rows point at a turn of the same run (dataset items may use earlier runs')."""
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pedagogy.memory.records import (
+    CallAttemptRecord,
     ChainHeadRecord,
     ChainLinkRecord,
     CurriculumStateRecord,
@@ -18,6 +19,7 @@ from pedagogy.memory.records import (
     ToolCallRecord,
     TrainingJobRecord,
     TurnRecord,
+    UsageRecord,
 )
 
 if TYPE_CHECKING:
@@ -30,9 +32,15 @@ class Store(Protocol):
     """Database URL with any password masked."""
 
     # runs
-    def create_run(self, run: RunRecord) -> None:
+    def create_run(
+        self,
+        run: RunRecord,
+        versions: Sequence[ModelVersionRecord] = (),
+        holder: str | None = None,
+    ) -> None:
         """Also starts the run's hash chain, keyed when PEDAGOGY_AUDIT_KEY is set. The password
-        of any URL in `run.config` (a database's, an endpoint's) is masked before it is stored."""
+        of any URL in `run.config` (a database's, an endpoint's) is masked before it is stored.
+        Its base model `versions` and, given a `holder`, its lease are written with it."""
         ...
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -41,6 +49,20 @@ class Store(Protocol):
 
     def list_runs(self) -> list[RunRecord]: ...
     def set_run_status(self, run_id: str, status: str, error: str | None = None) -> None: ...
+
+    # the run lease (pedagogy.memory.lease)
+    def acquire_run(self, run_id: str, holder: str) -> RunRecord:
+        """Take the lease and mark the run running; RunInUse when a live process holds it."""
+        ...
+
+    def heartbeat(self, run_id: str, holder: str) -> bool:
+        """Refresh the lease; False when `holder` no longer holds it."""
+        ...
+
+    def release_run(self, run_id: str, holder: str) -> None: ...
+    def set_run_budget(self, run_id: str, budget: dict[str, Any]) -> None:
+        """Replace the `budget` section of the run's stored config."""
+        ...
 
     # problems
     def add_problems(self, problems: Sequence[Problem]) -> None:
@@ -80,6 +102,15 @@ class Store(Protocol):
         """An agent episode's tool calls (or a run's), in the order they were made."""
         ...
 
+    def finish_reasons(self, run_id: str) -> dict[str, dict[str, int]]:
+        """Per agent, the run's turns per finish reason ("length": cut at max_tokens)."""
+        ...
+
+    def call_attempts(self, run_id: str) -> list[CallAttemptRecord]:
+        """The attempts of the run's calls that needed more than one (retries, fallbacks), in
+        the order they were recorded."""
+        ...
+
     def verify_chain(self, run_id: str) -> list[str]:
         """Ids of links whose hash does not match the chain (empty = untampered); turns and tool
         calls by id, other rows as "table:id"."""
@@ -102,16 +133,50 @@ class Store(Protocol):
     def curriculum_states(self, run_id: str) -> list[CurriculumStateRecord]: ...
 
     # training and models
-    def add_model_version(self, version: ModelVersionRecord) -> None: ...
+    def add_model_version(self, version: ModelVersionRecord) -> None:
+        """Idempotent on the id; unique per (run, role, number)."""
+        ...
+
     def set_model_status(self, version_id: str, status: str) -> None: ...
     def model_versions(self, run_id: str, role: str | None = None) -> list[ModelVersionRecord]: ...
     def get_model_version(self, version_id: str) -> ModelVersionRecord: ...
-    def start_training_job(self, job: TrainingJobRecord) -> None: ...
+    def start_training_job(
+        self,
+        job: TrainingJobRecord,
+        items: Sequence[DatasetItemRecord] = (),
+        decisions: Sequence[DecisionRecord] = (),
+    ) -> TrainingJobRecord:
+        """Insert-or-return-existing on (run, round, role, attempt), with its items and the
+        decisions that chose them in one transaction."""
+        ...
+
+    def training_job(
+        self, run_id: str, round: int, role: str = "student"
+    ) -> TrainingJobRecord | None:
+        """The latest attempt of the job of (run, round, role)."""
+        ...
+
+    def restart_training_job(self, job_id: str) -> None: ...
+    def interrupt_training_jobs(self, run_id: str) -> list[str]:
+        """Mark jobs left `running` by a dead process `interrupted`; returns their ids."""
+        ...
+
     def finish_training_job(
-        self, job_id: str, status: str, metrics: dict[str, Any], output_version_id: str | None
-    ) -> None: ...
+        self,
+        job_id: str,
+        status: str,
+        metrics: dict[str, Any],
+        output_version_id: str | None,
+        version: ModelVersionRecord | None = None,
+    ) -> None:
+        """With the `version` the job made, in the same transaction."""
+        ...
+
     def training_jobs(self, run_id: str) -> list[TrainingJobRecord]: ...
-    def add_dataset_items(self, items: Sequence[DatasetItemRecord]) -> None: ...
+    def add_dataset_items(self, items: Sequence[DatasetItemRecord]) -> None:
+        """Idempotent on (job, turn, content); a turn's further items get the next `part`."""
+        ...
+
     def dataset_items(self, job_id: str) -> list[DatasetItemRecord]: ...
 
     # decisions of the teaching policies
@@ -123,12 +188,22 @@ class Store(Protocol):
         ...
 
     # evaluation
-    def record_evaluations(self, evaluations: Sequence[EvaluationRecord]) -> None: ...
+    def record_evaluations(self, evaluations: Sequence[EvaluationRecord]) -> None:
+        """Idempotent on (model version, round, skill, level)."""
+        ...
+
     def evaluations(self, run_id: str) -> list[EvaluationRecord]: ...
 
     # accounting
     def token_totals(self, run_id: str) -> dict[str, dict[str, float]]:
-        """Per agent: prompt_tokens, completion_tokens, cost, calls."""
+        """Per agent: prompt_tokens, completion_tokens, cost, calls, cost_unknown. `cost` sums
+        the turns with a known cost (None when none has one); `cost_unknown` counts the others
+        (a model without a price, a local model)."""
+        ...
+
+    def usage(self, run_id: str) -> list[UsageRecord]:
+        """Per agent, curriculum arm and backend: calls, tokens, known cost, calls of unknown
+        cost."""
         ...
 
     def close(self) -> None: ...

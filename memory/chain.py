@@ -1,8 +1,8 @@
 """How a run's rows are hash-chained, so that `pedagogy.memory.audit.verify_run` can tell what changed.
 
-Every row a run writes to turns, tool_calls, verdicts, explanations, decisions and dataset_items is
-a link of the run's one chain, in write order: `chain_index` is its position and `hash` is
-H(previous link's hash + canonical JSON of its content). The content is every column but the hash,
+Every row a run writes to turns, tool_calls, verdicts, explanations, decisions, dataset_items and
+call_attempts (migration 0007) is a link of the run's one chain, in write order: `chain_index` is
+its position and `hash` is H(previous link's hash + canonical JSON of its content). The content is every column but the hash,
 plus the table name, the chain index and the run id, so a row cannot be edited, moved, re-labelled
 as another table's or moved to another run without breaking its link.
 
@@ -24,12 +24,21 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timezone
 from typing import Any
 
 from pedagogy.errors import StoreError
 
 KEY_ENV = "PEDAGOGY_AUDIT_KEY"
-TABLES = ("turns", "tool_calls", "verdicts", "explanations", "decisions", "dataset_items")
+TABLES = (
+    "turns",
+    "tool_calls",
+    "verdicts",
+    "explanations",
+    "decisions",
+    "dataset_items",
+    "call_attempts",
+)
 """The chained tables, in the order `chain_links` lists links of one index (only an inserted
 row shares an index)."""
 LEGACY_TABLES = ("turns", "tool_calls")
@@ -87,6 +96,30 @@ def _turn(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     if r.get("detail"):  # only acting turns have one: other turns hash as before migration 0005
         content["detail"] = r["detail"]
     return content
+
+
+def _utc(value: Any) -> str | None:
+    # SQLite gives back a naive UTC datetime, PostgreSQL an aware one: hash both alike.
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat()
+
+
+def _call_attempt(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "run_id": run_id,
+        "turn_id": r["turn_id"],
+        "n": int(r["n"]),
+        "endpoint": r["endpoint"],
+        "status": _int(r["status"]),
+        "error": r["error"],
+        "latency_s": float(r["latency_s"]),
+        "retry_after_s": _float(r["retry_after_s"]),
+        "created_at": _utc(r["created_at"]),
+    }
 
 
 def _tool_call(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
@@ -169,6 +202,7 @@ _CONTENT: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
     "explanations": _explanation,
     "decisions": _decision,
     "dataset_items": _dataset_item,
+    "call_attempts": _call_attempt,
 }
 
 

@@ -4,8 +4,9 @@ Each record is `{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]
 where lineage names the run, episode, turn, problem, training job (None when the record does not
 come from a job) and polarity, so that every exported example can be traced back.
 
-The records are the run's dataset items, i.e. exactly what its training jobs saw. A run that has
-not trained yet exports its verified positive turns instead: the student attempts a verifier judged
+The records are the run's dataset items, i.e. exactly what its completed training jobs trained on
+(a job that was interrupted, failed or skipped is left out). A run that has not completed a job
+yet exports its verified positive turns instead: the student attempts a verifier judged
 correct and the teacher's explanations, each with the request messages it answered.
 
 An agent episode's trajectories export whole, in the OpenAI tools shape that TRL's SFT accepts:
@@ -89,9 +90,12 @@ def _features(datasets: Any, records: list[dict[str, Any]]) -> Any:
 def training_records(store: Store, run_id: str) -> list[dict[str, Any]]:
     """The chat-format records `export_run` writes, in run order."""
     store.get_run(run_id)  # a clear error for an unknown run
-    # The student's training data: an LLM generator's jobs (config role "generator") train
-    # another model on the teacher's refinements.
-    jobs = [j for j in store.training_jobs(run_id) if j.config.get("role", "student") == "student"]
+    # The student's training data: an LLM generator's jobs (role "generator") train another
+    # model on the teacher's refinements. Only what a job finished training on: the items of an
+    # interrupted, running, failed or skipped job are left out.
+    jobs = [
+        j for j in store.training_jobs(run_id) if j.role == "student" and j.status == "completed"
+    ]
     if not jobs:
         return _from_turns(store, run_id)
     stored = store.episodes(run_id)

@@ -15,10 +15,15 @@ class RunRecord:
     config: dict[str, Any]
     seed: int
     status: str = "running"
-    """running | completed | failed | interrupted"""
+    """running | completed | failed | interrupted | budget_exhausted, as last written; a
+    `running` run whose lease is not live is shown as interrupted (`memory.lease.run_status`)"""
     error: str | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
+    lease_holder: str | None = None
+    """"host:pid:token" of the process working on the run; None when none holds it."""
+    lease_heartbeat: datetime | None = None
+    """The holder's last heartbeat."""
 
 
 @dataclass
@@ -48,6 +53,32 @@ class TurnRecord:
     detail: dict[str, Any] = field(default_factory=dict)
     """What an acting agent's step was (see `Trajectory`): trajectory kind, step number, the step
     as a text action, a given first-thought prefix, self-consistency counts. Empty otherwise."""
+    attempts: list[CallAttemptRecord] = field(default_factory=list)
+    """The call's attempts when it needed more than one (`call_attempts` rows); [] otherwise."""
+
+
+@dataclass
+class CallAttemptRecord:
+    """One attempt of a model call that needed more than one (`call_attempts`, migration 0007):
+    the failed ones with their error, the one that served with `error` None."""
+
+    n: int
+    """Attempt number of the call, 0-based."""
+    endpoint: str
+    """The model and api_base tried (never a key)."""
+    status: int | None = None
+    """HTTP status; None when no response came (timeout, refused connection)."""
+    error: str | None = None
+    latency_s: float = 0.0
+    retry_after_s: float | None = None
+    created_at: datetime | None = None
+    """When the attempt was sent."""
+    turn_id: str = ""
+    """The turn of the call (set when recorded)."""
+    id: str = ""
+    """Set when recorded: "<turn id>:<n>"."""
+    hash: str = ""
+    """Its link in the run's hash chain (`pedagogy.memory.chain`); set by the store."""
 
 
 @dataclass
@@ -95,8 +126,16 @@ class ExplanationRecord:
     turn_id: str
     """The teacher turn that explained."""
     style: str = "worked"
+    """The style it was shown in (`pedagogy.agents.explanations`), "demonstration" for an acting
+    teacher's trajectory."""
     budget_spent: float = 1.0
+    """What it was charged of the teacher's budget: its share of what the episode's `decide`
+    reserved (see `graphs.episode.explain`)."""
     utility: float | None = None
+    text: str | None = None
+    """The explanation exactly as the student was shown it. Stored with its teacher turn (that
+    turn's ``detail["shown"]``, on the hash chain); the turn's response is what the teacher
+    wrote. None where the turn has none (runs recorded before it was stored)."""
 
 
 @dataclass
@@ -158,11 +197,16 @@ class TrainingJobRecord:
     config: dict[str, Any]
     base_version_id: str | None
     status: str = "running"
-    """running | completed | failed"""
+    """running | completed | failed | skipped | interrupted (its process died: restarted in
+    place on resume; its items are left out of `export`)"""
     metrics: dict[str, Any] = field(default_factory=dict)
     output_version_id: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    role: str = "student"
+    """student | generator: the model the job trains (with round and attempt, its natural key)"""
+    attempt: int = 0
+    """0, then 1, 2, ... for each retry of a failed job of the same round and role"""
 
 
 @dataclass
@@ -180,6 +224,9 @@ class DatasetItemRecord:
     prompt: str
     completion: str
     id: int | None = None
+    part: int = 0
+    """With job and turn, the item's natural key: 0, or 1 for a turn's second item (an
+    explanation as the completion of the re-attempt prompt); set by the store."""
 
 
 @dataclass
@@ -219,6 +266,23 @@ class DecisionRecord:
     value: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     episode_id: str | None = None
+
+
+@dataclass
+class UsageRecord:
+    """What one role's calls through one backend took, in one curriculum arm (`Store.usage`)."""
+
+    agent: str
+    arm: str | None
+    """The arm of the calls' episodes; None for calls outside episodes (posing, refining)."""
+    backend: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    """USD of the calls whose cost is known; None when none is."""
+    cost_unknown: int
+    """Calls without a cost (a model without a price; local models never have one)."""
 
 
 @dataclass

@@ -56,6 +56,7 @@ from pedagogy.errors import StoreError
 from pedagogy.memory import schema as S
 from pedagogy.memory.chain import KEY_ENV, TABLES, ChainWriter, audit_key
 from pedagogy.memory.records import (
+    CallAttemptRecord,
     ChainHeadRecord,
     ChainLinkRecord,
     CurriculumStateRecord,
@@ -69,6 +70,7 @@ from pedagogy.memory.records import (
     ToolCallRecord,
     TrainingJobRecord,
     TurnRecord,
+    UsageRecord,
     VerdictRecord,
 )
 
@@ -87,7 +89,7 @@ _MIGRATION_LOCK = 0x7065646167
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 """SQLite result codes of a damaged file and of a file that is not a database."""
 _CHILDREN = ("turns", "verdicts", "explanations", "tool_calls")
-_FINAL = {"completed", "failed", "interrupted"}
+_FINAL = {"completed", "failed", "interrupted", "budget_exhausted"}
 
 
 def open_store(url: str | os.PathLike[str] | None, *, create: bool = True) -> SQLStore:
@@ -171,10 +173,11 @@ def _chain_rows(
     turns: Sequence[TurnRecord],
     episode_id: str | None,
     tool_calls: Sequence[ToolCallRecord] = (),
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows for `turns` (and `tool_calls`, each right after its turn), linked onto `chain`; sets
-    each one's id (if unset), episode id and hash. Returns the turn rows and the tool-call rows."""
-    rows, call_rows = [], []
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows for `turns` (each followed by its call attempts, then its `tool_calls`), linked onto
+    `chain`; sets each one's id (if unset), episode id and hash. Returns the turn rows, the
+    tool-call rows and the call-attempt rows."""
+    rows, call_rows, attempt_rows = [], [], []
     calls_of: dict[str, list[ToolCallRecord]] = defaultdict(list)
     for call in tool_calls:
         calls_of[call.turn_id].append(call)
@@ -182,10 +185,20 @@ def _chain_rows(
         turn.id = turn.id or uuid.uuid4().hex
         turn.episode_id = episode_id
         row = _row(
-            turn, run_id=chain.run_id, latency_s=float(turn.latency_s), detail=turn.detail or None
+            turn,
+            ("attempts",),
+            run_id=chain.run_id,
+            latency_s=float(turn.latency_s),
+            detail=turn.detail or None,
         )
         turn.hash = chain.link("turns", row)
         rows.append(row)
+        for attempt in turn.attempts:
+            attempt.turn_id = turn.id
+            attempt.id = attempt.id or f"{turn.id}:{attempt.n}"
+            row = _row(attempt, run_id=chain.run_id, created_at=_to_db(attempt.created_at))
+            attempt.hash = chain.link("call_attempts", row)
+            attempt_rows.append(row)
         for call in calls_of.pop(turn.id, []):
             call.id = call.id or uuid.uuid4().hex
             call.episode_id = episode_id
@@ -197,7 +210,7 @@ def _chain_rows(
             f"tool call(s) of turn {next(iter(calls_of))!r}, which is not among the turns "
             "recorded with them; record a tool call with the episode of the turn that made it"
         )
-    return rows, call_rows
+    return rows, call_rows, attempt_rows
 
 
 def _tagged(rows: Any, order: int, table: str) -> Iterator[tuple[int, int, str, Any]]:
@@ -508,7 +521,14 @@ class SQLStore:
         if conn.execute(select(S.runs.c.id).where(S.runs.c.id == run_id)).first() is None:
             raise self._unknown_run(run_id)
 
-    def create_run(self, run: RunRecord) -> None:
+    def create_run(
+        self,
+        run: RunRecord,
+        versions: Sequence[ModelVersionRecord] = (),
+        holder: str | None = None,
+    ) -> None:
+        """Also its base model `versions` and, given a `holder`, its lease (`memory.lease`),
+        in the same transaction: a run row always has its base versions."""
         created = _to_db(run.created_at)
         with self._writing(f"create run {run.id!r}") as conn:
             if conn.execute(select(S.runs.c.id).where(S.runs.c.id == run.id)).first():
@@ -516,9 +536,14 @@ class SQLStore:
                     f"run id {run.id!r} already exists in {self.url}; choose another id or resume it"
                 )
             config = redact_urls(run.config)
-            conn.execute(insert(S.runs), [_row(run, created_at=created, config=config)])
+            row = _row(run, created_at=created, config=config)
+            if holder is not None:
+                row.update(lease_holder=holder, lease_heartbeat=_now())
+            conn.execute(insert(S.runs), [row])
             head = {"run_id": run.id, "last_hash": "", "length": 0, "full_from": 0}
             conn.execute(insert(S.chain_heads), [{**head, "keyed": audit_key() is not None}])
+            for version in versions:
+                self._insert_version(conn, version)
 
     def get_run(self, run_id: str) -> RunRecord:
         with self._engine.connect() as conn:
@@ -539,6 +564,54 @@ class SQLStore:
             result = conn.execute(update(S.runs).where(S.runs.c.id == run_id).values(**values))
             if result.rowcount == 0:
                 raise self._unknown_run(run_id)
+
+    # --- the run lease (pedagogy.memory.lease) ---------------------------------------------------
+
+    def acquire_run(self, run_id: str, holder: str) -> RunRecord:
+        """Take the run's lease for `holder` and mark it running; RunInUse when another live
+        process holds it. Returns the run as it was before."""
+        from pedagogy.memory.lease import is_live, refusal
+
+        r = S.runs
+        with self._writing(f"take the lease of run {run_id!r}") as conn:
+            # A no-op UPDATE first takes the row's (PostgreSQL) or the database's (SQLite) write
+            # lock, so two processes cannot both see the lease free.
+            conn.execute(update(r).where(r.c.id == run_id).values(lease_holder=r.c.lease_holder))
+            row = conn.execute(select(r).where(r.c.id == run_id)).first()
+            if row is None:
+                raise self._unknown_run(run_id)
+            before = _record(RunRecord, row)
+            held, beat = before.lease_holder, before.lease_heartbeat
+            if held and held != holder and is_live(held, beat):
+                raise refusal(run_id, held, beat)
+            values = {"lease_holder": holder, "lease_heartbeat": _now(), "status": "running"}
+            conn.execute(
+                update(r).where(r.c.id == run_id).values(**values, error=None, finished_at=None)
+            )
+        return before
+
+    def heartbeat(self, run_id: str, holder: str) -> bool:
+        """Refresh the lease; False when `holder` no longer holds it."""
+        r = S.runs
+        mine = (r.c.id == run_id) & (r.c.lease_holder == holder)
+        with self._writing(f"refresh the lease of run {run_id!r}") as conn:
+            return conn.execute(update(r).where(mine).values(lease_heartbeat=_now())).rowcount == 1
+
+    def release_run(self, run_id: str, holder: str) -> None:
+        """Free the run's lease if `holder` still holds it."""
+        r = S.runs
+        mine = (r.c.id == run_id) & (r.c.lease_holder == holder)
+        with self._writing(f"release the lease of run {run_id!r}") as conn:
+            conn.execute(update(r).where(mine).values(lease_holder=None, lease_heartbeat=None))
+
+    def set_run_budget(self, run_id: str, budget: dict[str, Any]) -> None:
+        """Replace the `budget` section of a run's stored config (a resume with other limits)."""
+        with self._writing(f"set the budget of run {run_id!r}") as conn:
+            row = conn.execute(select(S.runs.c.config).where(S.runs.c.id == run_id)).first()
+            if row is None:
+                raise self._unknown_run(run_id)
+            config = {**row[0], "budget": dict(budget)}
+            conn.execute(update(S.runs).where(S.runs.c.id == run_id).values(config=config))
 
     # --- problems ------------------------------------------------------------------------------
 
@@ -607,9 +680,11 @@ class SQLStore:
                 for chunk in _chunks([turn.id for turn in turns]):
                     stored.update(conn.scalars(select(t.c.id).where(t.c.id.in_(chunk))))
                 fresh = list({turn.id: turn for turn in turns if turn.id not in stored}.values())
-                rows, _ = _chain_rows(chains[run_id], fresh, None)
+                rows, _, attempts = _chain_rows(chains[run_id], fresh, None)
                 if rows:
                     conn.execute(insert(t), rows)
+                if attempts:
+                    conn.execute(insert(S.call_attempts), attempts)
             self._link_decisions(conn, decisions, chains)
             self._save_chains(conn, chains)
 
@@ -698,15 +773,23 @@ class SQLStore:
         self._require_problems(conn, [e.problem_id for e in fresh])
         now = _now()
         ep_rows, turn_rows, call_rows, verdict_rows, expl_rows = [], [], [], [], []
+        attempt_rows: list[dict[str, Any]] = []
         for e in fresh:
             created = _to_db(e.created_at) if e.created_at else now
             ep_rows.append(_row(e, _CHILDREN, run_id=run_id, created_at=created))
-            rows, calls = _chain_rows(chain, e.turns, e.id, e.tool_calls)
+            rows, calls, attempts = _chain_rows(chain, e.turns, e.id, e.tool_calls)
             turn_rows += rows
             call_rows += calls
+            attempt_rows += attempts
             verdict_rows += [_row(v, episode_id=e.id) for v in e.verdicts]
-            expl_rows += [_row(x, episode_id=e.id) for x in e.explanations]
-        for table, rows in ((S.episodes, ep_rows), (S.turns, turn_rows), (S.tool_calls, call_rows)):
+            # The shown text lives in its teacher turn's detail (ExplanationRecord.text).
+            expl_rows += [_row(x, ("text",), episode_id=e.id) for x in e.explanations]
+        for table, rows in (
+            (S.episodes, ep_rows),
+            (S.turns, turn_rows),
+            (S.tool_calls, call_rows),
+            (S.call_attempts, attempt_rows),
+        ):
             if rows:
                 conn.execute(insert(table), rows)
         self._insert_links(conn, S.verdicts, verdict_rows, chain)
@@ -738,8 +821,11 @@ class SQLStore:
             e.turns.sort(key=lambda turn: turn.seq)
         for r in conn.execute(select(v).where(where(v)).order_by(v.c.id)):
             by_id[r.episode_id].verdicts.append(_record(VerdictRecord, r))
+        shown = {turn.id: turn.detail.get("shown") for e in eps for turn in e.turns}
         for r in conn.execute(select(x).where(where(x)).order_by(x.c.id)):
-            by_id[r.episode_id].explanations.append(_record(ExplanationRecord, r))
+            by_id[r.episode_id].explanations.append(
+                _record(ExplanationRecord, r, text=shown.get(r.turn_id))
+            )
 
     def episodes(
         self, run_id: str, round: int | None = None, with_turns: bool = False
@@ -793,6 +879,30 @@ class SQLStore:
             rows = conn.execute(query.order_by(c.c.run_id, c.c.chain_index))
             return [_record(ToolCallRecord, r) for r in rows]
 
+    def finish_reasons(self, run_id: str) -> dict[str, dict[str, int]]:
+        """Per agent, how many of the run's turns stopped for each reason (`detail
+        ["finish_reason"]`: "stop", "length" = cut at max_tokens, ...); turns that do not say
+        are left out."""
+        t = S.turns
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        query = select(t.c.agent, t.c.detail).where(t.c.run_id == run_id, t.c.detail.is_not(None))
+        with self._engine.connect() as conn:
+            self._require_run(conn, run_id)
+            for agent, detail in conn.execute(query):
+                reason = detail.get("finish_reason") if isinstance(detail, dict) else None
+                if isinstance(reason, str):
+                    counts[agent][reason] += 1
+        return {agent: dict(sorted(r.items())) for agent, r in sorted(counts.items())}
+
+    def call_attempts(self, run_id: str) -> list[CallAttemptRecord]:
+        """The attempts of the run's calls that needed more than one, in the order they were
+        recorded (`call_attempts`, migration 0007)."""
+        a = S.call_attempts
+        with self._engine.connect() as conn:
+            self._require_run(conn, run_id)
+            rows = conn.execute(select(a).where(a.c.run_id == run_id).order_by(a.c.chain_index))
+            return [_record(CallAttemptRecord, r) for r in rows]
+
     def verify_chain(self, run_id: str) -> list[str]:
         """Ids of links whose stored hash does not match, each checked against the stored hash
         before it: an edited row is reported alone, a deleted one by its successor (or, at the
@@ -822,6 +932,7 @@ class SQLStore:
             "explanations": lambda t: t.c.episode_id.in_(episodes),
             "decisions": lambda t: t.c.run_id == run_id,
             "dataset_items": lambda t: t.c.job_id.in_(jobs),
+            "call_attempts": lambda t: t.c.run_id == run_id,
         }
         with self._engine.connect() as conn:
             self._require_run(conn, run_id)
@@ -866,9 +977,14 @@ class SQLStore:
     # --- training and models -------------------------------------------------------------------
 
     def add_model_version(self, version: ModelVersionRecord) -> None:
-        row = _row(version, created_at=_to_db(version.created_at))
+        """Idempotent on the id; another id with the same (run, role, number) is an error."""
         with self._writing(f"add model version {version.id!r}") as conn:
-            conn.execute(insert(S.model_versions), [row])
+            self._insert_version(conn, version)
+
+    def _insert_version(self, conn: Connection, version: ModelVersionRecord) -> None:
+        t = S.model_versions
+        if conn.execute(select(t.c.id).where(t.c.id == version.id)).first() is None:
+            conn.execute(insert(t), [_row(version, created_at=_to_db(version.created_at))])
 
     def set_model_status(self, version_id: str, status: str) -> None:
         t = S.model_versions
@@ -900,14 +1016,84 @@ class SQLStore:
             raise self._unknown_version(version_id)
         return _record(ModelVersionRecord, row)
 
-    def start_training_job(self, job: TrainingJobRecord) -> None:
-        row = _row(job, started_at=_to_db(job.started_at))
+    def start_training_job(
+        self,
+        job: TrainingJobRecord,
+        items: Sequence[DatasetItemRecord] = (),
+        decisions: Sequence[DecisionRecord] = (),
+    ) -> TrainingJobRecord:
+        """Insert-or-return-existing on the natural key (run, round, role, attempt): with its
+        dataset `items` (their job_id set to the job's) and the `decisions` that chose them, in
+        one transaction, so a rerun finds all of them or none. Returns the stored job."""
+        if job.role == "student":  # callers that name the role in the config only
+            job.role = str(job.config.get("role", "student"))
+        t = S.training_jobs
+        key = (
+            (t.c.run_id == job.run_id)
+            & (t.c.round == job.round)
+            & (t.c.role == job.role)
+            & (t.c.attempt == job.attempt)
+        )
         with self._writing(f"start training job {job.id!r}") as conn:
-            conn.execute(insert(S.training_jobs), [row])
+            runs = sorted({d.run_id for d in decisions} | ({job.run_id} if items else set()))
+            chains = {run_id: self._lock_chain(conn, run_id) for run_id in runs}
+            stored = conn.execute(select(t).where(key)).first()
+            if stored is not None:
+                return _record(TrainingJobRecord, stored)
+            conn.execute(insert(t), [_row(job, started_at=_to_db(job.started_at))])
+            for item in items:
+                item.job_id = job.id
+            self._link_items(conn, items, {job.id: job.run_id}, chains)
+            self._link_decisions(conn, decisions, chains)
+            self._save_chains(conn, chains)
+        return job
+
+    def training_job(
+        self, run_id: str, round: int, role: str = "student"
+    ) -> TrainingJobRecord | None:
+        """The latest attempt of the run's job of `round` and `role`; None if it has none."""
+        t = S.training_jobs
+        query = (
+            select(t)
+            .where(t.c.run_id == run_id, t.c.round == round, t.c.role == role)
+            .order_by(t.c.attempt.desc())
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _record(TrainingJobRecord, row)
+
+    def restart_training_job(self, job_id: str) -> None:
+        """Mark an interrupted job running again (its items stay: it trains on them anew)."""
+        t = S.training_jobs
+        with self._writing(f"restart training job {job_id!r}") as conn:
+            values = {"status": "running", "finished_at": None, "output_version_id": None}
+            conn.execute(update(t).where(t.c.id == job_id).values(**values))
+
+    def interrupt_training_jobs(self, run_id: str) -> list[str]:
+        """Mark the run's jobs still `running` (their process died) `interrupted`; their items
+        are left out of `export` until a resume restarts and finishes them. Returns their ids."""
+        t = S.training_jobs
+        running = (t.c.run_id == run_id) & (t.c.status == "running")
+        with self._writing(f"mark interrupted training jobs of run {run_id!r}") as conn:
+            ids = list(conn.scalars(select(t.c.id).where(running).order_by(t.c.id)))
+            if ids:
+                conn.execute(
+                    update(t)
+                    .where(t.c.id.in_(ids))
+                    .values(status="interrupted", finished_at=_now())
+                )
+        return ids
 
     def finish_training_job(
-        self, job_id: str, status: str, metrics: dict[str, Any], output_version_id: str | None
+        self,
+        job_id: str,
+        status: str,
+        metrics: dict[str, Any],
+        output_version_id: str | None,
+        version: ModelVersionRecord | None = None,
     ) -> None:
+        """With the `version` it made (if given) in the same transaction: a job is never
+        completed without its version, nor a version stored without its completed job."""
         t = S.training_jobs
         values = {
             "status": status,
@@ -916,6 +1102,8 @@ class SQLStore:
             "finished_at": _now(),
         }
         with self._writing(f"finish training job {job_id!r}") as conn:
+            if version is not None:
+                self._insert_version(conn, version)
             if conn.execute(update(t).where(t.c.id == job_id).values(**values)).rowcount:
                 return
         raise StoreError(
@@ -931,6 +1119,8 @@ class SQLStore:
             return [_record(TrainingJobRecord, r) for r in rows]
 
     def add_dataset_items(self, items: Sequence[DatasetItemRecord]) -> None:
+        """Idempotent: an item equal to one its job already has (same turn, polarity, prompt
+        and completion) is not stored again; a turn's further items get the next `part`."""
         if not items:
             return
         j, h = S.training_jobs, S.chain_heads
@@ -946,13 +1136,45 @@ class SQLStore:
                     f"cannot add dataset items in {self.url}: unknown training job {missing[0]!r}; "
                     "start it with start_training_job first"
                 )
-            by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            for item in items:
-                by_run[run_of[item.job_id]].append(_row(item, ("id",)))
-            chains = {run_id: self._lock_chain(conn, run_id) for run_id in sorted(by_run)}
-            for run_id, rows in by_run.items():
-                self._insert_links(conn, S.dataset_items, rows, chains[run_id])
+            chains = {
+                run_id: self._lock_chain(conn, run_id) for run_id in sorted(set(run_of.values()))
+            }
+            self._link_items(conn, items, run_of, chains)
             self._save_chains(conn, chains)
+
+    def _link_items(
+        self,
+        conn: Connection,
+        items: Sequence[DatasetItemRecord],
+        run_of: dict[str, str],
+        chains: dict[str, ChainWriter],
+    ) -> None:
+        """Insert the items not stored yet as links of their runs' chains (see add_dataset_items)."""
+        if not items:
+            return
+        t = S.dataset_items
+        stored: dict[tuple[str, str], dict[tuple[str, str, str], tuple[int, int]]] = defaultdict(
+            dict
+        )
+        query = select(
+            t.c.id, t.c.job_id, t.c.turn_id, t.c.part, t.c.polarity, t.c.prompt, t.c.completion
+        )
+        for row in conn.execute(query.where(t.c.job_id.in_(list(run_of)))):
+            stored[(row.job_id, row.turn_id)][(row.polarity, row.prompt, row.completion)] = (
+                row.id,
+                row.part,
+            )
+        by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for item in items:
+            known = stored[(item.job_id, item.turn_id)]
+            content = (item.polarity, item.prompt, item.completion)
+            if content in known:
+                continue
+            part = max((p for _, p in known.values()), default=-1) + 1
+            known[content] = (0, part)
+            by_run[run_of[item.job_id]].append(_row(item, ("id",), part=part))
+        for run_id, rows in by_run.items():
+            self._insert_links(conn, t, rows, chains[run_id])
 
     def dataset_items(self, job_id: str) -> list[DatasetItemRecord]:
         t = S.dataset_items
@@ -986,10 +1208,19 @@ class SQLStore:
     # --- evaluation and accounting -------------------------------------------------------------
 
     def record_evaluations(self, evaluations: Sequence[EvaluationRecord]) -> None:
-        rows = [_row(e) for e in evaluations]
-        if rows:
-            with self._writing("record evaluations") as conn:
-                conn.execute(insert(S.evaluations), rows)
+        """Idempotent on the natural key (version, round, skill, level): a row already stored
+        is kept as it is."""
+        t = S.evaluations
+        rows = {(e.model_version_id, e.round, e.skill, e.level): _row(e) for e in evaluations}
+        if not rows:
+            return
+        with self._writing("record evaluations") as conn:
+            versions = sorted({key[0] for key in rows})
+            query = select(t.c.model_version_id, t.c.round, t.c.skill, t.c.level)
+            for key in conn.execute(query.where(t.c.model_version_id.in_(versions))):
+                rows.pop(tuple(key), None)
+            if rows:
+                conn.execute(insert(t), list(rows.values()))
 
     def evaluations(self, run_id: str) -> list[EvaluationRecord]:
         t = S.evaluations
@@ -1008,8 +1239,9 @@ class SQLStore:
                 t.c.agent,
                 func.coalesce(func.sum(t.c.prompt_tokens), 0),
                 func.coalesce(func.sum(t.c.completion_tokens), 0),
-                func.coalesce(func.sum(t.c.cost), 0.0),
+                func.sum(t.c.cost),  # NULL (unknown) costs are left out; all unknown: NULL
                 func.count(),
+                func.count(t.c.cost),
             )
             .where(t.c.run_id == run_id)
             .group_by(t.c.agent)
@@ -1021,11 +1253,48 @@ class SQLStore:
                 agent: {
                     "prompt_tokens": int(p),
                     "completion_tokens": int(c),
-                    "cost": float(cost),
+                    "cost": None if cost is None else float(cost),
                     "calls": int(n),
+                    "cost_unknown": int(n) - int(priced),
                 }
-                for agent, p, c, cost, n in conn.execute(query)
+                for agent, p, c, cost, n, priced in conn.execute(query)
             }
+
+    def usage(self, run_id: str) -> list[UsageRecord]:
+        """The run's calls per agent, curriculum arm and backend: tokens, known cost, calls of
+        unknown cost (one grouped query; budgets check it before every round)."""
+        t, e = S.turns, S.episodes
+        query = (
+            select(
+                t.c.agent,
+                e.c.arm,
+                t.c.backend,
+                func.count(),
+                func.coalesce(func.sum(t.c.prompt_tokens), 0),
+                func.coalesce(func.sum(t.c.completion_tokens), 0),
+                func.sum(t.c.cost),
+                func.count(t.c.cost),
+            )
+            .select_from(t.outerjoin(e, e.c.id == t.c.episode_id))
+            .where(t.c.run_id == run_id)
+            .group_by(t.c.agent, e.c.arm, t.c.backend)
+        )
+        with self._engine.connect() as conn:
+            self._require_run(conn, run_id)
+            rows = [
+                UsageRecord(
+                    agent=agent,
+                    arm=arm,
+                    backend=backend,
+                    calls=int(n),
+                    prompt_tokens=int(p),
+                    completion_tokens=int(c),
+                    cost=None if cost is None else float(cost),
+                    cost_unknown=int(n) - int(priced),
+                )
+                for agent, arm, backend, n, p, c, cost, priced in conn.execute(query)
+            ]
+        return sorted(rows, key=lambda u: (u.agent, u.arm or "", u.backend))
 
     def close(self) -> None:
         self._engine.dispose()

@@ -9,16 +9,17 @@ explanation budget and fine-tuning steps; only how the teacher teaches differs:
   retrieve), wrong attempts get the teacher's demonstration (a trajectory of real tool calls: one
   calculator call per operation), trajectory SFT (`agent.enabled: true`).
 - `agent+ftp_sag`: `agent` plus self-consistent action generation (3 sampled candidate steps, the
-  majority of those that parse and execute) and the first-thought prefix. FTP starts an LLM
-  teacher's first step from the worked solution's first line; the scripted teacher ignores it,
-  so here the arm differs from `agent` by SAG alone.
+  majority of those that parse and execute; an inference-time method, so on held-out problems
+  only, `agent.sag_on: evaluation`) and the first-thought prefix. FTP starts an LLM teacher's
+  first step from the worked solution's first line; the scripted teacher ignores it, so here
+  the arm trains like `agent` and differs from it by how its student acts when measured.
 - `agent_whole` (named with --arms only): one calculator call for the whole expression.
 
 Domains: `chain_sum` (the default domain, five levels) and `world` (made-up facts found with a
-BM25 `retrieve` tool; level = hops - 1). The world's trajectories are long for a character-level
-student (a 2-hop demonstration is ~500 characters with 3 documents per lookup, a re-attempt
-shows one before the problem), so its student gets more positions (RoPE: no new parameters),
-longer answers and steps, and demonstrations without thought lines.
+BM25 `retrieve` tool returning the best document; level = hops - 1). The world's trajectories
+are long for a character-level student (a re-attempt shows the demonstration before the
+problem), so its student gets more positions (RoPE: no new parameters), longer answers and
+steps, demonstrations without thought lines, and fewer optimiser steps per job (each costs more).
 
 Every arm is paired with `cot` seed by seed (same initial weights, problems and held-out set);
 the verdict is the paired difference on the hard levels with a 95% t-interval. Runs, resumption
@@ -57,7 +58,8 @@ DEFAULT_ARMS = list(ARMS)
 ARMS["agent_whole"] = {**COMMON, "agent.enabled": True, "agent.demo": "whole"}
 FTP_NOTE = (
     "note: FTP (first-thought prefix) applies only to LLM teachers; with the scripted teacher "
-    "it is a no-op, so agent+ftp_sag differs from agent by SAG (3 candidate steps) alone"
+    "it is a no-op, so agent+ftp_sag differs from agent by SAG alone (3 candidate steps a step, "
+    "on held-out problems)"
 )
 
 
@@ -85,12 +87,12 @@ class AgentBenchSettings:
     """What every arm shares. Runs under one --out must share these (seeds and arms may grow)."""
 
     rounds: int = 3
-    episodes: int = 96
-    """Episodes per round."""
+    episodes: int = 200
+    """Episodes per round on chain_sum."""
     budget: int | None = None
-    """Explanations (demonstrations) per round; None: a quarter of `episodes`."""
-    train_steps: int | None = 100
-    """Optimiser steps per fine-tuning job (the same training compute for every arm)."""
+    """Explanations (demonstrations) per round; None: a quarter of the domain's episodes."""
+    train_steps: int | None = 150
+    """Optimiser steps per fine-tuning job on chain_sum (the same for every arm)."""
     train_seconds: float = 600.0
     """Time limit per job: a safety net, far above what the steps take, so that the steps bind
     (the world's long trajectories train several times slower per step than arithmetic)."""
@@ -113,16 +115,28 @@ class AgentBenchSettings:
     (the demonstration, the problem, the student's own steps) is ~900 characters."""
     world_max_tokens: int = 120
     """The world student's answer length (cot: a 2-hop solution is up to ~110 characters)."""
-    world_max_steps: int = 4
+    world_max_steps: int = 3
     """The world agent's steps per attempt (2 hops: two lookups, then the answer)."""
     world_step_tokens: int = 48
     """The world agent's tokens per step (a lookup is up to ~45 characters)."""
+    world_episodes: int = 96
+    """Episodes per round on the world (its episodes are ~3x longer)."""
+    world_train_steps: int | None = 100
+    """Optimiser steps per job on the world (its trajectories are ~3x longer than chain_sum's,
+    so a step costs ~3x more)."""
+    world_k: int = 1
+    """Documents a world lookup returns (the retrieve tool's `k`): the demonstrations' queries
+    name the entity and the relation, so the best match is the fact; more documents make every
+    trajectory longer and give the student distractors to copy from."""
     quick: bool = False
     """Tiny sizes and two chain_sum levels, for tests."""
 
-    def __post_init__(self) -> None:
-        if self.budget is None:
-            object.__setattr__(self, "budget", max(1, self.episodes // 4))
+    def sizes(self, domain: str) -> tuple[int, int, int | None]:
+        """(episodes per round, explanations per round, optimiser steps per job) on `domain`."""
+        world = domain == "world" and not self.quick
+        episodes = self.world_episodes if world else self.episodes
+        budget = self.budget if self.budget is not None else max(1, episodes // 4)
+        return episodes, budget, self.world_train_steps if world else self.train_steps
 
     @classmethod
     def quick_settings(cls) -> AgentBenchSettings:
@@ -199,14 +213,15 @@ def arm_config(key: str, seed: int, settings: AgentBenchSettings, out: Path) -> 
     if arm not in ARMS:
         raise ConfigError(f"unknown arm {arm!r}; choose from: {', '.join(ARMS)}")
     base = load_config(None)
+    episodes, budget, train_steps = settings.sizes(domain)
     shared: dict[str, Any] = {
         "name": f"bench-agents-{domain}-{arm}-s{seed}",
         "seed": seed,
         "rounds": settings.rounds,
         "workdir": str(out / "work"),
         "db": str(out / "bench.db"),
-        "episodes": {"per_round": settings.episodes, "explain_budget": settings.budget},
-        "training": {"max_seconds": settings.train_seconds, "max_steps": settings.train_steps},
+        "episodes": {"per_round": episodes, "explain_budget": budget},
+        "training": {"max_seconds": settings.train_seconds, "max_steps": train_steps},
         "evaluation": {"heldout_per_arm": settings.heldout_per_arm},
     }
     if settings.quick:
@@ -216,6 +231,8 @@ def arm_config(key: str, seed: int, settings: AgentBenchSettings, out: Path) -> 
         "max_steps": settings.world_max_steps if world else settings.max_steps,
         "step_tokens": settings.world_step_tokens if world else settings.step_tokens,
     }
+    if world:
+        shared["agent"]["tool_options"] = {"retrieve": {"k": settings.world_k}}
     try:
         cfg = base.with_overrides(domain_overrides(domain, settings, base))
         return cfg.with_overrides(shared).with_overrides(B.nest(ARMS[arm]))

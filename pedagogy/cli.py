@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from pedagogy.errors import PedagogyError
+from pedagogy.errors import ConfigError, PedagogyError
 
 READ_COMMANDS = frozenset({"runs", "show", "replay", "export", "audit"})
 """Commands that only read the database: they never create a file, and any error is one line."""
@@ -82,6 +82,24 @@ def _fail(err: PedagogyError) -> None:
     raise typer.Exit(err.exit_code)
 
 
+PLUGIN_HELP = (
+    "Import MODULE first (repeatable): a plugin that registers custom domains, graphs, tools, "
+    "styles, ... Installed `pedagogy.plugins` entry points load by themselves, and a run's "
+    "recorded plugins are imported again without this."
+)
+
+
+def _plugins(modules: list[str] | None, store: Any = None, run_id: str | None = None) -> None:
+    """Import --plugin modules and installed entry points, then the plugins run `run_id`
+    recorded (those may be missing where --plugin modules stand in for them)."""
+    from pedagogy.plugins import load_entry_points, load_plugins, load_recorded
+
+    load_plugins(modules or [])
+    load_entry_points()
+    if store is not None and run_id is not None:
+        load_recorded(store.get_run(run_id).config, run_id)
+
+
 def _store(db: str | None):
     """The database of --db (else the default config's), opened read-only: never created."""
     from pedagogy.config import load_config
@@ -121,28 +139,61 @@ def run(
         None, "--seed", help="Run seed (curriculum, problems, model init)."
     ),
     resume: str | None = typer.Option(
-        None, "--resume", help="Continue a killed or interrupted run by id."
+        None,
+        "--resume",
+        help="Continue a killed, failed or interrupted run by id, from any directory (give its "
+        "--db). Refused (exit 2) while another process runs it.",
+    ),
+    budget_teacher_tokens: int | None = typer.Option(
+        None,
+        "--budget-teacher-tokens",
+        min=1,
+        help="Stop before a round once the teacher's calls took this many tokens (with --resume: "
+        "replaces the run's limit).",
+    ),
+    budget_cost_usd: float | None = typer.Option(
+        None,
+        "--budget-cost-usd",
+        help="Stop before a round once the run's model calls cost this many USD (with --resume: "
+        "replaces the run's limit).",
+    ),
+    budget_wall_seconds: float | None = typer.Option(
+        None,
+        "--budget-wall-seconds",
+        help="Stop before a round once the loop has run this many seconds, resumes added up "
+        "(with --resume: replaces the run's limit).",
     ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No live progress, only the final report."
     ),
+    plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
-    """Run the teaching loop (no arguments: the embedded default)."""
+    """Run the teaching loop (no arguments: the embedded default). Exit 3: a budget stopped it
+    (resume with a higher one)."""
     from pedagogy.config import load_config
     from pedagogy.progress import LiveProgress
     from pedagogy.report import plot_learning_curve, run_summary
     from pedagogy.runner import run_loop
 
     try:
+        _plugins(plugin)  # before the config: its names and options may be theirs
         cfg = load_config(config)
-        update: dict[str, Any] = {}
+        update: dict[str, Any] = {"plugins": list(dict.fromkeys([*cfg.plugins, *(plugin or [])]))}
         if db is not None:
             update["db"] = db
         if rounds is not None:
             update["rounds"] = rounds
         if seed is not None:
             update["seed"] = seed
+        limits = {
+            "teacher_tokens": budget_teacher_tokens,
+            "cost_usd": budget_cost_usd,
+            "wall_seconds": budget_wall_seconds,
+        }
         cfg = cfg.model_copy(update=update)
+        limits = {k: v for k, v in limits.items() if v is not None}
+        if limits:
+            cfg = cfg.with_overrides({"budget": limits})
         with LiveProgress(console, enabled=not quiet) as progress:
             result = asyncio.run(run_loop(cfg, resume=resume, emit=progress.event))
         with _store(cfg.db_url()) as store:
@@ -159,6 +210,9 @@ def run(
     console.print(f"models     {result.run_dir / 'models'}")
     console.print(f"curve      {png}")
     console.print(f"next       pedagogy show {result.run_id}  |  pedagogy replay {result.run_id}")
+    if result.status == "budget_exhausted":
+        console.print(f"stopped    {escape(result.detail or '')}", highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
 
 
 @app.command("runs")
@@ -166,7 +220,9 @@ def runs_(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List runs."""
+    """List runs. A run whose process died (no live lease) shows as interrupted: resume it."""
+    from pedagogy.memory.lease import run_status
+
     try:
         with _store(db) as store:
             rows = store.list_runs()
@@ -176,7 +232,7 @@ def runs_(
         {
             "id": r.id,
             "name": r.name,
-            "status": r.status,
+            "status": run_status(r),
             "seed": r.seed,
             "created_at": r.created_at.isoformat() if r.created_at else None,
             "error": r.error,
@@ -211,15 +267,17 @@ def show(
         help="Show one episode instead: its trajectories step by step "
         "(thought, tool call, observation, answer) with their verdicts, and its other turns.",
     ),
+    plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """Rounds, held-out accuracy per round and level, model versions, counts, tokens, cost."""
     from pedagogy.report import plot_curriculum_heatmap, plot_learning_curve, run_summary
 
     if episode is not None:
-        _show_episode(run_id, episode, db, as_json)
+        _show_episode(run_id, episode, db, as_json, plugin)
         return
     try:
         with _store(db) as store:
+            _plugins(plugin, store, run_id)
             summary = run_summary(store, run_id)
     except PedagogyError as err:
         _fail(err)
@@ -268,16 +326,19 @@ def show(
         )
     console.print(vt)
     tt = Table("agent", "calls", "prompt tokens", "completion tokens", "cost (USD)", title="tokens")
+    by_role = summary.get("usage", {}).get("by_role", {})
     for agent, t in summary["tokens"].items():
-        cost = t.get("cost")
+        u = by_role.get(agent, t)  # local backends' calls cost 0; an unpriced API call: unknown
         tt.add_row(
             agent,
             str(int(t.get("calls", 0))),
             str(int(t.get("prompt_tokens", 0))),
             str(int(t.get("completion_tokens", 0))),
-            "-" if cost is None else f"{cost:.4f}",
+            _cost_cell(u.get("cost"), int(u.get("cost_unknown") or 0), int(t.get("calls", 0))),
         )
     console.print(tt)
+    _print_usage(summary)
+    _print_calls(summary)
     decided = [rd for rd in summary["rounds"] if rd.get("decisions")]
     if decided:
         dt = Table("round", "kind", "outcomes", title="decisions (SQL table decisions)")
@@ -293,11 +354,69 @@ def show(
     )
 
 
-def _show_episode(run_id: str, episode_id: str, db: str | None, as_json: bool) -> None:
+def _print_usage(summary: dict[str, Any]) -> None:
+    """Tokens and cost per curriculum arm and role, and the run's budgets against them."""
+
+    def cost(u: dict[str, Any]) -> str:
+        return _cost_cell(u.get("cost"), int(u.get("cost_unknown") or 0), int(u["calls"]))
+
+    at = Table("arm", "agent", "calls", "tokens", "cost (USD)", title="tokens per curriculum arm")
+    for arm, roles in summary["usage"]["by_arm"].items():
+        for agent, u in roles.items():
+            at.add_row(arm, agent, str(u["calls"]), f"{u['tokens']:,}", cost(u))
+    if at.row_count:
+        console.print(at)
+    units = {
+        "teacher_tokens": "{:,.0f} tokens",
+        "cost_usd": "${:,.4f}",
+        "wall_seconds": "{:,.0f} s",
+    }
+    for name, b in summary["budget"].items():
+        unit = units.get(name, "{}")
+        spent = "" if b.get("spent") is None else unit.format(b["spent"]) + " spent of "
+        unknown = f" ({b['cost_unknown']} calls of unknown price)" if b.get("cost_unknown") else ""
+        console.print(f"budget {name}: {spent}{unit.format(b['limit'])}{unknown}", highlight=False)
+
+
+def _cost_cell(cost: float | None, unknown: int, calls: int) -> str:
+    """USD, or "unknown" when no call's price is known, or the known part + the unknown calls."""
+    if unknown and unknown >= calls:
+        return "unknown"
+    known = f"{cost or 0.0:.4f}"
+    return f"{known} + {unknown} unknown" if unknown else known
+
+
+def _print_calls(summary: dict[str, Any]) -> None:
+    """A warning for turns cut at max_tokens (per role), and the failed attempts of calls."""
+    truncated = summary.get("truncated") or {}
+    if truncated:
+        roles = " · ".join(f"{agent} {n}" for agent, n in truncated.items())
+        console.print(
+            f"[yellow]warning[/]: {sum(truncated.values())} turns were cut at max_tokens "
+            f"(finish_reason length: {roles}); raise that role's max_tokens",
+            highlight=False,
+        )
+    attempts = summary.get("call_attempts") or {}
+    if attempts.get("failed"):
+        where = " · ".join(
+            f"{endpoint} {n['failed']} failed, served {n['served']} after a failure"
+            for endpoint, n in attempts["by_endpoint"].items()
+        )
+        console.print(
+            f"call attempts: {attempts['failed']} failed, then retried or passed to a fallback "
+            f"(SQL table call_attempts): {escape(where)}",
+            highlight=False,
+        )
+
+
+def _show_episode(
+    run_id: str, episode_id: str, db: str | None, as_json: bool, plugin: list[str] | None
+) -> None:
     from pedagogy.report import episode_view
 
     try:
         with _store(db) as store:
+            _plugins(plugin, store, run_id)
             view = episode_view(store, run_id, episode_id)
     except PedagogyError as err:
         _fail(err)
@@ -345,12 +464,14 @@ def replay(
     episode: str | None = typer.Option(None, "--episode", help="Replay one episode by id."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """Exact replay from recorded responses and observations: model calls, tool executions, mismatches (each must be 0)."""
     from pedagogy.graphs.replay import replay_run
 
     try:
         with _store(db) as store:
+            _plugins(plugin, store, run_id)
             report = replay_run(store, run_id, episode)
     except PedagogyError as err:
         _fail(err)
@@ -363,7 +484,7 @@ def replay(
         )
         for d in report.details:
             for m in d.mismatches:
-                console.print(f"  {d.episode_id}: {m}")
+                console.print(escape(f"  {d.episode_id}: {m}"), highlight=False)
     if report.model_calls or report.mismatches or report.tool_executions:
         raise typer.Exit(1)
 
@@ -376,6 +497,7 @@ def export(
     ),
     out: Path = typer.Option(..., "--out", help="Output file (jsonl) or directory (hf)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """Export chat-format training records carrying their lineage ids."""
     from pedagogy.errors import ConfigError
@@ -385,6 +507,7 @@ def export(
         if fmt not in ("jsonl", "hf"):
             raise ConfigError(f"--format {fmt!r}: choose jsonl or hf")
         with _store(db) as store:
+            _plugins(plugin, store, run_id)
             n = export_run(store, run_id, fmt, out)
     except PedagogyError as err:
         _fail(err)
@@ -396,11 +519,13 @@ def audit_model_cmd(
     version: str = typer.Argument(..., help="Model version id (see `pedagogy show RUN`)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """Which episodes and turns trained a model version (from the lineage graph)."""
     from pedagogy.memory.lineage import audit_model
 
     try:
+        _plugins(plugin)
         audit = audit_model(_store(db), version)
     except PedagogyError as err:
         _fail(err)
@@ -419,6 +544,7 @@ def audit_verify_cmd(
     run_id: str = typer.Argument(..., help="Run id (see `pedagogy runs`)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """Check the run's hash chain (turns, tool calls, verdicts, explanations, decisions, dataset
     items): exit 0 if untouched, 1 with each edited, deleted, inserted or reordered row.
@@ -429,6 +555,14 @@ def audit_verify_cmd(
 
     try:
         with _store(db) as store:
+            try:  # the chain is checked from stored rows alone: an auditor needs no plugin code
+                _plugins(plugin, store, run_id)
+            except ConfigError as err:
+                err_console.print(
+                    f"warning: {escape(str(err))}; checking the chain without it",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             report = verify_run(store, run_id, audit_key())
     except PedagogyError as err:
         _fail(err)
@@ -517,6 +651,7 @@ def bench_learning(
     as_json: bool = typer.Option(
         False, "--json", help="Print the per-arm summary as JSON instead of a table."
     ),
+    plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """Run several teaching arms with the same seeds, student and teacher budget; compare held-out accuracy."""
     from dataclasses import replace
@@ -524,6 +659,7 @@ def bench_learning(
     from pedagogy.bench import Bench, BenchSettings, parse_arms, table_rows, target_lines
 
     try:
+        _plugins(plugin)
         settings = BenchSettings.quick_settings() if quick else BenchSettings()
         update: dict[str, Any] = {}
         if rounds is not None:
@@ -560,8 +696,11 @@ def bench_learning(
     if data["failed"]:
         first = data["failed"][0]
         err_console.print(
-            f"[bold red]error:[/] {len(data['failed'])} run(s) failed, e.g. {first['arm']} seed {first['seed']}: "
-            f"{first.get('error')}; rerun the same command to retry them",
+            f"[bold red]error:[/] {len(data['failed'])} run(s) failed, e.g. "
+            + escape(
+                f"{first['arm']} seed {first['seed']}: {first.get('error')}; "
+                "rerun the same command to retry them"
+            ),
             highlight=False,
             soft_wrap=True,
         )
@@ -595,13 +734,21 @@ def bench_agents(
         None,
         "--episodes",
         min=4,
-        help="Episodes per round (default 200; the budget stays a quarter of them unless --budget).",
+        help="Episodes per round (default: 200 on chain_sum, 96 on the world; this sets both; the "
+        "budget stays a quarter of them unless --budget).",
     ),
     budget: int | None = typer.Option(
         None,
         "--budget",
         min=0,
         help="Teacher explanations (demonstrations) per round, the same for every arm.",
+    ),
+    train_steps: int | None = typer.Option(
+        None,
+        "--train-steps",
+        min=1,
+        help="Optimiser steps of each fine-tuning job, the same for every arm (default: 150 on "
+        "chain_sum, 100 on the world, whose trajectories are ~3x longer; this sets both).",
     ),
     arms: str | None = typer.Option(
         None,
@@ -624,6 +771,7 @@ def bench_agents(
     as_json: bool = typer.Option(
         False, "--json", help="Print the per-arm summary as JSON instead of tables."
     ),
+    plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """CoT distillation vs agent distillation (vs agent + FTP/SAG) on chain_sum and the world's
     retrieval questions, same seeds, student, budget and training steps; paired 95% intervals."""
@@ -632,12 +780,15 @@ def bench_agents(
     from pedagogy import bench_agents as A
 
     try:
+        _plugins(plugin)
         settings = A.AgentBenchSettings.quick_settings() if quick else A.AgentBenchSettings()
         update: dict[str, Any] = {}
         if rounds is not None:
             update["rounds"] = rounds
         if episodes is not None:
-            update["episodes"] = episodes
+            update["episodes"] = update["world_episodes"] = episodes
+        if train_steps is not None:
+            update["train_steps"] = update["world_train_steps"] = train_steps
         settings = replace(settings, **update, budget=budget)  # None: a quarter of the episodes
         arm_names = A.parse_names(arms, list(A.ARMS), A.DEFAULT_ARMS, "arms")
         domain_names = A.parse_names(domains, list(A.DOMAINS), list(A.DOMAINS), "domains")
@@ -659,9 +810,11 @@ def bench_agents(
     wide = console if console.is_terminal else Console(width=240)
     for domain, domain_arms in A.by_domain(summary).items():
         header, rows = A.table_rows(domain_arms)
+        episodes, budget, steps = settings.sizes(domain)
         title = (
-            f"{domain}: held-out accuracy after {s['rounds']} rounds of {s['episodes']} episodes, "
-            f"budget {s['budget']}/round (mean±std over seeds; Δ: paired over seeds, points)"
+            f"{domain}: held-out accuracy after {s['rounds']} rounds of {episodes} episodes, "
+            f"budget {budget}/round, {steps} steps/job (mean±std over seeds; Δ: paired over "
+            "seeds, points)"
         )
         wide = _print_table(title, header, rows)
     for line in [
@@ -676,8 +829,11 @@ def bench_agents(
     if data["failed"]:
         first = data["failed"][0]
         err_console.print(
-            f"[bold red]error:[/] {len(data['failed'])} run(s) failed, e.g. {first['arm']} seed {first['seed']}: "
-            f"{first.get('error')}; rerun the same command to retry them",
+            f"[bold red]error:[/] {len(data['failed'])} run(s) failed, e.g. "
+            + escape(
+                f"{first['arm']} seed {first['seed']}: {first.get('error')}; "
+                "rerun the same command to retry them"
+            ),
             highlight=False,
             soft_wrap=True,
         )

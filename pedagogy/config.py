@@ -39,6 +39,14 @@ class BackendConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     """Backend-specific options (transformers: max_batch_size, batch_window_s, threads, device)."""
 
+    def model_post_init(self, context: Any) -> None:
+        if self.kind == "litellm" and self.options.get("fallbacks") is not None:
+            from pedagogy.backends.litellm import fallback_problems
+
+            problems = fallback_problems(self.options["fallbacks"])
+            if problems:
+                raise ValueError("; ".join(problems))
+
 
 class DomainConfig(_Strict):
     name: str = "reasoning_gym"
@@ -90,6 +98,22 @@ class GeneratorConfig(_Strict):
 class VerifierConfig(_Strict):
     kind: Literal["programmatic", "llm_judge"] = "programmatic"
     backend: BackendConfig | None = None
+    """llm_judge: the judge's model; its `max_tokens` and `temperature` are those of each call."""
+    judge_samples: int = Field(1, ge=1)
+    """llm_judge: judge calls per verdict (odd), decided by majority; each verdict's judge turn
+    stores the votes and their agreement (`detail.judge`). More than 1 needs a temperature > 0."""
+
+    def model_post_init(self, context: Any) -> None:
+        if self.judge_samples % 2 == 0:
+            raise ValueError(
+                f"judge_samples {self.judge_samples} is even, so the votes can tie; use "
+                f"{self.judge_samples - 1} or {self.judge_samples + 1}"
+            )
+        if self.judge_samples > 1 and (self.backend is None or self.backend.temperature == 0):
+            raise ValueError(
+                f"judge_samples {self.judge_samples} at temperature 0 asks the same question "
+                "the same way each time; set backend.temperature (e.g. 0.7) or judge_samples: 1"
+            )
 
 
 class CurriculumConfig(_Strict):
@@ -180,6 +204,10 @@ class EpisodesConfig(_Strict):
     teacher's worked solutions do not read its prompt). 0 = off."""
     write_batch: int = Field(250, ge=1)
     """Episodes per database transaction."""
+    graph: str | None = None
+    """A custom episode graph: a name registered with `register_graph` (by a plugin) or an
+    import path "module:function"; None: the ready-made graph (the agent episode graph when
+    agent.enabled). A run records the graph it ran with, and `pedagogy replay` uses it."""
 
 
 class SandboxConfig(_Strict):
@@ -217,10 +245,20 @@ class AgentConfig(_Strict):
     """Self-consistent action generation: sample this many candidate steps (temperature
     `sag_temperature`), keep those that parse and execute, take the majority (1 = off)."""
     sag_temperature: float = Field(0.7, gt=0)
+    sag_on: Literal["evaluation", "all"] = "evaluation"
+    """Where SAG samples: evaluation (held-out only: an inference-time method, as in Agent
+    Distillation; practice acts greedily) or all (practice attempts too, 'sag_n' times the
+    generation)."""
     ftp: bool = False
     """First-thought prefix: an LLM teacher's first step starts from the first line of the
     domain's worked solution."""
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+
+
+MAX_STEPS_DEFAULT = 500
+"""Steps per fine-tuning job of the default run, in place of its former 30 s time budget: on 2
+idle CPU cores (22 steps/s at batch 16) 500 steps take about 23 s; on a shared machine the 30 s
+jobs reached 102-317 steps, and 500 take 45-90 s (README, "Budgets and reproducible runs")."""
 
 
 class TrainingConfig(_Strict):
@@ -252,15 +290,37 @@ class TrainingConfig(_Strict):
     lora_r: int = Field(8, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(16, ge=1)
-    max_seconds: float = Field(30.0, gt=0)
-    """Time budget of one fine-tuning job."""
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(MAX_STEPS_DEFAULT, ge=1)
+    """Optimiser steps of one fine-tuning job: with it the same seed and versions train the
+    same model (None: only `max_seconds` bounds a job, and the steps depend on the machine)."""
+    max_seconds: float = Field(600.0, gt=0)
+    """Time limit of one fine-tuning job, a safety net far above what `max_steps` takes; a job
+    that reaches it stops early (its metrics say `stopped_by_time`) and is no longer reproducible."""
     max_examples: int | None = Field(5000, ge=1)
     """Cap on examples per job (newest first, the rest sampled from earlier data)."""
 
 
+class BudgetConfig(_Strict):
+    """Limits of one run, checked before each round starts; a run that has reached one stops
+    as `budget_exhausted` and continues with `pedagogy run --resume RUN` and a higher limit.
+    None = no limit."""
+
+    teacher_tokens: int | None = Field(None, ge=1)
+    """Prompt + completion tokens of the teacher's calls (explanations, refinements)."""
+    cost_usd: float | None = Field(None, gt=0)
+    """US dollars of every model call of the run (litellm's price list). Calls whose price is
+    unknown are not counted: the run warns once and `pedagogy show` counts them."""
+    wall_seconds: float | None = Field(None, gt=0)
+    """Seconds the loop has run, resumes added up (time lost to a kill is not counted)."""
+
+
 class EvaluationConfig(_Strict):
     heldout_per_arm: int = Field(100, ge=1)
+    """Held-out problems per arm; a small level gives fewer, and never the problems it is
+    practised on (a level with no more distinct problems than this is warned about)."""
+    max_tokens: int | None = Field(None, ge=1)
+    """Tokens a held-out answer may take; None: the student's `max_tokens`, what it practises
+    with, so an answer cut off in practice is cut off (and counted wrong) here too."""
     seed: int = 1_000_003
     """Seed of the fixed held-out set (distinct from the run seed)."""
     tolerance: float = Field(0.0, ge=0, le=1)
@@ -297,6 +357,10 @@ class RunConfig(_Strict):
 
     name: str = "default"
     seed: int = 0
+    plugins: list[str] = Field(default_factory=list)
+    """Modules to import before the config's names are looked up: each registers custom parts
+    (domains, graphs, tools, ...; see `pedagogy.plugins`). A run records here every plugin it
+    used, so `show`, `replay`, `export` and `audit` import them again."""
     rounds: int = Field(10, ge=1)
     db: str | None = None
     """SQLAlchemy URL or file path; default: <workdir>/pedagogy.db"""
@@ -319,6 +383,7 @@ class RunConfig(_Strict):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
     def db_url(self) -> str:
         return self.db or str(Path(self.workdir) / "pedagogy.db")
@@ -348,9 +413,23 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
             f"{source}: expected a mapping at the top level, got {type(data).__name__}"
         )
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_validation(err, source)) from None
+    from pedagogy.plugins import load_entry_points, load_plugins
+
+    load_entry_points()
+    load_plugins(config.plugins, source)  # before the options of their parts are checked
+    from pedagogy.options import config_option_problems  # imports the kinds' modules
+
+    problems = [f"{source}: {line}" for line in config_option_problems(config)]
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} problems in {source}:\n" + "\n".join(f"  {p}" for p in problems)
+        )
+    return config
 
 
 def load_config(path: str | Path | None) -> RunConfig:

@@ -41,3 +41,20 @@ class ModelLoadError(BackendError):
 
 class TrainingError(PedagogyError):
     """A fine-tuning job failed."""
+
+
+class BudgetExhausted(PedagogyError):
+    """A run reached one of its `budget` limits; it stops cleanly and continues with `--resume`
+    and a higher limit."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, budget: str, spent: float, limit: float):
+        self.budget, self.spent, self.limit = budget, spent, limit
+        super().__init__(message)
+
+
+class RunInUse(PedagogyError):
+    """Another live process holds the run's lease (`pedagogy.memory.lease`): it is running."""
+
+    exit_code = 2

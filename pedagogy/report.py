@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from pedagogy.memory.base import Store
+from pedagogy.memory.lease import run_status
+from pedagogy.memory.records import UsageRecord
 
 
 def run_summary(store: Store, run_id: str) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
         "run": {
             "id": run.id,
             "name": run.name,
-            "status": run.status,
+            "status": run_status(run),
             "error": run.error,
             "seed": run.seed,
             "created_at": run.created_at.isoformat() if run.created_at else None,
@@ -93,8 +95,9 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
         "training_jobs": [
             {
                 "id": j.id,
-                "role": j.config.get("role", "student"),
+                "role": j.role,
                 "round": j.round,
+                "attempt": j.attempt,
                 "kind": j.kind,
                 "status": j.status,
                 "metrics": j.metrics,
@@ -110,6 +113,61 @@ def run_summary(store: Store, run_id: str) -> dict[str, Any]:
             "training_jobs": len(jobs),
         },
         "tokens": store.token_totals(run_id),
+        **calls_summary(store, run_id),
+        **usage_summary(store.usage(run_id), run.config.get("budget") or {}),
+    }
+
+
+def calls_summary(store: Store, run_id: str) -> dict[str, Any]:
+    """`finish_reasons` (per role, turns per reason), `truncated` (per role, turns cut at
+    max_tokens: finish reason "length") and `call_attempts` (the attempts of calls that needed
+    more than one: failed ones, and per endpoint how many failed and how many served)."""
+    reasons = store.finish_reasons(run_id)
+    endpoints: dict[str, dict[str, int]] = defaultdict(lambda: {"failed": 0, "served": 0})
+    failed = 0
+    for a in store.call_attempts(run_id):
+        endpoints[a.endpoint]["failed" if a.error is not None else "served"] += 1
+        failed += a.error is not None
+    return {
+        "finish_reasons": reasons,
+        "truncated": {agent: r["length"] for agent, r in reasons.items() if r.get("length")},
+        "call_attempts": {"failed": failed, "by_endpoint": dict(sorted(endpoints.items()))},
+    }
+
+
+OUTSIDE_EPISODES = "(outside episodes)"
+"""The arm key of calls made outside any episode: an LLM generator posing, refinements."""
+
+
+def usage_summary(rows: list[UsageRecord], budget: dict[str, Any]) -> dict[str, Any]:
+    """`usage`: calls, tokens and cost per role and per curriculum arm and role (cost counts
+    known costs; local models cost nothing; `cost_unknown` counts API calls without a price);
+    `budget`: each limit the run set, with what is spent against it (wall time is kept in the
+    loop's checkpoint, not here)."""
+    from pedagogy.graphs.budget import Usage, total
+
+    by_role: dict[str, Usage] = defaultdict(Usage)
+    by_arm: dict[str, dict[str, Usage]] = defaultdict(lambda: defaultdict(Usage))
+    for row in rows:
+        by_role[row.agent].add(row)
+        by_arm[row.arm or OUTSIDE_EPISODES][row.agent].add(row)
+    every = total(rows)
+    spent = {"teacher_tokens": total(rows, "teacher").tokens, "cost_usd": every.cost}
+    limits = {
+        name: {"limit": limit, "spent": spent.get(name)}
+        | ({"cost_unknown": every.cost_unknown} if name == "cost_usd" else {})
+        for name, limit in budget.items()
+        if limit is not None
+    }
+    return {
+        "usage": {
+            "by_role": {agent: u.to_dict() for agent, u in sorted(by_role.items())},
+            "by_arm": {
+                arm: {agent: u.to_dict() for agent, u in sorted(roles.items())}
+                for arm, roles in sorted(by_arm.items())
+            },
+        },
+        "budget": limits,
     }
 
 

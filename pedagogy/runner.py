@@ -20,16 +20,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pedagogy.agents.roles import Generator, Student, Teacher, Verifier
+from pedagogy.agents.roles import Generator, Student, Teacher, Verifier, make_turn
+from pedagogy.backends.base import Completion
 from pedagogy.backends.registry import build_backend, check_backend_kind
 from pedagogy.config import RunConfig, config_from_dict
 from pedagogy.domains.base import Problem, arm_name, has_parameters, parse_arm, reads_problems
 from pedagogy.environment import record_environment
-from pedagogy.errors import ConfigError, PedagogyError
+from pedagogy.errors import BudgetExhausted, ConfigError, PedagogyError, RunInUse
 from pedagogy.graphs.agent_episode import AgentEpisodeAgents, build_agent_episode_graph
 from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.graphs.loop import EventSink, LoopState, Session, _no_events, build_loop_graph
+from pedagogy.memory.lease import Lease, new_holder
 from pedagogy.memory.records import ModelVersionRecord, RunRecord
+from pedagogy.parts import recorded_plugins, require_parts
+from pedagogy.plugins import load_plugins
 
 
 @dataclass
@@ -39,6 +43,8 @@ class RunResult:
     db_url: str
     run_dir: Path
     seconds: float
+    detail: str | None = None
+    """Why a run stopped early: for `budget_exhausted`, which budget, spent vs limit."""
 
 
 def _new_run_id() -> str:
@@ -234,8 +240,8 @@ def _no_solution(config: RunConfig, domain: Any, arm: str, n: int) -> str:
 def _domain_context(config: RunConfig, samples: _Samples) -> int:
     """Tokens (the tiny student's characters) the longest sampled exchange takes, with a quarter
     more for problems longer than the sample's: a re-attempt (the explanation, the prompt, then
-    the answer, up to `student.max_tokens` or the evaluation's solution-sized budget); for an
-    acting student, its trajectory after its prompt."""
+    the answer, up to `student.max_tokens` or `evaluation.max_tokens`, with room for a whole
+    solution); for an acting student, its trajectory after its prompt."""
     pairs = [pair for arm in samples.values() for pair in arm]
     if not pairs:
         return 0
@@ -245,7 +251,11 @@ def _domain_context(config: RunConfig, samples: _Samples) -> int:
     if config.episodes.style in ("detailed", "adaptive", "probe"):
         # "Problem: <prompt>" and "Check: <the attempt's answer and the right one>" lines
         explanation += prompt + solution + config.student.max_tokens + 32
-    answer = max(config.student.max_tokens, math.ceil(1.25 * solution) + 8)
+    answer = max(
+        config.student.max_tokens,
+        config.evaluation.max_tokens or 0,
+        math.ceil(1.25 * solution) + 8,
+    )
     need = math.ceil(1.25 * (explanation + 1 + prompt)) + answer + 2  # + BOS and EOS
     if config.agent.enabled:  # `_context` allows 128 tokens for the prompt
         need = max(need, _context(config) - 128 + math.ceil(1.25 * prompt))
@@ -276,7 +286,14 @@ def _warn_cut_answers(config: RunConfig, samples: _Samples) -> None:
         )
 
 
-def _generator_model(config: RunConfig, store, run_id: str, resume: str | None, models_dir: Path):
+def _generator_model(
+    config: RunConfig,
+    store,
+    run_id: str,
+    resume: str | None,
+    models_dir: Path,
+    base_dir: Path | None = None,
+):
     """The LLM generator's backend config and model-version id: a resumed run's generator
     continues from its latest trained version; model 'tiny' builds one (seeded)."""
     if config.generator.kind != "llm" or config.generator.backend is None:
@@ -289,7 +306,8 @@ def _generator_model(config: RunConfig, store, run_id: str, resume: str | None, 
     )
     if trained:
         latest = max(trained, key=lambda v: v.number)
-        cfg, version = cfg.model_copy(update={"model": latest.path}), latest.id
+        path = _stored_path(latest.path, models_dir, base_dir)
+        cfg, version = cfg.model_copy(update={"model": path}), latest.id
     else:
         cfg = cfg.model_copy(
             update={
@@ -305,16 +323,61 @@ def _generator_model(config: RunConfig, store, run_id: str, resume: str | None, 
     return cfg, version
 
 
-async def _check_reachable(backend) -> None:
+def _episode_graph(
+    config: RunConfig, episode_graph: Callable[[Agents], Any], where: str
+) -> tuple[RunConfig, Callable[[Agents], Any]]:
+    """The graph the episodes run through, and the config that records it for `replay`: a
+    factory passed from Python (recorded by registered name or import path, even one a later
+    command cannot import: that command then says so), else `episodes.graph`, else the
+    ready-made graph (recorded as None)."""
+    from pedagogy.graphs.registry import graph_ref, resolve_graph
+
+    if episode_graph is not build_episode_graph:
+        ref = graph_ref(episode_graph)
+    elif config.episodes.graph is not None:
+        ref = config.episodes.graph
+        try:
+            episode_graph = resolve_graph(ref)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    else:
+        return config, episode_graph
+    episodes = config.episodes.model_copy(update={"graph": ref})
+    return config.model_copy(update={"episodes": episodes}), episode_graph
+
+
+def _judge_settings(config: RunConfig) -> dict[str, Any]:
+    """The LLM judge's call settings: its backend's `max_tokens` and `temperature`, and the
+    samples per verdict."""
+    backend = config.verifier.backend
+    return {
+        "max_tokens": backend.max_tokens,
+        "temperature": backend.temperature,
+        "judge_samples": config.verifier.judge_samples,
+    }
+
+
+async def _check_reachable(backend, role: str, checks: list[Any]) -> None:
+    """The backend's startup check, if it has one (an API backend's test call): raises with the
+    fix when it cannot answer; its call is kept in `checks` as a turn of `role`, recorded
+    outside any episode once the run's row exists (every call is a row)."""
     check = getattr(backend, "check", None)
     if check is not None:
-        await check()
+        completion = await check()
+        if isinstance(completion, Completion):
+            checks.append(make_turn(role, backend, backend.check_request(), completion, 0))
 
 
 @contextlib.asynccontextmanager
 async def _checkpointer(db_url: str, run_dir: Path) -> AsyncIterator[Any]:
     if db_url.startswith("postgresql"):
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        try:
+            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        except ImportError as err:
+            raise ConfigError(
+                f"a PostgreSQL run needs LangGraph's PostgreSQL checkpointer ({err.name or err} "
+                "is missing); install the extra: pip install 'pedagogy[postgres]'"
+            ) from None
 
         conn = db_url.replace("postgresql+psycopg://", "postgresql://")
         async with AsyncPostgresSaver.from_conn_string(conn) as saver:
@@ -353,15 +416,20 @@ def acting_agents(
 
     ac = config.agent
     tools = agent_tools(config, domain)
-    actor = Actor(
-        student_backend,
-        tools,
-        max_steps=ac.max_steps,
-        max_tokens=ac.step_tokens,
-        temperature=config.student.temperature,
-        sag_n=ac.sag_n,
-        sag_temperature=ac.sag_temperature,
-    )
+    actors = {
+        sag_n: Actor(
+            student_backend,
+            tools,
+            max_steps=ac.max_steps,
+            max_tokens=ac.step_tokens,
+            temperature=config.student.temperature,
+            sag_n=sag_n,
+            sag_temperature=ac.sag_temperature,
+            multiline_answer=bool(getattr(domain, "multiline_answers", False)),
+        )
+        for sag_n in {ac.sag_n, 1 if ac.sag_on == "evaluation" else ac.sag_n}
+    }
+    actor = actors[1 if ac.sag_on == "evaluation" else ac.sag_n]
     scripted = config.teacher.kind == "scripted"
     demonstrator = Actor(
         DemonstrationBackend(domain, demo=ac.demo) if scripted else teacher_backend,
@@ -371,9 +439,16 @@ def acting_agents(
         max_tokens=config.teacher.max_tokens,
         temperature=config.teacher.temperature,
         ftp=ftp_from(domain) if ac.ftp and not scripted else None,
+        multiline_answer=bool(getattr(domain, "multiline_answers", False)),
     )
     explain = "demonstrate" if ac.explain == "demonstration" else "text"
-    return AgentEpisodeAgents(**roles, actor=actor, demonstrator=demonstrator, explain=explain)
+    return AgentEpisodeAgents(
+        **roles,
+        actor=actor,
+        demonstrator=demonstrator,
+        explain=explain,
+        eval_actor=actors[ac.sag_n],
+    )
 
 
 async def run_loop(
@@ -383,7 +458,9 @@ async def run_loop(
     emit: EventSink = _no_events,
     episode_graph: Callable[[Agents], Any] = build_episode_graph,
 ) -> RunResult:
-    """Start a new run from `config`, or resume run `resume` (its stored config wins).
+    """Start a new run from `config`, or resume run `resume` (its stored config wins, except
+    the `budget` limits `config` sets, which replace the stored ones: a run stopped as
+    `budget_exhausted` continues with a higher limit).
 
     `episode_graph` builds the graph each episode runs through (default: the ready-made one);
     a custom graph must return {"record": EpisodeRecord} like `graphs.episode.record`.
@@ -400,6 +477,39 @@ async def run_loop(
         raise
 
 
+class _Hold:
+    """This process's lease on its run (`pedagogy.memory.lease`), once it has one."""
+
+    def __init__(self, store: Any):
+        self.store, self.holder = store, new_holder()
+        self.run_id: str | None = None
+        self.lease: Lease | None = None
+
+    def take(self, run_id: str) -> None:
+        """Take a stored run's lease: RunInUse when a live process holds it."""
+        self.store.acquire_run(run_id, self.holder)
+        self.started(run_id)
+
+    def started(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.lease = Lease(self.store, run_id, self.holder).start()
+
+    def check(self) -> None:
+        if self.lease is not None:
+            self.lease.check()
+
+    def mark(self, status: str, reason: str) -> None:
+        """Set the run's status if it still says running and is still ours."""
+        if self.run_id is None or self.lease is None or self.lease.lost:
+            return
+        if self.store.get_run(self.run_id).status == "running":
+            self.store.set_run_status(self.run_id, status, reason)
+
+    def release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+
+
 async def _run_loop(
     store: Any,
     config: RunConfig,
@@ -407,19 +517,124 @@ async def _run_loop(
     emit: EventSink,
     episode_graph: Callable[[Agents], Any],
 ) -> RunResult:
+    """`_run` under the run's lease, taken before anything is written: a second process
+    resuming a live run is refused. A run that fails, even before its loop starts (a resume
+    that cannot find its models), is left `failed` with the reason, never `running`."""
+    hold = _Hold(store)
+    if resume is not None:
+        hold.take(resume)
+        store.interrupt_training_jobs(resume)  # their process is gone; train restarts them
+    try:
+        return await _run(store, config, resume, emit, episode_graph, hold)
+    except RunInUse:
+        raise  # this process lost the run to another: its status is not ours to set
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        hold.mark("interrupted", "interrupted by the user; continue with --resume")
+        raise
+    except PedagogyError as err:
+        hold.mark("failed", str(err))
+        raise
+    except Exception as err:
+        hold.mark("failed", f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        hold.release()
+
+
+def _absolute(config: RunConfig) -> RunConfig:
+    """`workdir` and a file `db` as absolute paths, so that the run resumes from anywhere."""
+    update = {"workdir": str(Path(config.workdir).expanduser().resolve())}
+    if config.db and "://" not in config.db:
+        update["db"] = str(Path(config.db).expanduser().resolve())
+    return config.model_copy(update=update)
+
+
+def _resume_dir(
+    stored: RunConfig, stored_db: Any, run_id: str, db_url: str
+) -> tuple[Path, Path | None]:
+    """The folder of a stored run and the directory its relative paths start from (None: they
+    are absolute).
+
+    Runs store an absolute workdir. One stored with a relative workdir (before they did) is
+    looked for under the directory it was started in, recovered from where its SQLite database
+    is now and the relative path it was given (e.g. `work/pedagogy.db` found at
+    /a/b/work/pedagogy.db: /a/b), then under the current directory.
+    """
+    workdir = Path(stored.workdir).expanduser()
+    if workdir.is_absolute():
+        return workdir / "runs" / run_id, None
+    bases = []
+    db_file = _sqlite_file(db_url)
+    db_file = db_file.resolve() if db_file is not None else None
+    given = _sqlite_file(stored_db) if stored_db else Path(stored.workdir) / "pedagogy.db"
+    if db_file is not None and given is not None and not given.is_absolute():
+        parts = Path(*[p for p in given.parts if p != "."]).parts
+        if parts and db_file.parts[-len(parts) :] == parts and len(db_file.parts) > len(parts):
+            bases.append(db_file.parents[len(parts) - 1])
+    bases.append(Path.cwd())
+    for base in bases:
+        if (base / workdir / "runs" / run_id).is_dir():
+            return base / workdir / "runs" / run_id, base
+    tried = " or ".join(str(b / workdir / "runs" / run_id) for b in bases)
+    raise ConfigError(
+        f"cannot find the folder of run {run_id}: it was started with the relative workdir "
+        f"{stored.workdir!r} and neither {tried} exists; resume it from the directory it was "
+        "started in"
+    )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL or plain path (absolute if it is given absolute); else None."""
+    if "://" not in url:
+        return Path(url).expanduser()
+    if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
+        return Path(url[len("sqlite:///") :].split("?")[0])
+    return None
+
+
+def _stored_path(path: str, models_dir: Path, base_dir: Path | None) -> str:
+    """A model version's stored path as this process can open it (see `Session.model_path`)."""
+    p = Path(path)
+    if p.is_absolute():
+        return path
+    for candidate in (*([base_dir / p] if base_dir else []), models_dir / p.name):
+        if candidate.exists():
+            return str(candidate)
+    return path  # a hub id
+
+
+async def _run(
+    store: Any,
+    config: RunConfig,
+    resume: str | None,
+    emit: EventSink,
+    episode_graph: Callable[[Agents], Any],
+    hold: _Hold,
+) -> RunResult:
     t0 = time.perf_counter()
     db_url = config.db_url()
+    base_dir = None
     if resume is not None:
         run = store.get_run(resume)
         stored = config_from_dict(run.config, f"run {resume}")
-        config = stored.model_copy(update={"db": db_url})
+        raised = {k: v for k, v in config.budget.model_dump().items() if v is not None}
+        budget = stored.budget.model_copy(update=raised)
         run_id = resume
+        run_dir, base_dir = _resume_dir(stored, run.config.get("db"), run_id, db_url)
+        workdir = str(run_dir.parent.parent)  # absolute from here on
+        config = stored.model_copy(update={"db": db_url, "budget": budget, "workdir": workdir})
     else:
         run_id = _new_run_id()
-    run_dir = Path(config.workdir) / "runs" / run_id
+        config = _absolute(config)
+        run_dir = Path(config.workdir) / "runs" / run_id
     models_dir = run_dir / "models"
 
     # Validate every name, endpoint and model before writing anything.
+    where = f"run {run_id}" if resume is not None else "config"
+    load_plugins(config.plugins, where)  # a config made in Python was not loaded: import them
+    if resume is not None:
+        require_parts(config, where)
+    config, episode_graph = _episode_graph(config, episode_graph, where)
     _check_backend_kinds(config)
     domain = build_domain_from(config)
     arms = _domain_arms(config, domain)
@@ -428,8 +643,9 @@ async def _run_loop(
     _check_teacher_explains(config, domain, samples)
     _warn_cut_answers(config, samples)
     teacher_backend = build_backend(config.teacher, domain)
-    await _check_reachable(teacher_backend)
-    gen_cfg, gen_version = _generator_model(config, store, run_id, resume, models_dir)
+    checks: list[Any] = []
+    await _check_reachable(teacher_backend, "teacher", checks)
+    gen_cfg, gen_version = _generator_model(config, store, run_id, resume, models_dir, base_dir)
     gen_backend = build_backend(gen_cfg, domain) if gen_cfg is not None else None
     if gen_backend is not None and hasattr(gen_backend, "version_id"):
         gen_backend.version_id = gen_version
@@ -438,9 +654,9 @@ async def _run_loop(
         if config.verifier.kind == "llm_judge"
         else None
     )
-    for b in (gen_backend, judge_backend):
+    for role, b in (("generator", gen_backend), ("verifier", judge_backend)):
         if b is not None:
-            await _check_reachable(b)
+            await _check_reachable(b, role, checks)
 
     if resume is None:
         base_path = _local_model(
@@ -460,7 +676,8 @@ async def _run_loop(
                 f"run {run_id} has no student model version; it cannot be resumed — start a new run"
             )
         latest = max(promoted, key=lambda v: v.number)
-        student_path, student_version = latest.path, latest.id
+        student_path = _stored_path(latest.path, models_dir, base_dir)
+        student_version = latest.id
     backend_opts = {k: v for k, v in config.student.options.items() if k != "tiny"}
     student_backend = build_backend(
         config.student.model_copy(update={"model": student_path, "options": backend_opts}), domain
@@ -470,8 +687,8 @@ async def _run_loop(
 
     if resume is None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        store.create_run(RunRecord(run_id, config.name, config.model_dump(), config.seed))
-        store.add_model_version(
+        config = config.model_copy(update={"plugins": recorded_plugins(config, domain)})
+        versions = [
             ModelVersionRecord(
                 id=student_version,
                 run_id=run_id,
@@ -480,9 +697,9 @@ async def _run_loop(
                 path=student_path,
                 status="base",
             )
-        )
+        ]
         if config.generator.train and gen_backend is not None:
-            store.add_model_version(
+            versions.append(
                 ModelVersionRecord(
                     id=gen_version,
                     run_id=run_id,
@@ -492,8 +709,18 @@ async def _run_loop(
                     status="base",
                 )
             )
+        # One transaction: the run, its base versions and this process's lease on it.
+        store.create_run(
+            RunRecord(run_id, config.name, config.model_dump(), config.seed),
+            versions,
+            hold.holder,
+        )
+        hold.started(run_id)
     else:
         store.set_run_status(run_id, "running")
+        if config.budget != stored.budget:  # limits raised for the rest of the run
+            store.set_run_budget(run_id, config.budget.model_dump())
+    store.record_turns(run_id, checks)  # the startup checks' calls
     record_environment(run_dir, resumed=resume is not None)
     emit(
         "run_started",
@@ -518,7 +745,11 @@ async def _run_loop(
             max_tokens=config.teacher.max_tokens,
             temperature=config.teacher.temperature,
         ),
-        verifier=Verifier(domain, judge_backend),
+        verifier=Verifier(
+            domain,
+            judge_backend,
+            **(_judge_settings(config) if judge_backend is not None else {}),
+        ),
         reattempt=config.episodes.reattempt,
     )
     if config.agent.enabled:
@@ -546,8 +777,10 @@ async def _run_loop(
         models_dir=models_dir,
         emit=emit,
         graph_factory=episode_graph,
+        guard=hold.check,
+        base_dir=base_dir,
     )
-    status = "failed"
+    status, detail = "failed", None
     try:
         async with _checkpointer(db_url, run_dir) as saver:
             graph = build_loop_graph(session, saver)
@@ -574,6 +807,11 @@ async def _run_loop(
         status = "interrupted"
         store.set_run_status(run_id, status, "interrupted by the user; continue with --resume")
         raise
+    except RunInUse:
+        raise  # another process took the run over: its status is not ours to set
+    except BudgetExhausted as err:  # a clean stop before a round: resumable
+        status, detail = "budget_exhausted", str(err)
+        store.set_run_status(run_id, status, detail)
     except PedagogyError as err:
         store.set_run_status(run_id, "failed", str(err))
         raise
@@ -585,6 +823,6 @@ async def _run_loop(
             aclose = getattr(backend, "aclose", None)
             if aclose is not None:
                 await aclose()
-    result = RunResult(run_id, status, store.url, run_dir, time.perf_counter() - t0)
+    result = RunResult(run_id, status, store.url, run_dir, time.perf_counter() - t0, detail)
     emit("run_finished", {"run_id": run_id, "status": status, "seconds": result.seconds})
     return result

@@ -11,6 +11,18 @@ only, on 127.0.0.1 with a free port, in a daemon thread:
 It records every request body and its headers, can fail the next few requests with an HTTP error
 (to test retries) and can delay every answer (to test bounded concurrency).
 
+Fault injection (to test that every failed attempt is recorded): `inject_faults(rate, seed=...)`
+fails that share of chat-completion requests, drawn from a seeded RNG, with one of FAULT_KINDS:
+
+    timeout      hang `hang_s` before answering (set it past the client's timeout)
+    rate_limit   HTTP 429 with a Retry-After header (`retry_after_s`)
+    server_error HTTP 500
+    malformed    HTTP 200 with a body that is not JSON
+    empty        HTTP 200 with empty content and no tool calls
+
+`outage = True` fails every chat-completion request (HTTP 503) until set back, for fallback tests.
+`faults` lists what was injected, in order ("outage" for an outage's).
+
 Tool calls (the OpenAI tools API): a responder may return a dict instead of text, an assistant
 message `{"content": ..., "tool_calls": [...]}`. Each tool call is either the wire form or the
 short form `{"name": "calculator", "arguments": {...}}`; arguments given as a string are sent
@@ -28,6 +40,7 @@ that accounting flows through.
 from __future__ import annotations
 
 import json
+import random
 import re
 import sys
 import threading
@@ -40,6 +53,10 @@ from typing import Any
 Responder = Callable[[dict[str, Any]], "str | dict[str, Any]"]
 """Maps a chat-completions request body to the assistant's text, or to an assistant message
 dict (`content`, `tool_calls`, optionally `finish_reason`)."""
+
+
+FAULT_KINDS = ("timeout", "rate_limit", "server_error", "malformed", "empty")
+"""The faults `OpenAICompatServer.inject_faults` can inject."""
 
 
 def echo_last_user(body: dict[str, Any]) -> str:
@@ -150,6 +167,18 @@ class OpenAICompatServer:
         self._in_flight = 0
         self._fail_left = 0
         self._fail_status = 500
+        self.faults: list[str] = []
+        """Every fault injected into a chat-completion request (a FAULT_KINDS name, or
+        "outage"), in order."""
+        self.outage = False
+        """True: every chat-completion request fails with HTTP 503."""
+        self._fault_rate = 0.0
+        self._fault_kinds: tuple[str, ...] = FAULT_KINDS
+        self._fault_rng = random.Random(0)
+        self.hang_s = 2.0
+        """How long a `timeout` fault hangs before answering."""
+        self.retry_after_s = 0.1
+        """The Retry-After a `rate_limit` fault sends (seconds; fractions are sent as they are)."""
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -207,7 +236,45 @@ class OpenAICompatServer:
         with self._lock:
             self._fail_left, self._fail_status = n, status
 
+    def inject_faults(
+        self,
+        rate: float,
+        kinds: tuple[str, ...] | list[str] = FAULT_KINDS,
+        *,
+        seed: int = 0,
+        hang_s: float | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        """Fail a share `rate` of the chat-completion requests from now on, each with one of
+        `kinds` (FAULT_KINDS), drawn from an RNG seeded with `seed`; rate 0 stops."""
+        if not 0 <= rate <= 1:
+            raise ValueError(f"rate must be in [0, 1], got {rate!r}")
+        unknown = [k for k in kinds if k not in FAULT_KINDS]
+        if unknown or not kinds:
+            raise ValueError(
+                f"unknown fault kind(s) {unknown!r}; choose from {', '.join(FAULT_KINDS)}"
+            )
+        with self._lock:
+            self._fault_rate, self._fault_kinds = rate, tuple(kinds)
+            self._fault_rng = random.Random(seed)
+            if hang_s is not None:
+                self.hang_s = hang_s
+            if retry_after_s is not None:
+                self.retry_after_s = retry_after_s
+
     # -- called from handler threads -------------------------------------------------------
+
+    def _take_fault(self) -> str | None:
+        """The fault to inject into this chat-completion request, if any (recorded)."""
+        with self._lock:
+            if self.outage:
+                fault: str | None = "outage"
+            elif self._fault_rate and self._fault_rng.random() < self._fault_rate:
+                fault = self._fault_rng.choice(self._fault_kinds)
+            else:
+                return None
+            self.faults.append(fault)
+            return fault
 
     def _take_failure(self) -> int | None:
         with self._lock:
@@ -228,6 +295,9 @@ class OpenAICompatServer:
         finally:
             with self._lock:
                 self._in_flight -= 1
+        return self._response(body, reply)
+
+    def _response(self, body: dict[str, Any], reply: str | dict[str, Any]) -> dict[str, Any]:
         message, finish_reason = _assistant_message(reply)
         prompt_tokens = sum(_words(_text(m.get("content"))) for m in body.get("messages") or [])
         completion_tokens = _words(_text(message.get("content"))) + sum(
@@ -297,13 +367,46 @@ def _make_handler(server: OpenAICompatServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
+        def _send(
+            self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _fault(self, fault: str, raw: bytes) -> None:
+            """Answer with `fault` (faulted requests are not in `requests`)."""
+            if fault == "outage":
+                self._send(503, _error_body(503, "injected outage"))
+            elif fault == "rate_limit":
+                self._send(
+                    429,
+                    _error_body(429, "injected rate limit"),
+                    {"Retry-After": f"{server.retry_after_s:g}"},
+                )
+            elif fault == "server_error":
+                self._send(500, _error_body(500, "injected server error"))
+            elif fault == "malformed":
+                data = b'{"id": "chatcmpl-broken", "choices": [{"message": '
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            elif fault == "empty":
+                try:
+                    body = json.loads(raw or b"{}")
+                except json.JSONDecodeError:
+                    body = {}
+                self._send(200, server._response(body, ""))
+            else:  # timeout: hang past the client's timeout, then hang up
+                time.sleep(server.hang_s)
+                self.close_connection = True
 
         def _read_body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)
@@ -332,6 +435,10 @@ def _make_handler(server: OpenAICompatServer) -> type[BaseHTTPRequestHandler]:
                 return
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._send(404, _error_body(404, f"no route POST {self.path}"))
+                return
+            fault = server._take_fault()
+            if fault is not None:
+                self._fault(fault, raw)
                 return
             try:
                 body = json.loads(raw or b"{}")

@@ -345,3 +345,18 @@ def test_code_demonstration_runs_the_docstring_examples(code):
         shown = re.findall(r">>> .+\n\s+(.+)\n", p.prompt)
         assert shown and result.ok, result
         assert result.stdout.splitlines() == [str(ast.literal_eval(s)) for s in shown]
+
+
+def test_an_acting_answer_is_the_whole_function(code):
+    from pedagogy.agents.acting import parse_action, render_action
+
+    p = code.problem(code.rows()[0])
+    function = code.demonstrate(p)[-1]["answer"]
+    assert "\n" in function.strip()
+    text = f"T:Write it.\nA:{function}"
+    action = parse_action(text, multiline_answer=True)
+    assert action.kind == "answer" and action.answer == function.strip("\n").rstrip()
+    assert parse_action(text).answer == function.strip().splitlines()[0].strip()
+    assert parse_action(render_action(action), multiline_answer=True).answer == action.answer
+    assert code.verify(p, f"A:{action.answer}").correct
+    assert code.multiline_answers

@@ -474,3 +474,22 @@ def test_text_explanations_ftp_and_sag_replay_exactly(domain, sqlite_store):
     assert first.prefix.startswith("T:") and first.turn.detail["sag"]["n"] == 3
     report = replay_run(store, "run")  # one sample a step, the chosen one
     assert (report.model_calls, report.tool_executions, report.mismatches) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(("sag_on", "practice_n"), [("evaluation", 1), ("all", 3)])
+def test_sag_samples_where_configured(sag_on, practice_n):
+    from pedagogy.backends.scripted import ScriptedBackend
+    from pedagogy.config import load_config
+    from pedagogy.runner import acting_agents, build_domain_from
+
+    config = load_config(None).with_overrides(
+        {"agent": {"enabled": True, "sag_n": 3, "sag_on": sag_on}}
+    )
+    domain = build_domain_from(config)
+    backend = ScriptedBackend.from_domain(domain)
+    roles = dict(
+        student=Student(backend), teacher=Teacher(backend), verifier=Verifier(domain, None)
+    )
+    agents = acting_agents(config, domain, backend, backend, roles)
+    assert agents.actor.sag_n == practice_n  # practice attempts
+    assert agents.eval_actor.sag_n == 3  # held-out evaluation

@@ -50,8 +50,12 @@ def test_litellm_teacher_end_to_end(quick_config, tmp_path, monkeypatch):
     assert all(
         t.error is None and t.response.splitlines()[-1].startswith("A:") for t in teacher_turns
     )
+    (check,) = store.turns_outside_episodes(run.id)  # the startup check is a call too
+    assert (check.agent, check.request["purpose"]) == ("teacher", "check")
     totals = store.token_totals(run.id)
-    assert totals["teacher"]["completion_tokens"] == sum(t.completion_tokens for t in teacher_turns)
+    assert totals["teacher"]["completion_tokens"] == sum(
+        t.completion_tokens for t in [*teacher_turns, check]
+    )
     # the key reached the server but never the database
     for f in tmp_path.joinpath("work").rglob("*"):
         if f.is_file():
@@ -84,7 +88,13 @@ def test_llm_generator_through_litellm_records_its_calls_as_turns(quick_config, 
         calls = sum("Write one new" in r["messages"][-1]["content"] for r in server.requests)
     store = open_store(str(tmp_path / "work" / "pedagogy.db"))
     (run,) = store.list_runs()
-    posed = store.turns_outside_episodes(run.id)
+    outside = store.turns_outside_episodes(run.id)
+    posed = [t for t in outside if t.request.get("purpose") != "check"]
+    # each API backend's startup check is a call too: a turn outside episodes of its role
+    assert sorted(t.agent for t in outside if t.request.get("purpose") == "check") == [
+        "generator",
+        "teacher",
+    ]
     assert calls >= 16 and len(posed) == calls
     assert all(
         t.agent == "generator" and t.episode_id is None and t.backend == "litellm" for t in posed
@@ -93,7 +103,7 @@ def test_llm_generator_through_litellm_records_its_calls_as_turns(quick_config, 
     assert all(
         "Write one new chain_sum problem" in t.request["messages"][-1]["content"] for t in posed
     )
-    assert store.token_totals(run.id)["generator"]["calls"] == calls
+    assert store.token_totals(run.id)["generator"]["calls"] == calls + 1  # + its check
     assert store.verify_chain(run.id) == []
     problems = store.get_problems([e.problem_id for e in store.episodes(run.id)])
     assert {p.source for p in problems.values()} == {"generator"}

@@ -230,3 +230,19 @@ def test_an_unexpected_error_in_a_read_command_is_one_line(recorded_db, monkeypa
     monkeypatch.setenv("PEDAGOGY_DEBUG", "1")
     result = runner.invoke(app, ["show", RUN, "--db", str(recorded_db)])
     assert isinstance(result.exception, RuntimeError)  # the traceback, for a bug report
+
+
+def test_a_missing_postgres_checkpointer_names_the_extra(tmp_path: Path):
+    import asyncio
+    from unittest import mock
+
+    from pedagogy.errors import ConfigError
+    from pedagogy.runner import _checkpointer
+
+    async def enter() -> None:
+        async with _checkpointer("postgresql+psycopg://u@127.0.0.1:1/x", tmp_path):
+            pass
+
+    with mock.patch.dict(sys.modules, {"langgraph.checkpoint.postgres.aio": None}):
+        with pytest.raises(ConfigError, match=r"pip install 'pedagogy\[postgres\]'"):
+            asyncio.run(enter())

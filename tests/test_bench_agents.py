@@ -26,16 +26,18 @@ def _dump(cfg) -> dict:
 
 def test_arms_differ_only_in_the_agent_section(tmp_path):
     settings = A.AgentBenchSettings()
-    assert settings.budget == settings.episodes // 4
+    assert settings.sizes("chain_sum") == (200, 50, 150)
+    assert settings.sizes("world") == (96, 24, 100)
     for domain in A.DOMAINS:
+        episodes, budget, steps = settings.sizes(domain)
         cot = A.arm_config(A.run_key(domain, "cot"), 1, settings, tmp_path)
         assert not cot.agent.enabled
         for arm in A.ARMS:
             cfg = A.arm_config(A.run_key(domain, arm), 1, settings, tmp_path)
             # Same student, seed, budget, training steps, held-out set and curriculum.
             assert _dump(cfg) == _dump(cot), (domain, arm)
-            assert cfg.seed == 1 and cfg.episodes.explain_budget == settings.budget
-            assert cfg.training.max_steps == settings.train_steps
+            assert cfg.seed == 1 and cfg.episodes.explain_budget == budget
+            assert cfg.episodes.per_round == episodes and cfg.training.max_steps == steps
             assert cfg.curriculum.sampler == "uniform"
         agent = A.arm_config(A.run_key(domain, "agent"), 1, settings, tmp_path).agent
         assert agent.enabled and agent.demo == "per_step" and agent.sag_n == 1
@@ -53,7 +55,8 @@ def test_world_runs_use_the_world_and_a_student_with_room_for_its_trajectories(t
     cfg = A.arm_config("world/agent", 0, settings, tmp_path)
     assert cfg.domain.name == "world"
     assert cfg.domain.options == {"seed": 0, "n_entities": 60, "demo_thoughts": False}
-    assert cfg.curriculum.arms == ["facts@0", "facts@1"] and cfg.agent.max_steps == 4
+    assert cfg.curriculum.arms == ["facts@0", "facts@1"] and cfg.agent.max_steps == 3
+    assert cfg.agent.tool_options == {"retrieve": {"k": settings.world_k}}
     assert cfg.student.options["tiny"]["max_position"] == settings.world_positions
     assert cfg.student.options["max_batch_size"] == 512  # the default's other options stay
     chain = A.arm_config("chain_sum/agent", 0, settings, tmp_path)

@@ -198,6 +198,9 @@ def test_problem_id_is_stable_across_storage(domain):
         ("2 * 3 + 4 * 5", "S:2*3=6;4*5=20;6+20=26\nA:26"),
         ("8 / 2 / 2", "S:8/2=4;4/2=2\nA:2"),
         ("-( 3 + 4 ) * 2", "S:3+4=7;-7*2=-14\nA:-14"),
+        # a leading negation that is the last operation is a step (it was dropped: 7*4=28, A:-28)
+        ("-( 7 * 4 )", "S:7*4=28;-(28)=-28\nA:-28"),
+        ("-(-( 2 + 3 ))", "S:2+3=5;-(-5)=5\nA:5"),
         ("7 / 2", "S:7/2=3\nA:3"),  # floor division, as reasoning-gym
         ("-7 / 2", "S:-7/2=-4\nA:-4"),
         ("((1+2))*(3-5)", "S:1+2=3;3-5=-2;3*-2=-6\nA:-6"),

@@ -69,12 +69,12 @@ async def test_the_scripted_teachers_turn_says_it_gave_the_answer_only():
     problem = _problem(domain, "letter_counting")
     turn = await Teacher(ScriptedBackend.from_domain(domain)).explain(problem, "A:0", seq=1)
     assert turn.response == f"A:{problem.answer}" and turn.error is None
-    assert turn.detail == {"solution": "answer_only"}
+    assert turn.detail["solution"] == "answer_only" and turn.detail["shown"] == turn.response
     worked = ReasoningGymDomain(["chain_sum"], compact=True)
     turn = await Teacher(ScriptedBackend.from_domain(worked)).explain(
         _problem(worked, "chain_sum"), "A:0", seq=1
     )
-    assert turn.response.startswith("S:") and turn.detail == {}
+    assert turn.response.startswith("S:") and "solution" not in turn.detail
 
 
 async def test_a_problem_without_a_solution_fails_its_turn_not_the_run():
@@ -160,7 +160,7 @@ def test_a_non_arithmetic_dataset_runs_offline_with_labelled_explanations(quick_
     assert run.status == "completed"
     teacher = [t for e in store.episodes(run.id, with_turns=True) for t in e.turns]
     teacher = [t for t in teacher if t.agent == "teacher"]
-    assert teacher and all(t.detail == {"solution": "answer_only"} for t in teacher)
+    assert teacher and all(t.detail["solution"] == "answer_only" for t in teacher)
     (tiny,) = (tmp_path / "work").glob("runs/*/models/student-v0/pedagogy_tiny.json")
     assert json.loads(tiny.read_text())["max_position"] > 256
 

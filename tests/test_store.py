@@ -487,10 +487,17 @@ def test_token_totals_per_agent(store: SQLStore):
         "student": {
             "prompt_tokens": 10 + 12 + 10 + 10 + 12,
             "completion_tokens": 15,
-            "cost": 0.0,
+            "cost": None,  # no student turn has a known cost: unknown, not 0
             "calls": 5,
+            "cost_unknown": 5,
         },
-        "teacher": {"prompt_tokens": 22, "completion_tokens": 6, "cost": 1.0, "calls": 2},
+        "teacher": {
+            "prompt_tokens": 22,
+            "completion_tokens": 6,
+            "cost": 1.0,
+            "calls": 2,
+            "cost_unknown": 0,
+        },
     }
     make_run(store, "empty")
     assert store.token_totals("empty") == {}
@@ -563,8 +570,10 @@ def test_models_jobs_and_dataset_items(store: SQLStore):
         store.set_model_status("v9", "promoted")
     with pytest.raises(StoreError, match="unknown training job 'job9'"):
         store.finish_training_job("job9", "failed", {}, None)
-    with pytest.raises(StoreError, match="cannot add model version 'v0'"):
-        store.add_model_version(base)
+    store.add_model_version(base)  # idempotent on its id (a node that ran again)
+    assert [v.id for v in store.model_versions("run1")] == ["v0", "v1"]
+    with pytest.raises(StoreError, match="cannot add model version 'v0b'"):  # same number
+        store.add_model_version(replace(base, id="v0b"))
     with pytest.raises(StoreError, match="cannot add dataset items"):
         store.add_dataset_items([replace(items[0], turn_id="no-such-turn")])
 

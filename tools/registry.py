@@ -42,6 +42,24 @@ _REGISTRY: dict[str, ToolFactory] = {
 }
 
 
+_BUILT_IN = dict(_REGISTRY)
+_OPTIONS_OF = {
+    "calculator": "pedagogy.tools.calculator:calculator_tool",
+    "python": "pedagogy.tools.sandbox:SandboxLimits",
+    "retrieve": "pedagogy.tools.retrieve:retrieve_tool",
+}
+"""What takes each built-in tool's options (its factory only forwards them)."""
+
+
+def tool_options_target(name: str) -> str | Callable[..., Any] | None:
+    """What takes tool `name`'s options as keyword parameters ("module:attribute" or the
+    registered factory), for checking a config's options when it loads; None: unknown name."""
+    factory = _REGISTRY.get(name)
+    if factory is not None and factory is _BUILT_IN.get(name):
+        return _OPTIONS_OF[name]
+    return factory
+
+
 def register_tool(name: str, factory: ToolFactory, *, replace: bool = False) -> None:
     """Make ``build_tool(name, **options)`` call ``factory(**options)``."""
     if not isinstance(name, str) or not name:

@@ -124,12 +124,17 @@ def retrieve_tool(
     *,
     max_doc_chars: int = 500,
     max_k: int = 10,
+    k: int = 3,
 ) -> FunctionTool:
-    """The built-in ``retrieve`` tool over one corpus (see ``load_corpus``)."""
+    """The built-in ``retrieve`` tool over one corpus (see ``load_corpus``); ``k`` is how many
+    documents a call returns when it does not say (1..``max_k``)."""
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= max_k:
+        raise ConfigError(f"retrieve: k={k!r} must be an integer from 1 to max_k={max_k}")
     retriever = Retriever(load_corpus(path, documents))
     size = len(retriever.documents)
+    default_k = k
 
-    def retrieve(query: str, k: Annotated[int, Field(ge=1, le=max_k)] = 3) -> Observation:
+    def retrieve(query: str, k: Annotated[int, Field(ge=1, le=max_k)] = default_k) -> Observation:
         """Find documents by keywords.
 
         Args:

@@ -2,21 +2,25 @@
 
 The held-out set is drawn once per run from its own seed, so every model version is measured on
 the same problems and the learning curve compares like with like. Small levels cannot produce many
-distinct problems (1-digit a±b has ~200), so a level gets at most what it can produce, and the
-trainer should leave these prompts out of its data (`heldout_prompts`), or "held-out" means
-memorised.
+distinct problems (1-digit a±b has ~200), so a level holds out at most a quarter of what it can
+produce and never all of it, and practice and the trainer leave these prompts out
+(`heldout_prompts`), or "held-out" means memorised. Answers get the budget the caller gives: the
+loop gives the student's practice budget (`evaluation.max_tokens` to differ), so an answer cut
+off in practice is cut off here too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pedagogy.backends.base import ChatRequest
-from pedagogy.domains.base import Problem, parse_arm
+from pedagogy.domains.base import Problem, level_problems, level_size, parse_arm
 
 if TYPE_CHECKING:
     from pedagogy.agents.acting import Actor
@@ -57,22 +61,50 @@ def build_heldout(
 ) -> dict[Arm, list[Problem]]:
     """`n_per_arm` distinct problems per (skill, level) arm, fewer where a level is small.
 
-    A level that can produce only N distinct prompts (the domain's `level_capacity`, when it has
-    one) gives at most `max_fraction * N`, so most of it stays available for training.
+    A level with only N distinct prompts (`level_size`: the domain's `level_capacity`, or
+    counted by drawing) gives at most `max_fraction * N`, so most of it stays to practise on;
+    practice avoids held-out prompts (across all arms), so it never repeats them.
+    A *small* level, with no more distinct problems than `n_per_arm`, is taken whole
+    (`level_problems`) and split: at least 1 and at most N - 1 held out, never a problem
+    another small level has too, and no other level holds out any of its problems. A level
+    of one problem is held out nowhere (practised, not measured: it is left out of the
+    result). Each small level is warned about in one line: its count and what was done.
     Problems are deduplicated by prompt across *all* arms (an easy problem that also appears in a
     harder level's range counts once, for the first arm). `seed` must differ from the seeds
     used to draw training problems.
     """
-    rng = random.Random(f"heldout:{seed}")
+    keys = list(dict.fromkeys(_arm_key(arm) for arm in arms))
+    at_least = math.ceil(n_per_arm / max_fraction)
+    sizes = {key: level_size(domain, *key, at_least=at_least) for key in keys}
+    small: dict[Arm, dict[str, Problem]] = {}
+    for key, size in sizes.items():
+        if size is not None and size <= n_per_arm:
+            found = level_problems(domain, *key, at_least=n_per_arm + 1)
+            if found is not None:
+                small[key] = found
+    # Small levels first, from their whole set: what they do not hold out, they practise, and
+    # no level may hold that out.
+    mine = {key: set(found) for key, found in small.items()}
+    everyone = set().union(*mine.values())
     seen: set[str] = set()
     out: dict[Arm, list[Problem]] = {}
-    capacity = getattr(domain, "level_capacity", None)
-    for arm in arms:
-        key = _arm_key(arm)
+    notes: dict[Arm, str] = {}
+    for key, found in small.items():
+        others = set().union(*(m for k, m in mine.items() if k != key))
+        free = sorted(set(found) - others)  # never another small level's practice
+        share = min(_held_share(len(found), max_fraction), len(free))
+        held = random.Random(f"heldout:{seed}:{key[0]}@{key[1]}").sample(free, share)
+        seen.update(held)
+        out[key] = [found[prompt] for prompt in sorted(held)]
+        notes[key] = _small_level(key, len(found), share, n_per_arm)
+    rng = random.Random(f"heldout:{seed}")
+    for key in keys:
+        if key in small:
+            continue
         want = n_per_arm
-        size = capacity(*key) if capacity is not None else None
+        size = sizes[key]
         if size is not None:
-            want = min(want, max(1, int(size * max_fraction)))
+            want = min(want, _held_share(size, max_fraction))
         picked: list[Problem] = []
         for _ in range(max_tries):
             need = want - len(picked)
@@ -80,13 +112,36 @@ def build_heldout(
                 break
             before = len(picked)
             for problem in domain.generate(rng, max(need, 16), key[0], key[1]):
-                if problem.prompt not in seen and len(picked) < want:
-                    seen.add(problem.prompt)
+                prompt = problem.prompt
+                if prompt not in seen and prompt not in everyone and len(picked) < want:
+                    seen.add(prompt)
                     picked.append(problem)
             if len(picked) == before:
                 break  # the level is exhausted
         out[key] = picked
-    return out
+    for key in keys:
+        if key in notes:
+            warnings.warn(notes[key], stacklevel=2)
+    return {key: out[key] for key in keys if out.get(key)}
+
+
+def _held_share(size: int, max_fraction: float) -> int:
+    """Held-out problems of a level with `size` distinct ones: never all of them."""
+    if size < 2:
+        return 0
+    return min(max(1, int(size * max_fraction)), size - 1)
+
+
+def _small_level(arm: Arm, size: int, held: int, n_per_arm: int) -> str:
+    level = f"held-out set: level {arm[0]}@{arm[1]} has only {size} distinct problem" + (
+        "s" if size != 1 else ""
+    )
+    level += f" (evaluation.heldout_per_arm is {n_per_arm})"
+    if held == 0:
+        return f"{level}, too few to hold any out: it is practised on and has no held-out accuracy"
+    return (
+        f"{level}: {held} held out, practice uses the other {size - held}, so the two never overlap"
+    )
 
 
 def heldout_prompts(heldout: dict[Arm, list[Problem]]) -> set[str]:
@@ -116,7 +171,8 @@ async def evaluate(
     """(correct, n) per arm, from one batched generate over every held-out problem.
 
     Greedy decoding; the student sees each problem's prompt as its only user message. A
-    completion that came back with an error counts as wrong.
+    completion that came back with an error counts as wrong. `max_tokens`: the answers'
+    budget; None: sized to the longest worked solution (the loop passes the student's own).
     """
     keys: list[Arm] = []
     problems: list[Problem] = []
