@@ -693,18 +693,24 @@ def bench_learning(
     console.print(f"results    {bench.json_path}")
     console.print(f"plot       {bench.png_path}")
     console.print(f"database   {out / 'bench.db'}")
-    if data["failed"]:
-        first = data["failed"][0]
-        err_console.print(
-            f"[bold red]error:[/] {len(data['failed'])} run(s) failed, e.g. "
-            + escape(
-                f"{first['arm']} seed {first['seed']}: {first.get('error')}; "
-                "rerun the same command to retry them"
-            ),
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(1)
+    _exit_if_failed(data["failed"])
+
+
+def _exit_if_failed(failed: list[dict[str, Any]]) -> None:
+    """A bench's failed runs: one line naming the first, exit 1 (a rerun retries them)."""
+    if not failed:
+        return
+    first = failed[0]
+    err_console.print(
+        f"[bold red]error:[/] {len(failed)} run(s) failed, e.g. "
+        + escape(
+            f"{first['arm']} seed {first['seed']}: {first.get('error')}; "
+            "rerun the same command to retry them"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(1)
 
 
 def _print_table(title: str, header: list[str], rows: list[list[str]]) -> Console:
@@ -826,18 +832,7 @@ def bench_agents(
     console.print(f"results    {bench.json_path}")
     console.print(f"plot       {bench.png_path}")
     console.print(f"database   {out / 'bench.db'}")
-    if data["failed"]:
-        first = data["failed"][0]
-        err_console.print(
-            f"[bold red]error:[/] {len(data['failed'])} run(s) failed, e.g. "
-            + escape(
-                f"{first['arm']} seed {first['seed']}: {first.get('error')}; "
-                "rerun the same command to retry them"
-            ),
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(1)
+    _exit_if_failed(data["failed"])
 
 
 def main() -> None:
