@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -156,6 +157,17 @@ class Teacher:
         asked of it: True for a backend that writes a fixed solution whatever its prompt says
         (its `follows_instructions` is False, as the scripted teacher's)."""
         return getattr(self.backend, "follows_instructions", True) is False
+
+    @property
+    def renders_offline(self) -> bool:
+        """Deprecated alias of `renders_styles`, its former name; kept for one release."""
+        warnings.warn(
+            "Teacher.renders_offline is deprecated and will be removed in the next release; "
+            "use Teacher.renders_styles",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.renders_styles
 
     async def explain(
         self, problem: Problem, attempt: str, seq: int, style: Any = None

@@ -134,6 +134,12 @@ def run(
         help="YAML config (default: the embedded default; see `pedagogy init`).",
     ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    workdir: Path | None = typer.Option(
+        None,
+        "--workdir",
+        help="Folder for the run's models and checkpoints, and its database without --db "
+        "(default: the config's workdir, else pedagogy-runs).",
+    ),
     rounds: int | None = typer.Option(None, "--rounds", min=1, help="Number of teaching rounds."),
     seed: int | None = typer.Option(
         None, "--seed", help="Run seed (curriculum, problems, model init)."
@@ -170,17 +176,21 @@ def run(
 ) -> None:
     """Run the teaching loop (no arguments: the embedded default). Exit 3: a budget stopped it
     (resume with a higher one)."""
+    from pedagogy.checks import db_option, interrupted_line
     from pedagogy.config import load_config
     from pedagogy.progress import LiveProgress
     from pedagogy.report import plot_learning_curve, run_summary
     from pedagogy.runner import run_loop
 
+    progress, db_url = None, None
     try:
         _plugins(plugin)  # before the config: its names and options may be theirs
         cfg = load_config(config)
         update: dict[str, Any] = {"plugins": list(dict.fromkeys([*cfg.plugins, *(plugin or [])]))}
         if db is not None:
             update["db"] = db
+        if workdir is not None:
+            update["workdir"] = str(workdir)
         if rounds is not None:
             update["rounds"] = rounds
         if seed is not None:
@@ -194,22 +204,38 @@ def run(
         limits = {k: v for k, v in limits.items() if v is not None}
         if limits:
             cfg = cfg.with_overrides({"budget": limits})
-        with LiveProgress(console, enabled=not quiet) as progress:
+        db_url = cfg.db_url()
+        progress = LiveProgress(console, enabled=not quiet)
+        with progress:
             result = asyncio.run(run_loop(cfg, resume=resume, emit=progress.event))
-        with _store(cfg.db_url()) as store:
+        with _store(db_url) as store:
             summary = run_summary(store, result.run_id)
-        png = plot_learning_curve(summary, result.run_dir / "learning_curve.png")
+        png = result.run_dir / "learning_curve.png"
+        if not result.already_completed:  # a completed run's curve is drawn already
+            png = plot_learning_curve(summary, png)
     except PedagogyError as err:
         _fail(err)
     except KeyboardInterrupt:
-        err_console.print("interrupted; continue with `pedagogy run --resume RUN_ID`")
+        run_id = (progress and progress.run_id) or resume
+        err_console.print(interrupted_line(run_id, db_url), highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     console.print(_arm_table(summary))
-    console.print(f"run        {result.run_id} ({result.status}, {result.seconds:.0f} s)")
+    took = f"{result.seconds:.0f} s"
+    if resume and not result.already_completed:
+        took += " this session"  # the run's earlier sessions are not counted here
+    console.print(f"run        {result.run_id} ({result.status}, {took})")
+    if result.already_completed:
+        console.print(f"note       {escape(result.detail or '')}", highlight=False, soft_wrap=True)
     console.print(f"database   {result.db_url}")
     console.print(f"models     {result.run_dir / 'models'}")
     console.print(f"curve      {png}")
-    console.print(f"next       pedagogy show {result.run_id}  |  pedagogy replay {result.run_id}")
+    where = escape(db_option(result.db_url))
+    console.print(
+        f"next       pedagogy show {result.run_id}{where}  |  "
+        f"pedagogy replay {result.run_id}{where}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.status == "budget_exhausted":
         console.print(f"stopped    {escape(result.detail or '')}", highlight=False, soft_wrap=True)
         raise typer.Exit(3)
@@ -267,11 +293,20 @@ def show(
         help="Show one episode instead: its trajectories step by step "
         "(thought, tool call, observation, answer) with their verdicts, and its other turns.",
     ),
+    list_episodes: bool = typer.Option(
+        False,
+        "--episodes",
+        help="List the run's episodes instead (id, round, index, arm, outcome): the ids that "
+        "--episode takes.",
+    ),
     plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """Rounds, held-out accuracy per round and level, model versions, counts, tokens, cost."""
     from pedagogy.report import plot_curriculum_heatmap, plot_learning_curve, run_summary
 
+    if list_episodes:
+        _list_episodes(run_id, db, as_json)
+        return
     if episode is not None:
         _show_episode(run_id, episode, db, as_json, plugin)
         return
@@ -315,11 +350,15 @@ def show(
             str(rd.get("explained", 0)),
         )
     console.print(table)
-    vt = Table("version", "status", "job", "path", title="model versions")
+    vt = Table("version", title="model versions (ids for `pedagogy audit model`)")
+    vt.add_column("id", no_wrap=True)  # whole: `audit model` takes it
+    for name in ("status", "job", "path"):
+        vt.add_column(name)
     for v in summary["model_versions"]:
         role = "" if v["role"] == "student" else f"{v['role']} "
         vt.add_row(
-            f"{role}v{v['number']} {v['id'][:12]}",
+            f"{role}v{v['number']}",
+            v["id"],
             v["status"],
             (v["training_job_id"] or "-")[:12],
             v["path"],
@@ -409,14 +448,33 @@ def _print_calls(summary: dict[str, Any]) -> None:
         )
 
 
+def _list_episodes(run_id: str, db: str | None, as_json: bool) -> None:
+    from pedagogy.report import episode_list
+
+    try:
+        with _store(db) as store:
+            rows = episode_list(store, run_id)
+    except PedagogyError as err:
+        _fail(err)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("episode id", "round", "#", "arm", "outcome", title=f"episodes of run {run_id}")
+    for r in rows:
+        table.add_row(r["id"], str(r["round"]), str(r["index"]), r["arm"], r["outcome"])
+    console.print(table)
+
+
 def _show_episode(
     run_id: str, episode_id: str, db: str | None, as_json: bool, plugin: list[str] | None
 ) -> None:
+    from pedagogy.checks import require_episode
     from pedagogy.report import episode_view
 
     try:
         with _store(db) as store:
             _plugins(plugin, store, run_id)
+            require_episode(store, run_id, episode_id, db)
             view = episode_view(store, run_id, episode_id)
     except PedagogyError as err:
         _fail(err)
@@ -500,12 +558,14 @@ def export(
     plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """Export chat-format training records carrying their lineage ids."""
+    from pedagogy.checks import require_output
     from pedagogy.errors import ConfigError
     from pedagogy.memory.export import export_run
 
     try:
         if fmt not in ("jsonl", "hf"):
             raise ConfigError(f"--format {fmt!r}: choose jsonl or hf")
+        require_output(out, fmt)  # before the database: a bad --out writes nothing
         with _store(db) as store:
             _plugins(plugin, store, run_id)
             n = export_run(store, run_id, fmt, out)
@@ -522,11 +582,14 @@ def audit_model_cmd(
     plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """Which episodes and turns trained a model version (from the lineage graph)."""
+    from pedagogy.checks import require_model_version
     from pedagogy.memory.lineage import audit_model
 
     try:
         _plugins(plugin)
-        audit = audit_model(_store(db), version)
+        with _store(db) as store:
+            require_model_version(store, version, db)
+            audit = audit_model(store, version)
     except PedagogyError as err:
         _fail(err)
     data = audit.to_dict()

@@ -25,6 +25,8 @@ class LiveProgress:
             transient=True,
         )
         self._task: Any = None
+        self.run_id: str | None = None
+        """The run's id once it has one (its row is written): what a Ctrl-C resumes."""
 
     def __enter__(self) -> LiveProgress:
         if self.enabled:
@@ -43,6 +45,7 @@ class LiveProgress:
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "run_started":
+            self.run_id = data["run_id"]
             verb = "resuming" if data["resumed"] else "started"
             self._line(f"{verb} run [bold]{data['run_id']}[/] · db {data['db']}")
         elif kind == "evaluated":

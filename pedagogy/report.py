@@ -171,6 +171,15 @@ def usage_summary(rows: list[UsageRecord], budget: dict[str, Any]) -> dict[str, 
     }
 
 
+def episode_list(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """The run's episodes in order, as `pedagogy show RUN --episodes --json` prints them."""
+    store.get_run(run_id)  # an unknown run: the store's error, which names `pedagogy runs`
+    return [
+        {"id": e.id, "round": e.round, "index": e.index, "arm": e.arm, "outcome": e.outcome}
+        for e in store.episodes(run_id)
+    ]
+
+
 def episode_view(store: Store, run_id: str, episode_id: str, width: int = 200) -> dict[str, Any]:
     """One episode as `pedagogy show RUN --episode ID --json` prints it: the problem, each
     trajectory step by step (thought, call, observation cut to `width` characters, answer) with

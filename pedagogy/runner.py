@@ -45,6 +45,8 @@ class RunResult:
     seconds: float
     detail: str | None = None
     """Why a run stopped early: for `budget_exhausted`, which budget, spent vs limit."""
+    already_completed: bool = False
+    """A resume of a run that had completed: nothing ran, `seconds` is its recorded duration."""
 
 
 def _new_run_id() -> str:
@@ -466,8 +468,12 @@ async def run_loop(
     a custom graph must return {"record": EpisodeRecord} like `graphs.episode.record`.
     A run that fails before writing its run row leaves no new database file behind.
     """
+    from pedagogy.checks import WORKDIR_FIX, require_writable_db, require_writable_folder
     from pedagogy.memory.store import discard_if_unused, new_sqlite_paths
 
+    if resume is None:
+        require_writable_folder(config.workdir, f"workdir {config.workdir}", WORKDIR_FIX)
+    require_writable_db(config.db_url())
     new = new_sqlite_paths(config.db_url())
     store = open_run_store(config.db_url())
     try:
@@ -522,6 +528,15 @@ async def _run_loop(
     that cannot find its models), is left `failed` with the reason, never `running`."""
     hold = _Hold(store)
     if resume is not None:
+        run = store.get_run(resume)
+        if run.status == "completed":  # nothing left to run: say so, write nothing
+            stored = config_from_dict(run.config, f"run {resume}")
+            run_dir, _ = _resume_dir(stored, run.config.get("db"), resume, config.db_url())
+            start, end = run.created_at, run.finished_at
+            seconds = (end - start).total_seconds() if start and end else 0.0
+            when = f" at {end:%Y-%m-%d %H:%M:%S} UTC" if end else ""
+            done = f"run {resume} had already completed{when}; nothing was run"
+            return RunResult(resume, "completed", store.url, run_dir, seconds, done, True)
         hold.take(resume)
         store.interrupt_training_jobs(resume)  # their process is gone; train restarts them
     try:
@@ -529,7 +544,7 @@ async def _run_loop(
     except RunInUse:
         raise  # this process lost the run to another: its status is not ours to set
     except (KeyboardInterrupt, asyncio.CancelledError):
-        hold.mark("interrupted", "interrupted by the user; continue with --resume")
+        hold.mark("interrupted", f"interrupted by the user; continue with --resume {hold.run_id}")
         raise
     except PedagogyError as err:
         hold.mark("failed", str(err))
@@ -805,7 +820,9 @@ async def _run(
         store.set_run_status(run_id, status)
     except (KeyboardInterrupt, asyncio.CancelledError):
         status = "interrupted"
-        store.set_run_status(run_id, status, "interrupted by the user; continue with --resume")
+        store.set_run_status(
+            run_id, status, f"interrupted by the user; continue with --resume {run_id}"
+        )
         raise
     except RunInUse:
         raise  # another process took the run over: its status is not ours to set
