@@ -28,9 +28,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pedagogy.backends.base import ChatRequest, Completion
+from pedagogy.backends.decode import decode, plain_generation_config
 from pedagogy.errors import ConfigError, ModelLoadError
 
 __all__ = ["TransformersBackend", "load_model", "quiet_progress", "render_prompt"]
@@ -192,7 +193,7 @@ class TransformersBackend:
         version_id: str | None = None,
         max_batch_size: int = 256,
         batch_window_s: float = 0.002,
-        threads: int | None = None,
+        threads: int | Literal["auto"] | None = "auto",
         device: str | None = None,
         dtype: Any = None,
     ):
@@ -203,13 +204,24 @@ class TransformersBackend:
             version_id: the pedagogy model-version id reported in every Completion.
             max_batch_size: most requests in one `model.generate` call.
             batch_window_s: how long the batcher waits for more requests after the first.
-            threads: `torch.set_num_threads` for generation and scoring (None: leave as is).
+            threads: `torch.set_num_threads` for generation and scoring (and training in the
+                same process): "auto" = the cores free now (`pedagogy.backends.cores`), so a
+                busy machine is never oversubscribed; None: leave torch's setting as is.
             device: "cpu", "cuda", ...; default cuda when available, else cpu.
         """
         if max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be >= 1, got {max_batch_size}")
         import torch
 
+        if threads == "auto":
+            from pedagogy.backends.cores import free_cores
+
+            threads = free_cores()
+        elif threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ConfigError(
+                f"threads must be a positive integer, 'auto' or None, got {threads!r}; "
+                "'auto' uses the cores free now"
+            )
         if threads:
             torch.set_num_threads(threads)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -393,24 +405,36 @@ class TransformersBackend:
             enc = tokenizer(
                 texts, return_tensors="pt", padding=True, add_special_tokens=not templated
             ).to(self.device)
-            kwargs: dict[str, Any] = {
-                "max_new_tokens": max_new_tokens,
-                "do_sample": False,
-                "pad_token_id": tokenizer.pad_token_id,
-                "eos_token_id": tokenizer.eos_token_id,
-            }
-            if sampler is not None:
-                kwargs["logits_processor"] = [sampler]
+            row_limits = limits or [max_new_tokens] * len(texts)
             t0 = time.perf_counter()
-            with torch.inference_mode():
-                out = model.generate(**enc, **kwargs)
+            if plain_generation_config(model):  # each row stops at its own end
+                new_tokens = decode(
+                    model,
+                    enc["input_ids"],
+                    enc["attention_mask"],
+                    limits=[min(n, max_new_tokens) for n in row_limits],
+                    eos_token_id=tokenizer.eos_token_id,
+                    samplers={i: (t, g) for i, t, g in sampler.rows} if sampler else None,
+                )
+            else:
+                kwargs: dict[str, Any] = {
+                    "max_new_tokens": max_new_tokens,
+                    "do_sample": False,
+                    "pad_token_id": tokenizer.pad_token_id,
+                    "eos_token_id": tokenizer.eos_token_id,
+                }
+                if sampler is not None:
+                    kwargs["logits_processor"] = [sampler]
+                with torch.inference_mode():
+                    out = model.generate(**enc, **kwargs)
+                prompt_len = enc["input_ids"].shape[1]
+                new_tokens = [row[prompt_len:].tolist() for row in out]
             latency = time.perf_counter() - t0
             self.generate_calls += 1
-        prompt_len = enc["input_ids"].shape[1]
         prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
         rows = []
-        for i, (row, n_prompt) in enumerate(zip(out, prompt_tokens)):
-            new = row[prompt_len:].tolist()[: (limits[i] if limits else max_new_tokens)]
+        for i, (row, n_prompt) in enumerate(zip(new_tokens, prompt_tokens)):
+            new = row[: row_limits[i]]
             n_new, finish = len(new), "length"
             if tokenizer.eos_token_id in new:
                 n_new, finish = new.index(tokenizer.eos_token_id) + 1, "stop"

@@ -18,7 +18,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict
@@ -40,7 +40,9 @@ from pedagogy.domains.base import (
 from pedagogy.graphs.broker import InterventionBroker, episode_id
 from pedagogy.graphs.budget import BudgetGuard
 from pedagogy.graphs.episode import Agents, build_episode_graph
+from pedagogy.graphs.history import RoundHistory
 from pedagogy.graphs.refinement import Refined, first_attempts, train_generator, write_refinements
+from pedagogy.graphs.stopping import Plateau, round_means
 from pedagogy.memory.base import Store
 from pedagogy.memory.crash import crash_point
 from pedagogy.memory.records import (
@@ -51,7 +53,8 @@ from pedagogy.memory.records import (
     ModelVersionRecord,
     TrainingJobRecord,
 )
-from pedagogy.training.data import examples_from_episodes, mix_examples, trajectory_examples
+from pedagogy.training.data import mix_examples
+from pedagogy.training.pool import TrainingPool
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -88,6 +91,8 @@ class Session:
     """The loop's clock and budget check (`config.budget`)."""
     guard: Callable[[], None] = _no_guard
     """Called before every node: raises when this process lost the run's lease."""
+    _pool: TrainingPool | None = field(default=None, init=False, repr=False)
+    _history: RoundHistory | None = field(default=None, init=False, repr=False)
     base_dir: Path | None = None
     """The directory relative model paths of the run were stored from (runs written before
     paths were stored absolute); None: they are taken as they are."""
@@ -103,7 +108,34 @@ class Session:
         self.episode_graph = graph
         self.heldout_prompts = {p.prompt for ps in self.heldout.values() for p in ps}
 
-    def intervention_policy(self, state: dict[str, Any] | None):
+    def training_pool(self) -> TrainingPool:
+        """The run's examples, read round by round (built on first use)."""
+        if self._pool is None:
+            self._pool = TrainingPool(
+                self.store,
+                self.run_id,
+                self.domain,
+                acting=self.config.agent.enabled,
+                in_context=self.config.training.in_context,
+            )
+        return self._pool
+
+    def history(self) -> RoundHistory:
+        """Earlier rounds' first attempts, each round read once (built on first use)."""
+        if self._history is None:
+            self._history = RoundHistory(self.store, self.run_id, self.cell_of)
+        return self._history
+
+    def profile(self, round_: int):
+        """The student profile of the rounds before `round_`."""
+        from pedagogy.agents.profile import StudentProfile
+
+        profile = StudentProfile()
+        for r, results in sorted(self.history().tallies(round_).items()):
+            profile.update(r, results)
+        return profile
+
+    def intervention_policy(self, state: dict[str, Any] | None, round_: int):
         """The configured intervention policy, continuing from `state` when given."""
         from pedagogy.agents.intervention import build_policy
 
@@ -112,11 +144,9 @@ class Session:
         if ep.intervention == "random":
             options.setdefault("seed", self.config.seed)
         elif ep.intervention == "utility":
-            from pedagogy.agents.profile import StudentProfile
-
             options.setdefault("student", self.student_backend)
             if not callable(getattr(self.student_backend, "score", None)):
-                options.setdefault("profile", StudentProfile.from_store(self.store, self.run_id))
+                options.setdefault("profile", self.profile(round_))
         policy = build_policy(ep.intervention, **options)
         if state:
             policy.load_state(state)
@@ -133,9 +163,7 @@ class Session:
             style = X.build_style(name)
             return lambda problem: style
         if name == "adaptive":
-            from pedagogy.agents.profile import StudentProfile
-
-            profile = StudentProfile.from_store(self.store, self.run_id)
+            profile = self.profile(round_)
             return lambda p: X.AdaptiveStyle(
                 mastery=profile.mastery(p.arm) if profile.attempts(p.arm) else None
             )
@@ -235,6 +263,8 @@ class LoopState(TypedDict, total=False):
     """The intervention policy's state after the last finished round."""
     elapsed_s: float
     """Seconds the loop has run, resumes added up (pedagogy.graphs.budget)."""
+    stopped: bool
+    """The plateau rule ended the run before its last round (a "stop" decision says why)."""
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -318,12 +348,10 @@ def _adaptive(session: Session, round_: int):
     g = session.config.generator
     if not g.adapt:
         return None
-    episodes = [e for e in session.store.episodes(session.run_id) if e.round < round_]
-    problems = session.store.get_problems(sorted({e.problem_id for e in episodes}))
     stats = CellStats.from_attempts(
-        (e.arm, session.cell_of(problems[e.problem_id]), e.correct_first)
-        for e in episodes
-        if e.problem_id in problems
+        (a.arm, a.cell, a.correct)
+        for a in session.history().before(round_, cells=True)
+        if a.cell is not None
     )
     return AdaptiveGenerator(target=g.adapt_target, oversample=g.adapt_oversample), stats
 
@@ -538,7 +566,7 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
     todo = [item for item in state["plan"] if item["index"] not in done]
     spent = sum(1 for e in store.episodes(run_id, round_) if e.explained) if done else 0
     session.agents.teacher.new_round(spent)
-    policy = session.intervention_policy(state.get("policy_state"))
+    policy = session.intervention_policy(state.get("policy_state"), round_)
     recorded = {d.subject: bool(d.chosen) for d in store.decisions(run_id, round_, "intervention")}
     if recorded:  # a resumed round that had already decided: continue from after that decision
         saved = next((c.state for c in store.curriculum_states(run_id) if c.round == round_), {})
@@ -772,20 +800,14 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
     if earlier_job is not None and earlier_job.status in ("completed", "skipped"):
         return _finished_job(session, earlier_job)
     restart = earlier_job is not None and earlier_job.status in ("running", "interrupted")
-    episodes = store.episodes(run_id, with_turns=True)
-    problems = store.get_problems(list({e.problem_id for e in episodes}))
     acting = session.config.agent.enabled
     kind = "trajectory_sft" if acting else cfg.kind
-    segments: dict = {}
-    if acting:  # verified trajectories, the loss on the agent's own steps
-        items, segments = trajectory_examples(episodes, problems)
-    else:
-        items = examples_from_episodes(
-            episodes, problems, session.domain, in_context=cfg.in_context
-        )
+    # Each round reads only its own episodes; earlier rounds' examples are kept (a flat cost).
+    current, items, segments = session.training_pool().through(round_)
+    episodes, problems = current.episodes, current.problems
     if restart:
         job, chosen = earlier_job, store.dataset_items(earlier_job.id)
-        new = [i for i in chosen if i.episode_id in {e.id for e in episodes if e.round == round_}]
+        new = [i for i in chosen if i.episode_id in {e.id for e in episodes}]
         new_examples = int(job.metrics.get("new_examples", len(new)))
         store.restart_training_job(job.id)
     else:
@@ -835,7 +857,7 @@ async def _choose_examples(
     cfg, run_id, round_ = session.config.training, session.run_id, state["round"]
     acting = session.config.agent.enabled
     usable = [i for i in items if kind not in ("sft", "trajectory_sft") or i.polarity == "positive"]
-    new_ids = {e.id for e in episodes if e.round == round_}
+    new_ids = {e.id for e in episodes}  # the round's own episodes
     new = [i for i in usable if i.episode_id in new_ids]
     decisions: list[DecisionRecord] = []
     if sum(i.polarity == "positive" for i in new) < cfg.min_new_examples:
@@ -904,7 +926,7 @@ async def _fit(
         fit, data, job_cfg = (
             run_sft,
             [(i.prompt, i.completion) for i in chosen],
-            SFTJobConfig(**common, max_length=_context_of(student_path)),
+            SFTJobConfig(**common, max_length=_context_of(student_path), packing=cfg.packing),
         )
     else:
         from pedagogy.training import preference as P
@@ -1008,14 +1030,27 @@ def _learnability_filter(
                 item.episode_id,
             )
         )
-        if outcome.accepted:
-            item.completion = outcome.text
-            kept.append(item)
+        if outcome.accepted:  # a copy: the pool keeps the example as the teacher wrote it
+            kept.append(replace(item, completion=outcome.text))
     return kept, decisions  # stored with the job they chose its items for
 
 
 async def evaluate_and_promote(state: LoopState, session: Session) -> dict[str, Any]:
-    """Evaluate the candidate; promote it if not worse than the current student, else roll back."""
+    """Evaluate the candidate; promote it if not worse than the current student, else roll back;
+    then stop the run here if the held-out mean has plateaued (`evaluation.patience`)."""
+    update = await _promote_or_roll_back(state, session)
+    ev, round_ = session.config.evaluation, state["round"]
+    rule = Plateau(ev.patience, ev.min_delta)
+    means = round_means(session.store.evaluations(session.run_id))
+    stop = rule.decide(session.run_id, round_, means, session.config.rounds)
+    if stop is None:
+        return update
+    _record_once(session, round_, "stop", [stop])
+    session.emit("stopped_early", {"round": round_, **stop.detail})
+    return {**update, "stopped": True}
+
+
+async def _promote_or_roll_back(state: LoopState, session: Session) -> dict[str, Any]:
     cand = state.get("candidate")
     if not cand:
         return {}
@@ -1044,6 +1079,8 @@ async def evaluate_and_promote(state: LoopState, session: Session) -> dict[str, 
 
 
 def _next_or_end(state: LoopState, session: Session) -> str:
+    if state.get("stopped"):
+        return END
     return "plan_round" if state["round"] < session.config.rounds else END
 
 

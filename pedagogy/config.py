@@ -298,6 +298,9 @@ class TrainingConfig(_Strict):
     that reaches it stops early (its metrics say `stopped_by_time`) and is no longer reproducible."""
     max_examples: int | None = Field(5000, ge=1)
     """Cap on examples per job (newest first, the rest sampled from earlier data)."""
+    packing: bool = True
+    """sft: train in a plain torch loop on packed batches (each step's examples laid end to end,
+    no padding, no TRL); false: TRL's SFTTrainer on padded batches. Same loss and optimiser."""
 
 
 class BudgetConfig(_Strict):
@@ -323,6 +326,12 @@ class EvaluationConfig(_Strict):
     with, so an answer cut off in practice is cut off (and counted wrong) here too."""
     seed: int = 1_000_003
     """Seed of the fixed held-out set (distinct from the run seed)."""
+    patience: int | None = Field(2, ge=1)
+    """Stop the run early once this many rounds in a row did not raise the held-out mean by more
+    than `min_delta` over the best before them (a decision of kind "stop" records it); None:
+    always run every round."""
+    min_delta: float = Field(0.01, ge=0)
+    """The least gain of the held-out mean that counts as an improvement for `patience`."""
     tolerance: float = Field(0.0, ge=0, le=1)
     """Promote a candidate whose mean held-out accuracy is at least the current one minus this."""
 
@@ -361,7 +370,7 @@ class RunConfig(_Strict):
     """Modules to import before the config's names are looked up: each registers custom parts
     (domains, graphs, tools, ...; see `pedagogy.plugins`). A run records here every plugin it
     used, so `show`, `replay`, `export` and `audit` import them again."""
-    rounds: int = Field(10, ge=1)
+    rounds: int = Field(6, ge=1)
     db: str | None = None
     """SQLAlchemy URL or file path; default: <workdir>/pedagogy.db"""
     workdir: str = "pedagogy-runs"

@@ -85,5 +85,10 @@ class LiveProgress:
             self._line(
                 f"round {data['round']}: rolled back {data['version'][:12]} (mean {data['mean']:.2f} < {data['kept']:.2f})"
             )
+        elif kind == "stopped_early":
+            self._line(
+                f"round {data['round']}: stopped early, {data['rounds_left']} round(s) left: "
+                f"{data['reason']}"
+            )
         elif kind == "training_skipped":
             self._line(f"round {data['round']}: no training ({data['new_examples']} new examples)")

@@ -82,6 +82,9 @@ class SFTJobConfig:
     """Longer prompt+completion sequences are truncated."""
     group_by_length: bool = False
     """Batch examples of similar length (less padding when levels differ a lot in length)."""
+    packing: bool = False
+    """Train in a plain torch loop on packed batches (`pedagogy.training.packed`): each step's
+    examples laid end to end, no padding, no TRL; False: TRL's `SFTTrainer`."""
 
     # LoRA (peft)
     lora: bool = False
@@ -195,7 +198,8 @@ def build_trainer(
 
 
 class SFT:
-    """`sft`: TRL's SFTTrainer on (prompt, completion) pairs; loss on the completion and EOS."""
+    """`sft`: (prompt, completion) pairs, loss on the completion and EOS; TRL's SFTTrainer, or
+    with `packing` a plain torch loop on packed batches."""
 
     kind = "sft"
     config_class = SFTJobConfig
@@ -211,6 +215,10 @@ class SFT:
     ) -> TrainResult:
         job = Job(self.kind, base_path, output_dir, config or SFTJobConfig(), progress)
         rows = _check_examples(items)
+        if job.config.packing:
+            from pedagogy.training.packed import train_packed
+
+            return train_packed(job, [(r["prompt"], r["completion"]) for r in rows])
         trainer = _sft_trainer(job, rows)
         return job.run_hf(trainer, what=_what(job, len(rows)), n_examples=len(rows))
 
