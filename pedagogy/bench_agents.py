@@ -1,601 +1,66 @@
-"""The agents benchmark: teach a student to act with tools, or to write its reasoning out?
-
-Arms, each an ordinary run of the embedded default with the same student architecture, seeds,
-explanation budget and fine-tuning steps; only how the teacher teaches differs:
-
-- `cot`: chain-of-thought distillation: the student answers in text, wrong attempts get the
-  scripted teacher's worked solution, SFT on the verified traces (`agent.enabled: false`).
-- `agent`: agent distillation: the student acts step by step with the domain's tools (calculator,
-  retrieve), wrong attempts get the teacher's demonstration (a trajectory of real tool calls: one
-  calculator call per operation), trajectory SFT (`agent.enabled: true`).
-- `agent+ftp_sag`: `agent` plus self-consistent action generation (3 sampled candidate steps, the
-  majority of those that parse and execute; an inference-time method, so on held-out problems
-  only, `agent.sag_on: evaluation`) and the first-thought prefix. FTP starts an LLM teacher's
-  first step from the worked solution's first line; the scripted teacher ignores it, so here
-  the arm trains like `agent` and differs from it by how its student acts when measured.
-- `agent_whole` (named with --arms only): one calculator call for the whole expression.
-
-Domains: `chain_sum` (the default domain, five levels) and `world` (made-up facts found with a
-BM25 `retrieve` tool returning the best document; level = hops - 1). The world's trajectories
-are long for a character-level student (a re-attempt shows the demonstration before the
-problem), so its student gets more positions (RoPE: no new parameters), longer answers and
-steps, demonstrations without thought lines, and fewer optimiser steps per job (each costs more).
-
-Every arm is paired with `cot` seed by seed (same initial weights, problems and held-out set);
-the verdict is the paired difference on the hard levels with a 95% t-interval. Runs, resumption
-and the JSON file work as in `pedagogy.bench`.
-"""
+"""Deprecated: the agents benchmark moved to `pedagogy.benchmarks.agents` (and what the
+trajectories show to `pedagogy.benchmarks.trajectories`). This module re-exports its old names
+for one release; each one read here warns (DeprecationWarning) and names its new home."""
 
 from __future__ import annotations
 
-import math
-import statistics
-from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from importlib import import_module
 from typing import Any
 
-from pedagogy import bench as B
-from pedagogy.config import RunConfig, load_config
-from pedagogy.errors import ConfigError
-
-BASELINE = "cot"
-COMMON: dict[str, Any] = dict(B.STANDARD_KD)
-"""Every arm: uniform practice, explain wrong attempts in plan order, worked solutions, SFT."""
-ARMS: dict[str, dict[str, Any]] = {
-    "cot": {**COMMON, "agent.enabled": False},
-    "agent": {**COMMON, "agent.enabled": True, "agent.demo": "per_step"},
-    "agent+ftp_sag": {
-        **COMMON,
-        "agent.enabled": True,
-        "agent.demo": "per_step",
-        "agent.sag_n": 3,
-        "agent.ftp": True,
-    },
+_NEW_HOME = {
+    "pedagogy.benchmarks.agents": [
+        "ARMS",
+        "ARM_SPECS",
+        "BASELINE",
+        "COMMON",
+        "DEFAULT_ARMS",
+        "DOMAINS",
+        "FTP_NOTE",
+        "AgentBench",
+        "AgentBenchSettings",
+        "BenchDomain",
+        "arm_config",
+        "by_domain",
+        "domain_overrides",
+        "hard_levels",
+        "parse_names",
+        "plot_agents",
+        "run_key",
+        "sag_lines",
+        "split_key",
+        "summarise",
+        "table_rows",
+        "target_lines",
+    ],
+    "pedagogy.benchmarks.trajectories": ["agent_stats", "trajectory_lines", "trajectory_stats"],
 }
-DEFAULT_ARMS = list(ARMS)
-ARMS["agent_whole"] = {**COMMON, "agent.enabled": True, "agent.demo": "whole"}
-FTP_NOTE = (
-    "note: FTP (first-thought prefix) applies only to LLM teachers; with the scripted teacher "
-    "it is a no-op, so agent+ftp_sag differs from agent by SAG alone (3 candidate steps a step, "
-    "on held-out problems)"
-)
-
-
-@dataclass(frozen=True)
-class BenchDomain:
-    """A domain of the bench and the levels its target is measured on."""
-
-    name: str
-    target: float
-    """The agent arm's least paired gain over cot on the hard levels (accuracy, 0-1)."""
-    what: str
-    """The hard levels in words."""
-    hard: tuple[str, ...] | None = None
-    """Those levels; None: the domain's two hardest (the last two held-out levels)."""
-
-
-DOMAINS: dict[str, BenchDomain] = {
-    "chain_sum": BenchDomain("chain_sum", 0.30, "the two hardest levels"),
-    "world": BenchDomain("world", 0.20, "2-hop questions", ("facts@1",)),
+_RENAMED = {
+    # old name: (module, new name)
+    "_mean_metrics": ("pedagogy.benchmarks.trajectories", "mean_metrics"),
+    "_mean_trajectories": ("pedagogy.benchmarks.trajectories", "mean_trajectories"),
+}
+_WHERE = {
+    **{name: (module, name) for module, names in _NEW_HOME.items() for name in names},
+    **_RENAMED,
 }
 
-
-@dataclass(frozen=True)
-class AgentBenchSettings:
-    """What every arm shares. Runs under one --out must share these (seeds and arms may grow)."""
-
-    rounds: int = 3
-    episodes: int = 200
-    """Episodes per round on chain_sum."""
-    budget: int | None = None
-    """Explanations (demonstrations) per round; None: a quarter of the domain's episodes."""
-    train_steps: int | None = 150
-    """Optimiser steps per fine-tuning job on chain_sum (the same for every arm)."""
-    train_seconds: float = 600.0
-    """Time limit per job: a safety net, far above what the steps take, so that the steps bind
-    (the world's long trajectories train several times slower per step than arithmetic)."""
-    heldout_per_arm: int = 24
-    """Held-out problems per level (an acting student's evaluation is up to `max_steps`
-    generations per problem, three times more with SAG)."""
-    max_steps: int = 5
-    """Agent arms: steps per attempt (the hardest problems need 4: three calls or lookups, then
-    the answer). An untrained student fills every step with noise, which is most of a run's
-    generation: each step more costs a sixth more."""
-    step_tokens: int = 32
-    """Agent arms: tokens per step on chain_sum (a per-step call is ~22 characters)."""
-    n_entities: int = 60
-    """Size of the world (60: ~250 facts, ~300 2-hop questions)."""
-    world_levels: tuple[int, ...] = (0, 1)
-    """The world's levels practised and held out: 1- and 2-hop questions (the target's). 3-hop
-    trajectories are the longest (~650 characters), and training time grows with length."""
-    world_positions: int = 1024
-    """The world student's positions (the tiny student's default is 256): a 2-hop re-attempt
-    (the demonstration, the problem, the student's own steps) is ~900 characters."""
-    world_max_tokens: int = 120
-    """The world student's answer length (cot: a 2-hop solution is up to ~110 characters)."""
-    world_max_steps: int = 3
-    """The world agent's steps per attempt (2 hops: two lookups, then the answer)."""
-    world_step_tokens: int = 48
-    """The world agent's tokens per step (a lookup is up to ~45 characters)."""
-    world_episodes: int = 96
-    """Episodes per round on the world (its episodes are ~3x longer)."""
-    world_train_steps: int | None = 100
-    """Optimiser steps per job on the world (its trajectories are ~3x longer than chain_sum's,
-    so a step costs ~3x more)."""
-    world_k: int = 1
-    """Documents a world lookup returns (the retrieve tool's `k`): the demonstrations' queries
-    name the entity and the relation, so the best match is the fact; more documents make every
-    trajectory longer and give the student distractors to copy from."""
-    quick: bool = False
-    """Tiny sizes and two chain_sum levels, for tests."""
-
-    def sizes(self, domain: str) -> tuple[int, int, int | None]:
-        """(episodes per round, explanations per round, optimiser steps per job) on `domain`."""
-        world = domain == "world" and not self.quick
-        episodes = self.world_episodes if world else self.episodes
-        budget = self.budget if self.budget is not None else max(1, episodes // 4)
-        return episodes, budget, self.world_train_steps if world else self.train_steps
-
-    @classmethod
-    def quick_settings(cls) -> AgentBenchSettings:
-        return cls(
-            rounds=2,
-            episodes=24,
-            train_steps=20,
-            train_seconds=3.0,
-            heldout_per_arm=6,
-            n_entities=30,
-            quick=True,
-        )
+__all__ = sorted(n for n in _WHERE if not n.startswith("_"))
 
 
-def run_key(domain: str, arm: str) -> str:
-    """How a run is named in bench.json: `world/agent`."""
-    return f"{domain}/{arm}"
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'pedagogy.bench_agents' has no attribute {name!r}")
+    module, new = where
+    import warnings
 
-
-def split_key(key: str) -> tuple[str, str]:
-    domain, _, arm = key.partition("/")
-    return domain, arm
-
-
-def parse_names(
-    text: str | None, known: Sequence[str], default: Sequence[str], what: str
-) -> list[str]:
-    """`--arms a,b` / `--domains a,b` -> names checked against `known`; None: `default`."""
-    if text is None:
-        return list(default)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise ConfigError(f"--{what} {text!r} names nothing; choose from: {', '.join(known)}")
-    for n in names:
-        if n not in known:
-            raise ConfigError(
-                f"unknown {what[:-1]} {n!r} in --{what}; choose from: {', '.join(known)}"
-            )
-    return list(dict.fromkeys(names))
-
-
-def domain_overrides(domain: str, settings: AgentBenchSettings, base: RunConfig) -> dict[str, Any]:
-    """Nested overrides that put a run on `domain` (the same for every arm)."""
-    if domain == "chain_sum":
-        if not settings.quick:
-            return {}
-        options = {**base.domain.options, "levels": {"chain_sum": B.QUICK_LEVELS}}
-        return {"domain": {"options": options}}
-    if domain == "world":
-        tiny = dict(base.student.options.get("tiny") or {})
-        student_options = {
-            **base.student.options,
-            "tiny": {**tiny, "max_position": settings.world_positions},
-        }
-        return {
-            "domain": {
-                "name": "world",
-                "options": {
-                    "seed": 0,
-                    "n_entities": settings.n_entities,
-                    "demo_thoughts": False,
-                },
-            },
-            "student": {"max_tokens": settings.world_max_tokens, "options": student_options},
-            "curriculum": {"arms": [f"facts@{level}" for level in settings.world_levels]},
-        }
-    raise ConfigError(f"unknown domain {domain!r}; choose from: {', '.join(DOMAINS)}")
-
-
-def arm_config(key: str, seed: int, settings: AgentBenchSettings, out: Path) -> RunConfig:
-    """The run config of one (domain/arm, seed): the default, the domain, the shared sizes, the
-    arm."""
-    domain, arm = split_key(key)
-    if arm not in ARMS:
-        raise ConfigError(f"unknown arm {arm!r}; choose from: {', '.join(ARMS)}")
-    base = load_config(None)
-    episodes, budget, train_steps = settings.sizes(domain)
-    shared: dict[str, Any] = {
-        "name": f"bench-agents-{domain}-{arm}-s{seed}",
-        "seed": seed,
-        "rounds": settings.rounds,
-        "workdir": str(out / "work"),
-        "db": str(out / "bench.db"),
-        "episodes": {"per_round": episodes, "explain_budget": budget},
-        "training": {"max_seconds": settings.train_seconds, "max_steps": train_steps},
-        "evaluation": {"heldout_per_arm": settings.heldout_per_arm},
-    }
-    if settings.quick:
-        shared["episodes"]["write_batch"] = 16
-    world = domain == "world"
-    shared["agent"] = {
-        "max_steps": settings.world_max_steps if world else settings.max_steps,
-        "step_tokens": settings.world_step_tokens if world else settings.step_tokens,
-    }
-    if world:
-        shared["agent"]["tool_options"] = {"retrieve": {"k": settings.world_k}}
-    try:
-        cfg = base.with_overrides(domain_overrides(domain, settings, base))
-        return cfg.with_overrides(shared).with_overrides(B.nest(ARMS[arm]))
-    except ConfigError as err:
-        raise ConfigError(f"arm {key!r}: {str(err).removeprefix('overrides: ')}") from None
-
-
-# -- what the stored trajectories show ----------------------------------------------------------
-
-
-def agent_stats(store: Any, run_id: str) -> dict[str, Any]:
-    """Read from a run's store: the acting student's held-out metrics per level (of the model
-    in service at the end, as `heldout_final`) and what its training trajectories show."""
-    versions = {v.id: v.status for v in store.model_versions(run_id)}
-    heldout: dict[str, dict[str, float]] = {}
-    by_round: dict[int, list[Any]] = defaultdict(list)
-    for e in store.evaluations(run_id):
-        by_round[e.round].append(e)
-    for rnd in sorted(by_round):
-        current = {
-            f"{e.skill}@{e.level}": dict(e.metrics)
-            for e in by_round[rnd]
-            if versions.get(e.model_version_id) in ("base", "promoted") and e.metrics
-        }
-        if current:
-            heldout = current
-    episodes = store.episodes(run_id, with_turns=True)
-    return {"heldout_agent": heldout, "trajectories": trajectory_stats(episodes)}
-
-
-def trajectory_stats(episodes: Sequence[Any]) -> dict[str, Any]:
-    """Tool calls per problem, invalid steps, unanswered attempts and demonstrations, from the
-    episodes' decisions (`attempt_steps`, `attempt_tools`, `attempt_invalid`, ...) and the
-    student's failed tool calls by reason. Empty for episodes without trajectories (cot)."""
-    kinds: dict[str, dict[str, float]] = {}
-    for kind in ("attempt", "reattempt", "demonstration"):
-        rows = [e.decisions for e in episodes if f"{kind}_steps" in (e.decisions or {})]
-        if rows:
-            kinds[kind] = _kind_stats(rows, kind)
-    if not kinds:
-        return {}
-    rounds = []
-    for rnd in sorted({e.round for e in episodes}):
-        rows = [
-            e.decisions
-            for e in episodes
-            if e.round == rnd and "attempt_steps" in (e.decisions or {})
-        ]
-        if rows:
-            rounds.append({"round": rnd, **_kind_stats(rows, "attempt")})
-    errors: Counter[str] = Counter()
-    student_calls = 0
-    for e in episodes:
-        agent_of = {t.id: t.agent for t in e.turns}
-        for call in e.tool_calls:
-            if agent_of.get(call.turn_id) == "student":
-                student_calls += 1
-                if not call.ok:
-                    errors[call.error or "unknown"] += 1
-    return {
-        **kinds,
-        "by_round": rounds,
-        "student_tool_calls": student_calls,
-        "student_tool_errors": dict(errors.most_common()),
-    }
-
-
-def _kind_stats(rows: Sequence[dict[str, Any]], kind: str) -> dict[str, float]:
-    n = len(rows)
-    steps = sum(int(r.get(f"{kind}_steps") or 0) for r in rows)
-    out = {
-        "n": n,
-        "tool_calls_per_problem": sum(len(r.get(f"{kind}_tools") or []) for r in rows) / n,
-        "steps_per_problem": steps / n,
-        "invalid_rate": sum(int(r.get(f"{kind}_invalid") or 0) for r in rows) / max(steps, 1),
-        "unanswered": sum(r.get(f"{kind}_answer") is None for r in rows) / n,
-    }
-    if any(f"{kind}_correct" in r for r in rows):
-        out["correct"] = sum(bool(r.get(f"{kind}_correct")) for r in rows) / n
-    return out
-
-
-# -- aggregation -------------------------------------------------------------------------------
-
-
-def hard_levels(domain: str, levels: Sequence[str]) -> list[str]:
-    """The levels a domain's target is measured on, among the held-out `levels`."""
-    spec = DOMAINS[domain]
-    if spec.hard is not None:
-        return [lv for lv in spec.hard if lv in levels]
-    return sorted(levels, key=B._level_key)[-2:]
-
-
-def summarise(runs: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
-    """Per domain/arm: `bench.aggregate`'s numbers, the hard levels' mean, the paired
-    differences to the domain's cot arm (mean over levels: "paired"; hard levels:
-    "paired_hard"), the held-out agent metrics and the training trajectories' numbers, each
-    averaged over seeds."""
-    summary = B.aggregate(runs, keys)
-    for key, s in summary.items():
-        domain, arm = split_key(key)
-        done = [r for r in runs if r["arm"] == key and r["status"] == "completed"]
-        hard = hard_levels(domain, list(s["accuracy"]))
-        metric = B.levels_mean(hard)
-        s["hard_levels"] = hard
-        s["hard"] = _ms([v for r in done if (v := metric(r)) is not None])
-        if arm != BASELINE:
-            base = run_key(domain, BASELINE)
-            for name, m in (("paired", B.mean_heldout), ("paired_hard", metric)):
-                diffs = B.paired_differences(runs, key, base, m)
-                s[name] = B.paired_interval(list(diffs.values())).as_dict()
-        s["heldout_agent"] = _mean_metrics([r.get("heldout_agent") or {} for r in done])
-        s["trajectories"] = _mean_trajectories([r.get("trajectories") or {} for r in done])
-    return summary
-
-
-def _ms(values: Sequence[float]) -> dict[str, float]:
-    m, sd = B.mean_std(values)
-    return {"mean": m, "std": sd}
-
-
-def _mean_metrics(per_run: Sequence[dict[str, dict[str, float]]]) -> dict[str, float]:
-    """Each agent metric averaged over levels, then over runs ({} for a text student)."""
-    values: dict[str, list[float]] = defaultdict(list)
-    for levels in per_run:
-        if not levels:
-            continue
-        for name in {k for m in levels.values() for k in m}:
-            values[name].append(statistics.fmean(m[name] for m in levels.values() if name in m))
-    return {k: statistics.fmean(v) for k, v in values.items()}
-
-
-def _mean_trajectories(per_run: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    runs = [t for t in per_run if t]
-    if not runs:
-        return {}
-    out: dict[str, Any] = {}
-    for kind in ("attempt", "reattempt", "demonstration"):
-        stats = [t[kind] for t in runs if kind in t]
-        if stats:
-            out[kind] = {k: statistics.fmean(s[k] for s in stats if k in s) for k in stats[0]}
-    rounds: dict[int, list[dict[str, float]]] = defaultdict(list)
-    for t in runs:
-        for r in t.get("by_round", []):
-            rounds[r["round"]].append(r)
-    out["by_round"] = [
-        {"round": rnd, **{k: statistics.fmean(r[k] for r in rs) for k in rs[0] if k != "round"}}
-        for rnd, rs in sorted(rounds.items())
-    ]
-    errors: Counter[str] = Counter()
-    for t in runs:
-        errors.update(t.get("student_tool_errors", {}))
-    out["student_tool_calls"] = statistics.fmean(t.get("student_tool_calls", 0) for t in runs)
-    out["student_tool_errors"] = {k: v / len(runs) for k, v in errors.most_common()}
-    return out
-
-
-# -- the bench -----------------------------------------------------------------------------------
-
-
-@dataclass
-class AgentBench(B.Bench):
-    """`pedagogy bench agents`: arms = `domain/arm` keys (see `run_key`)."""
-
-    baseline: str = BASELINE
-
-    def overrides(self, key: str) -> dict[str, Any]:
-        domain, arm = split_key(key)
-        nested = domain_overrides(domain, self.settings, load_config(None))
-        return {"domain": nested, "arm": ARMS[arm]}
-
-    def config(self, key: str, seed: int) -> RunConfig:
-        return arm_config(key, seed, self.settings, self.out)
-
-    async def run_record(self, key: str, seed: int, config: RunConfig) -> dict[str, Any]:
-        domain, arm = split_key(key)
-        record = await B.run_one(key, seed, config, extra=agent_stats)
-        return {**record, "domain": domain, "method": arm}
-
-    def format_record(self, r: dict[str, Any]) -> str:
-        line = B.format_record(r)
-        agent = _mean_metrics([r.get("heldout_agent") or {}])
-        if r["status"] == "completed" and agent:
-            line += (
-                f" · held-out {agent.get('mean_tool_calls', 0):.1f} calls/problem, "
-                f"{100 * agent.get('invalid_action_rate', 0):.0f}% invalid steps"
-            )
-        return line
-
-    def summarise(self, runs: Sequence[dict[str, Any]], arms: Sequence[str]) -> dict[str, Any]:
-        return summarise(runs, arms)
-
-    def plot(self, summary: dict[str, Any]) -> Path:
-        return plot_agents(summary, self.png_path)
-
-
-def by_domain(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{domain: {arm: its summary}} in the summary's order."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, s in summary.items():
-        domain, arm = split_key(key)
-        out.setdefault(domain, {})[arm] = s
-    return out
-
-
-def plot_agents(summary: dict[str, Any], path: Path) -> Path:
-    """One panel per domain: held-out accuracy per level and the mean, one bar per arm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    domains = by_domain(summary)
-    fig, axes = plt.subplots(
-        1, max(len(domains), 1), figsize=(6.5 * max(len(domains), 1), 4.5), squeeze=False
+    warnings.warn(
+        f"pedagogy.bench_agents.{name} is deprecated; use {module}.{new}",
+        DeprecationWarning,
+        stacklevel=2,
     )
-    for ax, (domain, arms) in zip(axes[0], domains.items()):
-        B.plot_arms(ax, arms)
-        spec = DOMAINS[domain]
-        ax.set_title(f"{domain} (target: {spec.what}, {100 * spec.target:+.0f} points)", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return getattr(import_module(module), new)
 
 
-def table_rows(arms: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of one domain's table."""
-    levels = sorted({lv for s in arms.values() for lv in s["accuracy"]}, key=B._level_key)
-    hard = next(iter(arms.values()))["hard_levels"] if arms else []
-    hard_name = "+".join(B.level_label(lv) for lv in hard)
-    header = [
-        "arm",
-        "seeds",
-        *[B.level_label(lv) for lv in levels],
-        "mean",
-        f"hard: {hard_name}",
-        "Δhard vs cot [95% CI]",
-        "Δmean vs cot [95% CI]",
-        "calls/problem",
-        "invalid steps",
-        "teacher tokens",
-        "s/run",
-    ]
-    rows = []
-    for arm, s in arms.items():
-        agent = s.get("heldout_agent") or {}
-        rows.append(
-            [
-                arm,
-                str(len(s["seeds"])),
-                *[_pm(s["accuracy"][lv]) if lv in s["accuracy"] else "-" for lv in levels],
-                _pm(s["mean_accuracy"]),
-                _pm(s["hard"]),
-                B.format_paired(_paired(s, "paired_hard")),
-                B.format_paired(_paired(s, "paired")),
-                f"{agent['mean_tool_calls']:.2f}" if "mean_tool_calls" in agent else "-",
-                f"{100 * agent['invalid_action_rate']:.0f}%"
-                if "invalid_action_rate" in agent
-                else "-",
-                f"{s['teacher_tokens']['mean']:.0f}",
-                f"{s['seconds']['mean']:.0f}",
-            ]
-        )
-    return header, rows
-
-
-def _pm(c: dict[str, float]) -> str:
-    if math.isnan(c["mean"]):
-        return "-"
-    return f"{c['mean']:.2f}±{c['std']:.2f}"
-
-
-def _paired(s: dict[str, Any], name: str) -> B.Paired:
-    return B._paired_of({"paired": s.get(name)})
-
-
-def target_lines(summary: dict[str, Any]) -> list[str]:
-    """The verdicts: each agent arm against cot on each domain's hard levels (the `agent` arm's
-    is the target), agent+ftp_sag against agent, and the FTP note."""
-    lines = []
-    domains = by_domain(summary)
-    for domain, arms in domains.items():
-        if BASELINE not in arms:
-            continue
-        spec = DOMAINS[domain]
-        what = spec.what
-        if spec.hard is None:  # name the levels it found
-            what += f" ({', '.join(B.level_label(lv) for lv in arms[BASELINE]['hard_levels'])})"
-        for arm, s in arms.items():
-            if arm == BASELINE:
-                continue
-            lines.append(
-                B.verdict(
-                    f"{domain}: {arm} vs cot on {what}",
-                    _paired(s, "paired_hard"),
-                    spec.target,
-                )
-            )
-    if any("agent+ftp_sag" in arms for arms in domains.values()):
-        lines.append(FTP_NOTE)
-    return lines
-
-
-def sag_lines(runs: Sequence[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
-    """agent+ftp_sag against agent, paired, on each domain's hard levels."""
-    lines = []
-    for domain, arms in by_domain(summary).items():
-        if "agent" in arms and "agent+ftp_sag" in arms:
-            metric = B.levels_mean(arms["agent"]["hard_levels"])
-            diffs = B.paired_differences(
-                runs, run_key(domain, "agent+ftp_sag"), run_key(domain, "agent"), metric
-            )
-            p = B.paired_interval(list(diffs.values()))
-            lines.append(
-                f"{domain}: agent+ftp_sag vs agent on {DOMAINS[domain].what}: "
-                f"{B.format_paired(p)} points"
-                + ("" if p.n < 2 else f" ({'excludes' if p.excludes_zero else 'includes'} zero)")
-            )
-    return lines
-
-
-def trajectory_lines(summary: dict[str, Any]) -> list[str]:
-    """What the stored trajectories show, one line per agent arm."""
-    lines = []
-    for key, s in summary.items():
-        t, agent = s.get("trajectories") or {}, s.get("heldout_agent") or {}
-        if not t and not agent:
-            continue
-        parts = []
-        if agent:
-            parts.append(
-                f"held-out {agent.get('mean_tool_calls', 0):.2f} calls/problem, "
-                f"{100 * agent.get('invalid_action_rate', 0):.0f}% invalid steps, "
-                f"{100 * agent.get('unanswered', 0):.0f}% unanswered"
-            )
-        if "attempt" in t:
-            a = t["attempt"]
-            trend = ""
-            if len(t.get("by_round", [])) > 1:
-                first, last = t["by_round"][0], t["by_round"][-1]
-                trend = (
-                    f" (round {first['round']} -> {last['round']}: "
-                    f"{first['tool_calls_per_problem']:.1f} -> {last['tool_calls_per_problem']:.1f}"
-                    f" calls, {100 * first['invalid_rate']:.0f}% -> "
-                    f"{100 * last['invalid_rate']:.0f}% invalid)"
-                )
-            parts.append(
-                f"training attempts {a['tool_calls_per_problem']:.2f} calls/problem, "
-                f"{100 * a['invalid_rate']:.0f}% invalid steps, "
-                f"{100 * a['unanswered']:.0f}% unanswered{trend}"
-            )
-        if "demonstration" in t:
-            d = t["demonstration"]
-            parts.append(
-                f"{d['n']:.0f} demonstrations/run, {d['tool_calls_per_problem']:.1f} calls each"
-                + (f", {100 * d['correct']:.0f}% correct" if "correct" in d else "")
-            )
-        errors = t.get("student_tool_errors") or {}
-        if errors:
-            shown = ", ".join(f"{k} {v:.0f}" for k, v in list(errors.items())[:3])
-            parts.append(f"failed student calls/run: {shown}")
-        lines.append(f"{key}: " + "; ".join(parts))
-    return lines
+def __dir__() -> list[str]:
+    return __all__

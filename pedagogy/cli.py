@@ -709,7 +709,7 @@ def bench_learning(
     arms: str | None = typer.Option(
         None,
         "--arms",
-        help="Comma-separated arms (default: the 15 of pedagogy.bench.DEFAULT_ARMS; --quick: standard_kd,pedagogy); more in pedagogy.bench.ARMS.",
+        help="Comma-separated arms (default: the 15 marked default in benchmarks/arms/learning.yaml; --quick: standard_kd,pedagogy); the file lists more.",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the per-arm summary as JSON instead of a table."
@@ -719,16 +719,23 @@ def bench_learning(
     """Run several teaching arms with the same seeds, student and teacher budget; compare held-out accuracy."""
     from dataclasses import replace
 
-    from pedagogy.bench import Bench, BenchSettings, parse_arms, table_rows, target_lines
-
     try:
+        # Inside the try: a bad arms file (loaded on import) is one line, exit 2.
+        from pedagogy.benchmarks.learning import (
+            BenchSettings,
+            LearningBench,
+            parse_arms,
+            table_rows,
+            target_lines,
+        )
+
         _plugins(plugin)
         settings = BenchSettings.quick_settings() if quick else BenchSettings()
         update: dict[str, Any] = {}
         if rounds is not None:
             update["rounds"] = rounds
         settings = replace(settings, **update, budget=budget)  # None: a quarter of the episodes
-        bench = Bench(
+        bench = LearningBench(
             out, settings, parse_arms(arms, quick), list(range(seeds or (1 if quick else 3)))
         )
         data = bench.run()
@@ -822,7 +829,8 @@ def bench_agents(
     arms: str | None = typer.Option(
         None,
         "--arms",
-        help="Comma-separated arms (default: cot,agent,agent+ftp_sag); also agent_whole.",
+        help="Comma-separated arms (default: cot,agent,agent+ftp_sag); also agent_whole "
+        "(benchmarks/arms/agents.yaml).",
     ),
     domains: str | None = typer.Option(
         None, "--domains", help="Comma-separated domains (default: chain_sum,world)."
@@ -846,9 +854,11 @@ def bench_agents(
     retrieval questions, same seeds, student, budget and training steps; paired 95% intervals."""
     from dataclasses import replace
 
-    from pedagogy import bench_agents as A
-
     try:
+        # Inside the try: a bad arms file (loaded on import) is one line, exit 2.
+        from pedagogy.benchmarks import agents as A
+        from pedagogy.benchmarks.trajectories import trajectory_lines
+
         _plugins(plugin)
         settings = A.AgentBenchSettings.quick_settings() if quick else A.AgentBenchSettings()
         update: dict[str, Any] = {}
@@ -889,7 +899,7 @@ def bench_agents(
     for line in [
         *A.target_lines(summary),
         *A.sag_lines(data["runs"], summary),
-        *A.trajectory_lines(summary),
+        *trajectory_lines(summary),
     ]:
         wide.print(line, highlight=False, soft_wrap=True)
     console.print(f"results    {bench.json_path}")

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pedagogy import bench as B
+from pedagogy.benchmarks import core
+from pedagogy.benchmarks import learning as B
+from pedagogy.benchmarks import stats as S
 from pedagogy.cli import app
 from pedagogy.errors import ConfigError
 
@@ -75,7 +77,7 @@ def _summary(**arms: tuple[float, list[float]]) -> dict:
     for arm, (mean, diffs) in arms.items():
         out[arm] = {"mean_accuracy": {"mean": mean, "std": 0.0}}
         if diffs:
-            out[arm]["paired"] = B.paired_interval(diffs).as_dict()
+            out[arm]["paired"] = S.paired_interval(diffs).as_dict()
     return out
 
 
@@ -120,26 +122,131 @@ def test_t_quantiles_match_the_tables():
         (30, 2.042, 1.697),
         (100, 1.984, 1.660),
     ]:
-        assert B.t_quantile(df) == pytest.approx(q975, abs=1e-3), df
-        assert B.t_quantile(df, 0.95) == pytest.approx(q95, abs=1e-3), df
+        assert S.t_quantile(df) == pytest.approx(q975, abs=1e-3), df
+        assert S.t_quantile(df, 0.95) == pytest.approx(q95, abs=1e-3), df
     with pytest.raises(ConfigError, match="df must be an integer >= 1"):
-        B.t_quantile(0)
+        S.t_quantile(0)
 
 
 def test_paired_interval_on_fixed_differences():
     # mean .2, sd .1, n 3: half-width 4.303 * .1 / sqrt(3) = .2484
-    p = B.paired_interval([0.1, 0.2, 0.3])
+    p = S.paired_interval([0.1, 0.2, 0.3])
     assert (p.n, p.mean) == (3, pytest.approx(0.2))
     assert (p.low, p.high) == (pytest.approx(-0.0484, abs=1e-4), pytest.approx(0.4484, abs=1e-4))
     assert not p.excludes_zero
-    assert B.paired_interval([0.3, 0.31, 0.29]).excludes_zero
-    assert B.paired_interval([-0.3, -0.31, -0.29]).excludes_zero  # below zero counts too
-    single = B.paired_interval([0.5])
+    assert S.paired_interval([0.3, 0.31, 0.29]).excludes_zero
+    assert S.paired_interval([-0.3, -0.31, -0.29]).excludes_zero  # below zero counts too
+    single = S.paired_interval([0.5])
     assert single.n == 1 and single.mean == 0.5 and math.isnan(single.low)
     assert not single.excludes_zero
-    assert B.paired_interval([]).n == 0
-    assert B.format_paired(p) == "+20.0 [-4.8, +44.8]"
-    assert B.format_paired(single) == "+50.0 (n=1)"
+    assert S.paired_interval([]).n == 0
+    assert S.format_paired(p) == "+20.0 [-4.8, +44.8]"
+    assert S.format_paired(single) == "+50.0 (n=1)"
+
+
+# Paired intervals from the hand-written t-quantile this project used before scipy.stats (exact
+# closed forms of Student's t inverted by bisection), printed with repr: (diffs, level) -> (mean,
+# low, high). scipy must give the same intervals.
+HAND_WRITTEN_INTERVALS = [
+    ([0.1, 0.2, 0.3], 0.95, (0.19999999999999998, -0.048413771175032844, 0.4484137711750328)),
+    ([0.40, 0.42, 0.44], 0.95, (0.42, 0.3703172457649934, 0.46968275423500655)),
+    ([-0.30, -0.31, -0.32], 0.95, (-0.31, -0.3348413771175033, -0.2851586228824967)),
+    (
+        [0.05, -0.02, 0.11, 0.07],
+        0.95,
+        (0.052500000000000005, -0.0340475229827393, 0.1390475229827393),
+    ),
+    ([0.2, 0.1], 0.95, (0.15000000000000002, -0.48531023680873375, 0.7853102368087338)),
+    (
+        [0.12, 0.03, -0.05, 0.2, 0.08, 0.15, -0.01, 0.09, 0.04, 0.11],
+        0.95,
+        (0.076, 0.022234425544831043, 0.12976557445516895),
+    ),
+    (
+        [-0.0417, -0.0417, -0.0417],
+        0.95,
+        (-0.041699999999999994, -0.041699999999999994, -0.041699999999999994),
+    ),
+    (
+        [0.05, -0.02, 0.11, 0.07],
+        0.90,
+        (0.052500000000000005, -0.011500380971735391, 0.1165003809717354),
+    ),
+    ([0.3, 0.1, 0.25, 0.2, 0.15], 0.99, (0.2, 0.03722066476211111, 0.3627793352378889)),
+]
+PRINTED = [  # format_paired of each, as the hand-written quantile printed them
+    "+20.0 [-4.8, +44.8]",
+    "+42.0 [+37.0, +47.0]",
+    "-31.0 [-33.5, -28.5]",
+    "+5.3 [-3.4, +13.9]",
+    "+15.0 [-48.5, +78.5]",
+    "+7.6 [+2.2, +13.0]",
+    "-4.2 [-4.2, -4.2]",
+    "+5.3 [-1.2, +11.7]",
+    "+20.0 [+3.7, +36.3]",
+]
+HAND_WRITTEN_QUANTILES = {  # df: (t at .975, .95, .995)
+    1: (12.706204736174676, 6.313751514675028, 63.65674116287124),
+    2: (4.302652729749459, 2.919985580353723, 9.92484320091826),
+    4: (2.7764451051977934, 2.1318467863266495, 4.604094871349982),
+    30: (2.0422724563012418, 1.6972608865939578, 2.7499956535672103),
+}
+
+
+def test_scipy_gives_the_intervals_of_the_hand_written_quantile():
+    for (diffs, level, (mean, low, high)), printed in zip(HAND_WRITTEN_INTERVALS, PRINTED):
+        p = S.paired_interval(diffs, level)
+        assert (p.n, p.level) == (len(diffs), level)
+        assert (p.mean, p.low, p.high) == (
+            pytest.approx(mean, abs=1e-12),
+            pytest.approx(low, abs=1e-12),
+            pytest.approx(high, abs=1e-12),
+        ), diffs
+        assert S.format_paired(p) == printed
+        assert p.excludes_zero == S.Paired(len(diffs), mean, low, high, level).excludes_zero
+    for df, quantiles in HAND_WRITTEN_QUANTILES.items():
+        for p, q in zip((0.975, 0.95, 0.995), quantiles):
+            assert S.t_quantile(df, p) == pytest.approx(q, rel=1e-12), (df, p)
+
+
+def test_the_old_module_paths_still_work_and_warn():
+    import pedagogy.bench as old
+    import pedagogy.bench_agents as old_agents
+    from pedagogy.benchmarks import agents, trajectories
+
+    with pytest.warns(DeprecationWarning, match=r"pedagogy\.benchmarks\.learning\.ARMS"):
+        assert old.ARMS is B.ARMS
+    with pytest.warns(DeprecationWarning, match="LearningBench"):
+        assert old.Bench is B.LearningBench
+    with pytest.warns(DeprecationWarning):
+        assert old.paired_interval is S.paired_interval and old.run_one is core.run_one
+    with pytest.warns(DeprecationWarning):
+        assert old.STANDARD_KD == B.STANDARD_KD and old._level_key is S.level_key
+    with pytest.warns(DeprecationWarning, match=r"pedagogy\.benchmarks\.agents\.AgentBench"):
+        assert old_agents.AgentBench is agents.AgentBench
+    with pytest.warns(DeprecationWarning):
+        assert old_agents.trajectory_stats is trajectories.trajectory_stats
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        old.nope  # noqa: B018
+    assert "ARMS" in dir(old) and "AgentBench" in dir(old_agents)
+
+
+def test_the_learning_curve_bench_moved_and_its_old_command_says_where(capsys):
+    import importlib
+    import sys
+
+    from pedagogy.benchmarks import learning_curve
+
+    assert learning_curve._parse(["--rounds", "2", "--steps-per-round", "5"]).rounds == 2
+    sys.modules.pop("pedagogy.training.bench_learning_curve", None)
+    with pytest.warns(DeprecationWarning, match="pedagogy.benchmarks.learning_curve"):
+        old = importlib.import_module("pedagogy.training.bench_learning_curve")
+    with pytest.raises(SystemExit) as exit_info:
+        old.main([])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "python -m pedagogy.benchmarks.learning_curve" in err
 
 
 def _run(arm, seed, accs, status="completed"):
@@ -164,15 +271,15 @@ def test_paired_differences_pair_by_seed_and_skip_unpaired_or_failed_runs():
         _run("arm", 2, [0.9, 0.9], status="failed"),
         _run("arm", 3, [0.9, 0.9]),  # no baseline run for seed 3
     ]
-    diffs = B.paired_differences(runs, "arm", "base", B.mean_heldout)
+    diffs = S.paired_differences(runs, "arm", "base", S.mean_heldout)
     assert diffs == {0: pytest.approx(0.1), 1: pytest.approx(0.2)}
-    only_first = B.paired_differences(runs, "arm", "base", B.levels_mean(["s@1"]))
+    only_first = S.paired_differences(runs, "arm", "base", S.levels_mean(["s@1"]))
     assert only_first == {0: pytest.approx(0.1), 1: pytest.approx(0.2)}
-    assert B.paired_differences(runs, "arm", "base", B.levels_mean(["s@7"])) == {}
-    summary = B.paired_summary(runs, ["base", "arm"], "base")
+    assert S.paired_differences(runs, "arm", "base", S.levels_mean(["s@7"])) == {}
+    summary = S.paired_summary(runs, ["base", "arm"], "base")
     assert set(summary) == {"arm"} and summary["arm"].n == 2
     # The learning bench stores the pairing with each arm's summary, and the table shows it.
-    bench = B.Bench(Path("x"), B.BenchSettings(), ["base", "arm"], [0, 1], baseline="base")
+    bench = B.LearningBench(Path("x"), B.BenchSettings(), ["base", "arm"], [0, 1], baseline="base")
     s = bench.summarise(runs, ["base", "arm"])
     assert "paired" not in s["base"]
     assert s["arm"]["paired"]["n"] == 2 and s["arm"]["paired"]["mean"] == pytest.approx(0.15)
@@ -183,10 +290,10 @@ def test_paired_differences_pair_by_seed_and_skip_unpaired_or_failed_runs():
 
 
 def test_verdict_outcomes():
-    up = B.paired_interval([0.30, 0.32, 0.34])
-    assert B.verdict("x", up, 0.30).endswith("(target +30): met; the interval excludes zero")
-    assert B.verdict("x", up, 0.40).endswith("(target +40): not met; the interval excludes zero")
-    assert B.verdict("x", B.Paired(0, math.nan, math.nan, math.nan), 0.3) == (
+    up = S.paired_interval([0.30, 0.32, 0.34])
+    assert S.verdict("x", up, 0.30).endswith("(target +30): met; the interval excludes zero")
+    assert S.verdict("x", up, 0.40).endswith("(target +40): not met; the interval excludes zero")
+    assert S.verdict("x", S.Paired(0, math.nan, math.nan, math.nan), 0.3) == (
         "x: no paired seeds (target +30): not shown"
     )
 
@@ -227,7 +334,7 @@ def test_mean_and_std_over_seeds_on_fixed_numbers():
         run("b", 0, 0.4, 0.0, 50, 5, 10.0),
         run("b", 1, 0.0, 0.0, 0, 0, 1.0, status="failed"),  # left out
     ]
-    s = B.aggregate(runs, ["a", "b", "c"])
+    s = core.aggregate(runs, ["a", "b", "c"])
     assert set(s) == {"a", "b"}
     a = s["a"]
     assert a["seeds"] == [0, 1, 2]
@@ -256,13 +363,13 @@ def test_levels_sort_numerically():
             "heldout_final": {f"s@{i}": 0.1 * i for i in (10, 2, 0)},
         }
     ]
-    assert list(B.aggregate(runs, ["a"])["a"]["accuracy"]) == ["s@0", "s@2", "s@10"]
+    assert list(core.aggregate(runs, ["a"])["a"]["accuracy"]) == ["s@0", "s@2", "s@10"]
 
 
 def test_a_rerun_with_other_settings_under_the_same_out_is_refused(tmp_path):
-    first = B.Bench(tmp_path, B.BenchSettings(rounds=2), ["pedagogy"], [0])
+    first = B.LearningBench(tmp_path, B.BenchSettings(rounds=2), ["pedagogy"], [0])
     first.save(first.load())
-    other = B.Bench(tmp_path, B.BenchSettings(rounds=3), ["pedagogy"], [0])
+    other = B.LearningBench(tmp_path, B.BenchSettings(rounds=3), ["pedagogy"], [0])
     with pytest.raises(ConfigError, match="rounds=2, not 3"):
         other.load()
 
@@ -332,10 +439,12 @@ def _fake_run_one(calls):
 
 def test_runs_are_saved_one_by_one_and_a_rerun_does_only_the_missing_ones(tmp_path, monkeypatch):
     calls: list = []
-    monkeypatch.setattr(B, "run_one", _fake_run_one(calls))
+    monkeypatch.setattr(core, "run_one", _fake_run_one(calls))
     settings = B.BenchSettings.quick_settings()
     lines: list[str] = []
-    data = B.Bench(tmp_path, settings, ["pedagogy", "no_filter"], [0, 1], log=lines.append).run()
+    data = B.LearningBench(
+        tmp_path, settings, ["pedagogy", "no_filter"], [0, 1], log=lines.append
+    ).run()
     assert calls == [("pedagogy", 0), ("no_filter", 0), ("pedagogy", 1), ("no_filter", 1)]
     assert [f["arm"] for f in data["failed"]] == ["no_filter", "no_filter"]
     assert data["summary"]["pedagogy"]["accuracy"]["chain_sum@0"] == pytest.approx(
@@ -345,7 +454,7 @@ def test_runs_are_saved_one_by_one_and_a_rerun_does_only_the_missing_ones(tmp_pa
 
     calls.clear()
     lines.clear()
-    data = B.Bench(
+    data = B.LearningBench(
         tmp_path, settings, ["pedagogy", "no_filter", "standard_kd"], [0, 1, 2], log=lines.append
     ).run()
     done_before = {("pedagogy", 0), ("pedagogy", 1)}
@@ -360,7 +469,7 @@ def test_runs_are_saved_one_by_one_and_a_rerun_does_only_the_missing_ones(tmp_pa
 
 
 def test_a_failed_run_makes_the_cli_exit_1_after_the_table(tmp_path, monkeypatch):
-    monkeypatch.setattr(B, "run_one", _fake_run_one([]))
+    monkeypatch.setattr(core, "run_one", _fake_run_one([]))
     out = tmp_path / "b"
     result = runner.invoke(
         app, ["bench", "learning", "--quick", "--arms", "pedagogy,no_filter", "--out", str(out)]

@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from pedagogy import bench as B
-from pedagogy import bench_agents as A
+from pedagogy.benchmarks import agents as A
+from pedagogy.benchmarks import core
+from pedagogy.benchmarks import trajectories as T
 from pedagogy.cli import app
 
 runner = CliRunner()
@@ -62,7 +63,7 @@ def test_world_runs_use_the_world_and_a_student_with_room_for_its_trajectories(t
     chain = A.arm_config("chain_sum/agent", 0, settings, tmp_path)
     assert chain.domain.name == "reasoning_gym" and chain.student.options["tiny"] == {}
     quick = A.arm_config("chain_sum/cot", 0, A.AgentBenchSettings.quick_settings(), tmp_path)
-    assert quick.domain.options["levels"] == {"chain_sum": B.QUICK_LEVELS}
+    assert quick.domain.options["levels"] == {"chain_sum": core.QUICK_LEVELS}
 
 
 def test_world_trajectories_fit_the_positions_steps_and_answers_they_are_given():
@@ -151,7 +152,7 @@ def test_trajectory_stats_count_calls_invalid_steps_and_demonstrations():
         _episode(1, _attempt(3, 2, 0, "5"), [("student", True, None), ("student", True, None)]),
         _episode(1, _attempt(3, 2, 0, "9"), [("student", True, None), ("student", True, None)]),
     ]
-    t = A.trajectory_stats(episodes)
+    t = T.trajectory_stats(episodes)
     a = t["attempt"]
     assert a["n"] == 4 and a["tool_calls_per_problem"] == pytest.approx(5 / 4)
     assert a["invalid_rate"] == pytest.approx(7 / 14) and a["unanswered"] == pytest.approx(1 / 4)
@@ -170,7 +171,7 @@ def test_trajectory_stats_count_calls_invalid_steps_and_demonstrations():
     assert t["by_round"][1]["tool_calls_per_problem"] == 2.0
     # Only the student's calls count; the teacher's demonstrations always run.
     assert t["student_tool_calls"] == 5 and t["student_tool_errors"] == {"bad_arguments": 1}
-    assert A.trajectory_stats([_episode(0, {"intervene": True})]) == {}  # a cot run
+    assert T.trajectory_stats([_episode(0, {"intervene": True})]) == {}  # a cot run
 
 
 def test_agent_stats_take_the_metrics_of_the_model_in_service():
@@ -197,7 +198,7 @@ def test_agent_stats_take_the_metrics_of_the_model_in_service():
         ],
         episodes=lambda run_id, with_turns=False: [_episode(0, _attempt(2, 1, 0, "x"))],
     )
-    stats = A.agent_stats(store, "run")
+    stats = T.agent_stats(store, "run")
     assert stats["heldout_agent"] == {
         "facts@0": {"mean_tool_calls": 1.0, "invalid_action_rate": 0.1},
         "facts@1": {"mean_tool_calls": 2.0, "invalid_action_rate": 0.1},
@@ -304,7 +305,7 @@ def test_summary_pairs_each_arm_with_cot_on_the_hard_levels():
     world_header, _ = A.table_rows(A.by_domain(s)["world"])
     assert world_header[2:5] == ["1-hop", "2-hop", "3-hop"]
 
-    traj = A.trajectory_lines(s)
+    traj = T.trajectory_lines(s)
     assert traj[0].startswith(
         "chain_sum/agent: held-out 2.00 calls/problem, 5% invalid steps, 10% unanswered; "
         "training attempts 2.00 calls/problem, 20% invalid steps, 30% unanswered "
@@ -328,7 +329,7 @@ def _fake_run_one(calls):
 
 def test_cli_with_fake_runs_prints_tables_verdicts_and_trajectories(tmp_path, monkeypatch):
     calls: list = []
-    monkeypatch.setattr(B, "run_one", _fake_run_one(calls))
+    monkeypatch.setattr(core, "run_one", _fake_run_one(calls))
     out = tmp_path / "b"
     args = ["bench", "agents", "--seeds", "3", "--arms", "cot,agent", "--out", str(out)]
     result = runner.invoke(app, args)
