@@ -241,7 +241,8 @@ def arm_config(key: str, seed: int, settings: AgentBenchSettings, out: Path) -> 
         "db": str(out / "bench.db"),
         "episodes": {"per_round": episodes, "explain_budget": budget},
         "training": {"max_seconds": settings.train_seconds, "max_steps": train_steps},
-        "evaluation": {"heldout_per_arm": settings.heldout_per_arm},
+        # Every arm runs every round: an early stop would compare arms at different rounds.
+        "evaluation": {"heldout_per_arm": settings.heldout_per_arm, "patience": None},
     }
     if settings.quick:
         shared["episodes"]["write_batch"] = 16

@@ -130,7 +130,8 @@ def arm_config(arm: str, seed: int, settings: BenchSettings, out: Path) -> RunCo
         "db": str(out / "bench.db"),
         "episodes": {"per_round": settings.episodes, "explain_budget": settings.budget},
         "training": {"max_seconds": settings.train_seconds, "max_steps": settings.train_steps},
-        "evaluation": {"heldout_per_arm": settings.heldout_per_arm},
+        # Every arm runs every round: an early stop would compare arms at different rounds.
+        "evaluation": {"heldout_per_arm": settings.heldout_per_arm, "patience": None},
     }
     if settings.quick:
         options = dict(base.domain.options)
