@@ -345,10 +345,9 @@ DEFAULT_CHAIN_SUM_LEVELS: list[dict[str, int]] = [
 ]
 """chain_sum levels for the default run (curriculum attribute levels, inclusive ranges).
 
-Measured with `pedagogy.training.bench_learning_curve` (uniform sampling, 8 x 30 s rounds, 2 cores, seeds 0 and 1):
-three levels pass .80 by round 6-7, one is half-learned, one stays out of reach, so a
-curriculum has something to choose. All short sequences: a level with 5-term, 4-digit chains
-pads every batch to ~100 tokens and halves the steps per second.
+Chosen with `python -m pedagogy.benchmarks.learning_curve`: three levels the tiny student learns
+within the default run, one it half-learns, one out of its reach, so a curriculum has something
+to choose. All short sequences: longer chains (5 terms, 4 digits) make every step slower.
 """
 
 

@@ -1,9 +1,10 @@
 """How the student changes: the tiny-model factory, fine-tuning, and held-out evaluation.
 
 - `tiny`: a ~0.5M-parameter Llama with a locally trained character tokenizer, built from a seed
-  (no hub), plus the tuned recipe for the default run (`DEFAULT_LOOP`, `DEFAULT_CHAIN_SUM_LEVELS`).
-- `sft`: `run_sft`, TRL's SFTTrainer on (prompt, completion) pairs under a time budget; full or
-  LoRA.
+  (no hub), and the default run's chain_sum levels (`DEFAULT_CHAIN_SUM_LEVELS`).
+- `sft`: `run_sft` on (prompt, completion) pairs: a plain torch loop on packed batches
+  (`packed`), or TRL's SFTTrainer; full or LoRA.
+- `pool`: the run's training examples, read round by round.
 - `evaluate`: a fixed held-out set per arm and one batched generate to score a model version.
 - `data`: training examples from stored episodes.
 - `preference`: learning from mistakes: REDI (a plain torch loop) and DPO (TRL) on verified
@@ -22,9 +23,7 @@ from typing import Any
 
 _EXPORTS = {
     "DEFAULT_CHAIN_SUM_LEVELS": "pedagogy.training.tiny",
-    "DEFAULT_LOOP": "pedagogy.training.tiny",
     "DEFAULT_STUDENT": "pedagogy.training.tiny",
-    "TinyLoopDefaults": "pedagogy.training.tiny",
     "TinyStudentConfig": "pedagogy.training.tiny",
     "build_char_tokenizer": "pedagogy.training.tiny",
     "build_tiny_student": "pedagogy.training.tiny",

@@ -17,6 +17,7 @@ import string
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from pedagogy.config import DEFAULT_CHAIN_SUM_LEVELS as _DEFAULT_CHAIN_SUM_LEVELS
 from pedagogy.errors import ConfigError
@@ -154,29 +155,35 @@ DEFAULT_CHAIN_SUM_LEVELS = _DEFAULT_CHAIN_SUM_LEVELS
 
 
 @dataclass
-class TinyLoopDefaults:
-    """The tuned recipe for the default run (see `bench_learning_curve`)."""
+class _LoopRecipe:
+    """Deprecated: the learning-curve bench's own settings (a time budget per round), never the
+    default run's, which is its config (`pedagogy init` prints it). Use
+    `pedagogy.benchmarks.learning_curve.CurveRecipe`."""
 
     rounds: int = 8
     seconds_per_round: float = 30.0
-    """Training budget of each fine-tuning job (~420 steps of 16 on 2 cores)."""
     problems_per_round: int = 1000
-    """New problems per round; ~650 remain after removing held-out prompts. 300/round overfits
-    (memorised, held-out accuracy half as good); 1500-3000/round learns slower per step."""
     replay: int = 4000
-    """At most this many earlier examples mixed into each job."""
     learning_rate: float = 1e-3
-    """2e-3 learns faster on lucky seeds but stalls on others; 3e-3 diverges."""
     batch_size: int = 16
     warmup_steps: int = 20
     lr_scheduler: str = "constant_with_warmup"
-    """A cosine decay inside each job was worse (.77 vs .88 on the 2-digit level)."""
     group_by_length: bool = False
-    """2x the steps per second but half the progress per step: no gain."""
     heldout_per_level: int = 100
     schedule: str = "uniform"
     range_mode: str = "inclusive"
-    """ReasoningGymDomain(range_mode=...): inclusive (levels 0..i) or upper_bound (exactly i)."""
 
 
-DEFAULT_LOOP = TinyLoopDefaults()
+def __getattr__(name: str) -> Any:
+    """`TinyLoopDefaults` and `DEFAULT_LOOP`, kept for one release with a warning."""
+    if name in ("TinyLoopDefaults", "DEFAULT_LOOP"):
+        import warnings
+
+        warnings.warn(
+            f"pedagogy.training.tiny.{name} is deprecated: it was the learning-curve bench's "
+            "settings, not the default run's; use pedagogy.benchmarks.learning_curve.CurveRecipe",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return _LoopRecipe if name == "TinyLoopDefaults" else _LoopRecipe()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
