@@ -75,14 +75,11 @@ def _domain_arms(config: RunConfig, domain) -> list[str]:
 
 
 def build_domain_from(config: RunConfig):
-    from pedagogy.domains.registry import build_domain
+    """The config's domain (`pedagogy.graphs.parts.build_domain_from`, below the front door so
+    that replay can build it too); kept here for callers of this name."""
+    from pedagogy.graphs.parts import build_domain_from as build
 
-    try:
-        return build_domain(config.domain.name, **config.domain.options)
-    except TypeError as err:
-        raise ConfigError(
-            f"domain.options for {config.domain.name!r}: {err}; fix the option names"
-        ) from None
+    return build(config)
 
 
 def _check_backend_kinds(config: RunConfig) -> None:
