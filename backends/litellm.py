@@ -21,6 +21,14 @@ third-party server by accident.
 
 litellm is imported lazily (it takes ~4 s), and with `LITELLM_LOCAL_MODEL_COST_MAP` set, because
 otherwise it fetches its price map from the internet at import.
+
+Per-call work: litellm's client does milliseconds of Python per call, so at a high concurrency
+the client's CPU, not the server, can bound the calls a second (`litellm_bench` measures it).
+The backend does none of that work twice: the cost is the price litellm stamped on the response
+(`litellm_support.response_cost`), litellm's connections are reused (it keeps one client per
+endpoint and event loop), and while no litellm callback is registered its per-call success
+logging is skipped (`litellm_support.unlogged`). `workers=N` spreads the calls over N worker
+processes behind the same `generate` (`litellm_workers`).
 """
 
 from __future__ import annotations
@@ -32,27 +40,29 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pedagogy.backends.base import CallAttempt, ChatRequest, Completion, parse_tool_arguments
+from pedagogy.backends.litellm_errors import (
+    NO_KEY,
+    Failure,
+    connection_cause,
+    empty_failure,
+    is_timeout,
+    one_line,
+)
+from pedagogy.backends.litellm_support import has_callbacks, response_cost, unlogged
 from pedagogy.errors import BackendError
 
 if TYPE_CHECKING:
+    from pedagogy.backends.litellm_workers import WorkerPool
     from pedagogy.tools.base import ToolCall
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-NO_KEY = "no-key"
-"""Sent as the API key to an `api_base` when no `api_key_env` is configured."""
-
 MISSING_TOOL_NAME = "<missing>"
 """The name given to a tool call that the model sent without one (no tool has it)."""
-
-_RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
-_MAX_ERROR_CHARS = 300
 
 
 def _litellm() -> Any:
@@ -130,6 +140,9 @@ class LiteLLMBackend:
     and accounting."""
 
     name = "litellm"
+    _skip_litellm_logging = True
+    """Make calls without litellm's success/failure logging while no litellm callback is
+    registered (`litellm_support.unlogged`)."""
 
     def __init__(
         self,
@@ -143,6 +156,7 @@ class LiteLLMBackend:
         timeout_s: float = 60.0,
         fallbacks: list[dict[str, Any]] | None = None,
         max_retry_after_s: float = 60.0,
+        workers: int = 1,
     ):
         if not isinstance(model, str) or not model:
             raise BackendError(
@@ -152,6 +166,10 @@ class LiteLLMBackend:
             raise BackendError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
         if max_retries < 0:
             raise BackendError(f"max_retries must be >= 0, got {max_retries!r}")
+        if not isinstance(workers, int) or workers < 1:
+            raise BackendError(
+                f"workers must be an integer >= 1 (processes that make the calls), got {workers!r}"
+            )
         if backoff_s < 0 or timeout_s <= 0 or max_retry_after_s < 0:
             raise BackendError(
                 f"backoff_s and max_retry_after_s must be >= 0 and timeout_s > 0, got "
@@ -168,6 +186,22 @@ class LiteLLMBackend:
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
         self.max_retry_after_s = max_retry_after_s
+        self.workers = workers
+        """Processes that make the calls: 1 makes them in this one; N > 1 spreads them over N
+        child processes (`litellm_workers`), for when litellm's own per-call work, not the
+        server, bounds the calls a second."""
+        self._config = {
+            "model": model,
+            "api_base": api_base,
+            "api_key_env": api_key_env,
+            "max_concurrency": max_concurrency,
+            "max_retries": max_retries,
+            "backoff_s": backoff_s,
+            "timeout_s": timeout_s,
+            "fallbacks": [dict(f) for f in fallbacks or []] or None,
+            "max_retry_after_s": max_retry_after_s,
+        }
+        self._pool: WorkerPool | None = None
         self.endpoints = [Endpoint(model, self.api_base, api_key_env)] + [
             Endpoint(
                 f["model"],
@@ -188,6 +222,7 @@ class LiteLLMBackend:
         return (
             f"LiteLLMBackend(model={self.model!r}, api_base={self.api_base!r}, "
             f"api_key_env={self.api_key_env!r}, max_concurrency={self.max_concurrency}"
+            + (f", workers={self.workers}" if self.workers > 1 else "")
             + (f", fallbacks={fallbacks!r})" if fallbacks else ")")
         )
 
@@ -197,9 +232,27 @@ class LiteLLMBackend:
         """One completion per request, in order; failures come back as `Completion.error`."""
         if not requests:
             return []
+        if self.workers > 1:
+            if self._pool is None:
+                from pedagogy.backends.litellm_workers import WorkerPool
+
+                self._pool = WorkerPool(
+                    self._config, self.workers, self.max_concurrency, self.model
+                )
+            return await self._pool.generate(requests)
         _litellm()  # import (~4 s the first time) before any latency clock starts
         semaphore = self._get_semaphore()
         return list(await asyncio.gather(*(self._one(r, semaphore) for r in requests)))
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the running worker processes ([] when `workers` is 1)."""
+        return self._pool.pids if self._pool is not None else []
+
+    def close(self) -> None:
+        """Stop the worker processes, if any (a later `generate` starts new ones)."""
+        if self._pool is not None:
+            self._pool.close()
 
     @staticmethod
     def check_request() -> ChatRequest:
@@ -264,9 +317,9 @@ class LiteLLMBackend:
                         response = await self._call(request, endpoint, api_key, timeout)
                         completion = self._completion(response, endpoint, t0)
                     except Exception as e:
-                        failure = _Failure.of(e, api_key)
+                        failure = Failure.of(e, api_key)
                     else:
-                        failure = _empty(completion)
+                        failure = empty_failure(completion)
                         if failure is None:
                             if attempts:
                                 attempts.append(
@@ -341,7 +394,11 @@ class LiteLLMBackend:
             kwargs["api_base"] = endpoint.api_base
         if api_key is not None:
             kwargs["api_key"] = api_key
-        return await _litellm().acompletion(**kwargs)
+        litellm = _litellm()
+        if self._skip_litellm_logging and not has_callbacks(litellm):
+            with unlogged():
+                return await litellm.acompletion(**kwargs)
+        return await litellm.acompletion(**kwargs)
 
     def _completion(self, response: Any, endpoint: Endpoint, t0: float) -> Completion:
         choices = getattr(response, "choices", None) or []
@@ -360,12 +417,9 @@ class LiteLLMBackend:
 
     @staticmethod
     def _cost(response: Any) -> float | None:
-        """USD from litellm's price map; None for models it does not know (it raises for those)."""
-        try:
-            cost = _litellm().completion_cost(completion_response=response)
-        except Exception:
-            return None
-        return float(cost) if cost is not None else None
+        """USD from litellm's price map, as litellm priced the response when it received it
+        (`_hidden_params["response_cost"]`, None for models the map does not know)."""
+        return response_cost(response)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter around the nominal delay (0.5x to 1.5x)."""
@@ -408,10 +462,10 @@ class LiteLLMBackend:
             else f"litellm model {endpoint.model}"
         )
         status = getattr(e, "status_code", None)
-        cause = _connection_cause(e)
+        cause = connection_cause(e)
         if cause is not None:
             return f"{where} is unreachable ({cause}); start the server or fix `api_base` in the config"
-        if _is_timeout(e):
+        if is_timeout(e):
             return (
                 f"{where} did not answer within {min(self.timeout_s, 10.0):g} s; check the server "
                 f"or raise `timeout_s`"
@@ -430,80 +484,7 @@ class LiteLLMBackend:
                 f"{where} answered HTTP 404 for model {endpoint.model!r}; fix `model` or "
                 f"`api_base` in the config"
             )
-        return f"{where} failed a test request: {_one_line(e, api_key)}"
-
-
-@dataclass
-class _Failure:
-    """What went wrong in one attempt."""
-
-    error: BaseException | str
-    line: str
-    status: int | None = None
-    retry_after_s: float | None = None
-    retryable: bool = True
-    misconfigured: bool = False
-    """A refused connection, an unknown host, a rejected key or an unknown model: the check
-    moves on to the next endpoint at once."""
-
-    @classmethod
-    def of(cls, e: BaseException, api_key: str | None) -> _Failure:
-        status = getattr(e, "status_code", None)
-        status = status if isinstance(status, int) else None
-        # litellm reports a body it cannot parse, and a timeout, with a made-up status.
-        unreadable = any(isinstance(x, ValueError) for x in _chain(e)[1:])
-        refused = _connection_cause(e) not in (None, "connection error")
-        line = _one_line(e, api_key)
-        return cls(
-            error=e,
-            line=f"unreadable response: {line}" if unreadable else line,
-            status=None if unreadable or _is_timeout(e) else status,
-            retry_after_s=_retry_after(e),
-            retryable=_retryable(e),
-            misconfigured=refused or status in (401, 403, 404),
-        )
-
-
-def _empty(completion: Completion) -> _Failure | None:
-    """A 200 answer with neither text nor tool calls is a failed attempt (an overloaded server's
-    empty reply), retried like a 5xx."""
-    if completion.text or completion.tool_calls:
-        return None
-    line = f"empty content (finish_reason {completion.finish_reason!r})"
-    return _Failure(error=line, line=line, status=200)
-
-
-def _retry_after(e: BaseException) -> float | None:
-    """Seconds from a Retry-After header (seconds or an HTTP date) of the error's response."""
-    for x in _chain(e):
-        for headers in (
-            getattr(getattr(x, "response", None), "headers", None),
-            getattr(x, "litellm_response_headers", None),
-            getattr(x, "headers", None),
-        ):
-            if not headers:
-                continue
-            try:
-                value = headers.get("retry-after") or headers.get("Retry-After")
-            except Exception:
-                continue
-            if value:
-                return _seconds(str(value))
-    return None
-
-
-def _seconds(value: str) -> float | None:
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        return f"{where} failed a test request: {one_line(e, api_key)}"
 
 
 def _tool_calls(message: Any) -> list[ToolCall]:
@@ -525,50 +506,3 @@ def _tool_calls(message: Any) -> list[ToolCall]:
             )
         )
     return out
-
-
-def _retryable(e: BaseException) -> bool:
-    """Connection errors, timeouts, 408/409/425/429 and 5xx are worth another try; 4xx are not."""
-    status = getattr(e, "status_code", None)
-    if _connection_cause(e) is not None or _is_timeout(e):
-        return True
-    if not isinstance(status, int):
-        return True
-    return status in _RETRYABLE_STATUS or status >= 500
-
-
-def _chain(e: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    cur: BaseException | None = e
-    while cur is not None and cur not in seen and len(seen) < 16:
-        seen.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return seen
-
-
-def _connection_cause(e: BaseException) -> str | None:
-    """A short reason if the request never reached a server, else None."""
-    names = [type(x).__name__ for x in _chain(e)]
-    for x in _chain(e):
-        if isinstance(x, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(x, OSError) and x.errno in (-2, -3, -5):  # getaddrinfo failures
-            return "host name not found"
-    if any(n in ("APIConnectionError", "ConnectError", "ClientConnectorError") for n in names):
-        return "connection error"
-    return None
-
-
-def _is_timeout(e: BaseException) -> bool:
-    return any(isinstance(x, TimeoutError) or "Timeout" in type(x).__name__ for x in _chain(e))
-
-
-def _one_line(e: BaseException, api_key: str | None) -> str:
-    """`Type: message` on one line, shortened, with the key (if any) blanked out."""
-    text = f"{type(e).__name__}: {e}"
-    if api_key and api_key != NO_KEY:
-        text = text.replace(api_key, "***")
-    text = " ".join(text.split())
-    if len(text) > _MAX_ERROR_CHARS:
-        text = text[: _MAX_ERROR_CHARS - 3] + "..."
-    return text

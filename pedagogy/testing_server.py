@@ -8,7 +8,7 @@ only, on 127.0.0.1 with a free port, in a daemon thread:
     with OpenAICompatServer(lambda body: "42") as srv:
         backend = LiteLLMBackend("openai/local", api_base=srv.base_url)
 
-It records every request body and its headers, can fail the next few requests with an HTTP error
+It records every request body and its headers (and counts connections), can fail the next few requests with an HTTP error
 (to test retries) and can delay every answer (to test bounded concurrency).
 
 Fault injection (to test that every failed attempt is recorded): `inject_faults(rate, seed=...)`
@@ -31,6 +31,10 @@ verbatim (so a test can send malformed JSON), ids default to `call_<n>`, and `fi
 ready-made responder that calls one tool with the problem, then answers with the observation:
 
     with OpenAICompatServer(tool_agent("calculator")) as srv: ...
+
+Run on its own (`python -m pedagogy.testing_server --delay-s 0.2`) it serves the echo responder,
+prints its base URL on one line and stops when its standard input closes: a throughput bench
+runs it in another process so that the server's CPU is not counted as the client's.
 
 Token counts in `usage` are whitespace-split words (prompt: over every message's content;
 completion: over the answer and the tool calls' names and arguments), which is enough to check
@@ -164,6 +168,8 @@ class OpenAICompatServer:
         """The headers of every request (any path), in arrival order."""
         self.max_in_flight = 0
         """The most chat-completion requests that were being answered at once."""
+        self.connections = 0
+        """TCP connections accepted so far (a client that reuses its connections opens few)."""
         self._in_flight = 0
         self._fail_left = 0
         self._fail_status = 500
@@ -346,6 +352,9 @@ def _assistant_message(reply: str | dict[str, Any]) -> tuple[dict[str, Any], str
 
 class _QuietHTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a handler still sleeping in `delay_s` must not block stop()
+    # The default backlog of 5 drops connects when many clients open at once (a throughput
+    # bench opening 64 connections), and a dropped SYN is retried only after a second.
+    request_queue_size = 256
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out and hung up is expected in tests; anything else is printed.
@@ -366,6 +375,11 @@ def _make_handler(server: OpenAICompatServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            with server._lock:
+                server.connections += 1
 
         def _send(
             self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
@@ -453,3 +467,19 @@ def _make_handler(server: OpenAICompatServer) -> type[BaseHTTPRequestHandler]:
             self._send(200, payload)
 
     return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve `echo_last_user` (with `--delay-s`), print the base URL, stop when stdin closes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pedagogy.testing_server")
+    parser.add_argument("--delay-s", type=float, default=0.0, help="delay of every answer")
+    args = parser.parse_args(argv)
+    with OpenAICompatServer(delay_s=args.delay_s) as srv:
+        print(srv.base_url, flush=True)
+        sys.stdin.read()  # until the parent closes the pipe (or exits)
+
+
+if __name__ == "__main__":
+    main()
