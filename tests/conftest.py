@@ -5,6 +5,11 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# torch's OpenMP threads spin while they wait for work. On a machine whose cores are busy (CI
+# shares them) a spinning thread holds the core its partner needs, and a tiny model's training
+# step takes 20x longer: 60 SFT steps took 181 s instead of 9 s at load 7. Passive threads
+# sleep instead. Set before torch is imported; subprocesses (the CLI runs) inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 pytest_plugins = ["tests.conftest_postgres"]
 
@@ -23,7 +28,9 @@ QUICK = {
     },
     "student": {"options": {"tiny": {}}},
     "episodes": {"per_round": 48, "write_batch": 16},
-    "training": {"max_seconds": 3, "batch_size": 16},
+    # Step-bounded: the same training on any machine, however busy (the 3 s limit this replaces
+    # gave 10 to 40 steps, by the load); the time limit is a safety net that never binds.
+    "training": {"max_steps": 40, "max_seconds": 3600, "batch_size": 16},
     "evaluation": {"heldout_per_arm": 16},
 }
 

@@ -109,7 +109,6 @@ def test_loop_poses_by_the_students_success_per_setting(quick_config, tmp_path):
     cfg = quick_config(
         generator={"adapt": True},
         episodes={"per_round": 48},
-        training={"max_seconds": 2, "batch_size": 16},
     )
     result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
     assert result.exit_code == 0, result.output

@@ -309,7 +309,9 @@ def test_every_test_rejects_a_stub(code):
 
 
 def test_code_response_forms_and_failures():
-    code = CodeDomain(limits={"wall_s": 1.0, "cpu_s": 1.0})
+    # The wall limit far above the CPU limit: on a busy machine a correct answer may take
+    # seconds of wall time, and only the CPU limit stops the endless loop.
+    code = CodeDomain(limits={"wall_s": 60.0, "cpu_s": 1.0})
     add = next(code.problem(r) for r in code.rows() if r["entry_point"] == "add")
     cases = {
         "```python\ndef add(a, b):\n    return a + b\n```": True,
@@ -328,7 +330,11 @@ def test_code_response_forms_and_failures():
         assert verdict.verifier == "code:tests" and verdict.score == float(expected)
     details = dict(zip(cases, (v.detail for v in verdicts)))
     assert "assert candidate" in details["A:def add(a, b):\n    return a - b"]
-    assert "timeout" in details["A:def add(a, b):\n    while True:\n        pass"]
+    assert "cpu_limit" in details["A:def add(a, b):\n    while True:\n        pass"]
+    # A program that never ends and uses no CPU is stopped by the wall limit, whatever the load.
+    short = CodeDomain(limits={"wall_s": 0.5})
+    asleep = short.verify(add, "A:def add(a, b):\n    import time\n    time.sleep(600)")
+    assert not asleep.correct and asleep.detail.startswith("timeout after 0.5 s"), asleep
     assert "SyntaxError" in details["A:def add(a, b) return"]
     assert details[""] == "no code found in the response"
     restored = Problem(**json.loads(json.dumps(add.__dict__)))

@@ -81,7 +81,6 @@ def test_llm_generator_through_litellm_records_its_calls_as_turns(quick_config, 
             episodes={"per_round": 16},
             generator={"kind": "llm", "backend": {**api, "model": "openai/gen"}},
             teacher={**api, "model": "openai/teacher"},  # the scripted one needs domain solutions
-            training={"max_seconds": 2},
         )
         result = CliRunner().invoke(app, ["run", "--config", str(cfg), "--quiet"])
         assert result.exit_code == 0, result.output

@@ -557,7 +557,6 @@ def _teacher_run(quick_config, server, db: str | None = None) -> tuple[str, str,
     cfg = quick_config(
         rounds=1,
         episodes={"per_round": 16, "write_batch": 8},
-        training={"max_seconds": 2, "batch_size": 16},
         teacher={
             "kind": "litellm",
             "model": "openai/teacher",

@@ -184,7 +184,7 @@ async def test_resume_after_a_node_finished_but_its_checkpoint_was_lost(quick_co
 
 @pytest.mark.parametrize("kind", ["redi", "dpo"])
 def test_learning_from_mistakes_trains_on_negatives(quick_config, tmp_path, kind):
-    cfg = quick_config(training={"max_seconds": 3, "batch_size": 16, "kind": kind})
+    cfg = quick_config(training={"kind": kind, "max_steps": 10})
     result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
     assert result.exit_code == 0, result.output
     store = open_store(str(tmp_path / "work" / "pedagogy.db"))
@@ -204,8 +204,6 @@ def test_styles_and_learnability_filter_are_applied_and_recorded(quick_config, t
         episodes={"per_round": 48, "style": style},
         # adaptive also lets the student rewrite what it cannot follow
         training={
-            "max_seconds": 3,
-            "batch_size": 16,
             "filter": True,
             "filter_rewrite": style == "adaptive",
         },
@@ -321,7 +319,6 @@ def test_refinement_grounded_rewards_and_mistakes_in_the_teachers_prompt(quick_c
     cfg = quick_config(
         curriculum={"refine": 0.25, "refine_variants": 2, "grounded": True},
         episodes={"per_round": 48, "teacher_mistakes": 2},
-        training={"max_seconds": 2, "batch_size": 16},
     )
     result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
     assert result.exit_code == 0, result.output
