@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from copy import deepcopy
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -42,8 +43,8 @@ class ChatRequest:
         `tools` is kept when set (it is part of what the model was asked) and left out when None,
         so the records (and run hashes) of tool-less requests stay as they were.
         """
-        d = asdict(self)
-        d.pop("problem", None)
+        # Not `asdict(self)`: it would deep-copy the problem (and its metadata) only to drop it.
+        d = {f.name: deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "problem"}
         if d.get("tools") is None:
             d.pop("tools", None)
         if self.problem is not None:

@@ -919,3 +919,41 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@bench_app.command("throughput")
+def bench_throughput(
+    parts: str | None = typer.Option(
+        None,
+        "--parts",
+        help="Comma-separated measures (default: training,decoding,replay,growth,litellm).",
+    ),
+    quick: bool = typer.Option(False, "--quick", help="Small sizes, for a check in seconds."),
+    as_json: bool = typer.Option(False, "--json", help="Print every number as JSON."),
+) -> None:
+    """Each part against its baseline, side by side in one process: ratios, targets, verdicts."""
+    import json
+
+    from pedagogy.benchmarks import throughput as T
+
+    chosen = tuple(p.strip() for p in parts.split(",") if p.strip()) if parts else T.PARTS
+    try:
+        report = T.run(chosen, quick=quick, progress=lambda text: err_console.print(text))
+    except PedagogyError as err:
+        _fail(err)
+        return
+    if as_json:
+        console.print_json(json.dumps(report, default=str))
+        return
+    env = report["environment"]
+    console.print(
+        f"{env['machine']} · {env['cores']} cores · load {env['load_1min']:.1f} · "
+        + " ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        highlight=False,
+    )
+    from rich.table import Table
+
+    table = Table("measure", "pedagogy", "baseline", "ratio", "target", "met")
+    for row in T.rows(report):
+        table.add_row(*row)
+    console.print(table)

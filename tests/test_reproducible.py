@@ -130,7 +130,8 @@ def test_a_worse_candidate_is_rolled_back_and_the_served_model_stays(tmp_path, m
         domain={"name": "anything", "options": {}},
         episodes={"per_round": 32},
         training={"max_steps": 5},
-        evaluation={"heldout_per_arm": 32, "tolerance": 0.5},
+        # Every round runs: the plateau stop would end the run after the rolled-back round.
+        evaluation={"heldout_per_arm": 32, "tolerance": 0.5, "patience": None},
     )
     result = asyncio.run(run_loop(config))
     assert result.status == "completed" and len(jobs) == 3

@@ -74,23 +74,26 @@ class PackedBatch:
 def pack(
     examples: Sequence[tuple[list[int], int]], capacity: int, pad_id: int, device: Any = None
 ) -> PackedBatch:
-    """Lay `examples` into rows of at most `capacity` tokens (first fit, longest first; an
+    """Lay `examples` into as few rows of at most `capacity` tokens as they fill, balanced so
+    the rows end near the same length (longest first, each into the emptiest row it fits; an
     example longer than `capacity` gets a row of its own). Prompt tokens are not trained on;
     the few padding tokens at a row's end form a sequence of their own, trained on by nothing."""
     import torch
 
-    rows: list[list[int]] = []
-    room: list[int] = []
+    total = sum(len(ids) for ids, _ in examples)
+    rows: list[list[int]] = [[] for _ in range(max(1, -(-total // capacity)))]
+    used = [0] * len(rows)
     for i in sorted(range(len(examples)), key=lambda i: (-len(examples[i][0]), i)):
         size = len(examples[i][0])
-        for r, free in enumerate(room):
-            if size <= free:
-                rows[r].append(i)
-                room[r] -= size
-                break
-        else:
-            rows.append([i])
-            room.append(capacity - size)
+        fits = [r for r in range(len(rows)) if used[r] + size <= capacity or not rows[r]]
+        if not fits:
+            rows.append([])
+            used.append(0)
+            fits = [len(rows) - 1]
+        r = min(fits, key=lambda r: (used[r], r))
+        rows[r].append(i)
+        used[r] += size
+    rows = [row for row in rows if row]
     width = max(sum(len(examples[i][0]) for i in row) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)

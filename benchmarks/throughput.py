@@ -1,0 +1,407 @@
+"""`pedagogy bench throughput`: how close each part runs to what its own machinery allows.
+
+Each measure runs pedagogy's path and a baseline side by side in one process, on the same data,
+and reports the ratio; CPU-seconds (user + system of this process, and of its worker processes
+where a path uses them) are reported beside wall time, because wall time on a shared machine
+says more about the neighbours than about the code.
+
+- training: optimiser steps per CPU-second of the packed torch loop against TRL's SFTTrainer on
+  the same examples (and the share of each padded batch that is padding).
+- decoding: generated tokens per CPU-second of the backend's decoding, which drops finished rows,
+  against one `generate` over the whole batch and against `generate` over batches bucketed by
+  answer length (the baseline that knows the lengths in advance).
+- growth: a round's store work (its examples, the round history, its episodes, the evaluations)
+  with 100k stored episodes against 1k, and the same for reading the whole run again.
+- replay and the litellm backend: `pedagogy.graphs.replay_bench` and
+  `pedagogy.backends.litellm_bench`.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["decode_ratio", "growth", "training_ratio"]
+
+
+def _cpu() -> float:
+    import os
+
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    w, c = time.perf_counter(), _cpu()
+    out = fn()
+    return out, time.perf_counter() - w, _cpu() - c
+
+
+def _default_pairs(n: int, seed: int = 0) -> tuple[Any, list[tuple[Any, str]]]:
+    """The default run's domain and `n` of its problems with worked solutions, every level."""
+    from pedagogy.config import load_config
+    from pedagogy.graphs.parts import build_domain_from
+
+    domain = build_domain_from(load_config(None))
+    rng = random.Random(seed)
+    arms = [(s, lv) for s in domain.skills() for lv in domain.levels(s)]
+    out = []
+    for i in range(n):
+        (problem,) = domain.generate(rng, 1, *arms[i % len(arms)])
+        solution = domain.solve(problem)
+        if solution is not None:
+            out.append((problem, solution))
+    return domain, out
+
+
+def _padding(pairs: list[tuple[str, str]], tokenizer: Any, batch: int, seed: int) -> float:
+    """Share of a padded batch's cells that are padding, over random batches of `batch`."""
+    from pedagogy.training.packed import encode_pairs
+
+    encoded, _ = encode_pairs(tokenizer, pairs, 1 << 16)
+    lengths = [len(ids) for ids, _ in encoded]
+    rng = random.Random(seed)
+    real = cells = 0
+    for _ in range(200):
+        picked = rng.sample(lengths, min(batch, len(lengths)))
+        real += sum(picked)
+        cells += max(picked) * len(picked)
+    return 1 - real / cells
+
+
+def training_ratio(steps: int = 150, examples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Steps per CPU-second of the packed loop and of TRL on the default run's examples."""
+    from transformers import AutoTokenizer
+
+    from pedagogy.training.sft import SFTJobConfig, run_sft
+    from pedagogy.training.tiny import build_tiny_student
+
+    _, solved = _default_pairs(examples, seed)
+    pairs = [(p.prompt, s) for p, s in solved]
+    out: dict[str, Any] = {"steps": steps, "examples": len(pairs)}
+    with tempfile.TemporaryDirectory(prefix="pedagogy-train-") as tmp:
+        base = build_tiny_student(Path(tmp) / "v0", seed=seed)
+        out["padding_padded"] = _padding(pairs, AutoTokenizer.from_pretrained(base), 16, seed)
+        for name, packing in (("trl", False), ("packed", True)):
+            config = SFTJobConfig(max_steps=steps, packing=packing, seed=seed, max_length=256)
+            result, wall, cpu = _timed(
+                lambda config=config, name=name: run_sft(base, Path(tmp) / name, pairs, config)
+            )
+            out[name] = {
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "setup_s": result.setup_seconds,
+                "steps_per_cpu_s": result.steps / cpu,
+                "final_loss": result.final_loss,
+            }
+            if packing:
+                out["padding_packed"] = result.metrics.get("padding")
+        out["ratio"] = out["packed"]["steps_per_cpu_s"] / out["trl"]["steps_per_cpu_s"]
+    return out
+
+
+def decode_ratio(prompts: int = 400, train_steps: int = 300, seed: int = 0) -> dict[str, Any]:
+    """Tokens per CPU-second of the backend's decoding vs `generate`, on a trained tiny student."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pedagogy.backends.decode import decode
+    from pedagogy.backends.transformers import render_prompt
+    from pedagogy.training.sft import SFTJobConfig, run_sft
+    from pedagogy.training.tiny import build_tiny_student
+
+    _, solved = _default_pairs(4000 + prompts, seed)
+    train, held = solved[:-prompts], solved[-prompts:]
+    with tempfile.TemporaryDirectory(prefix="pedagogy-decode-") as tmp:
+        base = build_tiny_student(Path(tmp) / "v0", seed=seed)
+        config = SFTJobConfig(max_steps=train_steps, packing=True, seed=seed)
+        run_sft(base, Path(tmp) / "v1", [(p.prompt, s) for p, s in train], config)
+        model = AutoModelForCausalLM.from_pretrained(Path(tmp) / "v1").eval()
+        tok = AutoTokenizer.from_pretrained(Path(tmp) / "v1")
+    texts = [render_prompt(tok, [{"role": "user", "content": p.prompt}]) for p, _ in held]
+    eos, limit = tok.eos_token_id, 64
+
+    def generate(rows: list[str], max_new: int) -> list[list[int]]:
+        enc = tok(rows, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=eos,
+            )
+        new = [r[enc["input_ids"].shape[1] :].tolist() for r in out]
+        return [r[: r.index(eos) + 1] if eos in r else r for r in new]
+
+    def ours() -> list[list[int]]:
+        enc = tok(texts, return_tensors="pt", padding=True)
+        return decode(
+            model,
+            enc["input_ids"],
+            enc["attention_mask"],
+            limits=[limit] * len(texts),
+            eos_token_id=eos,
+        )
+
+    rows, ours_wall, ours_cpu = _timed(ours)
+    lengths = [len(r) for r in rows]
+
+    def bucketed() -> list[list[int]]:
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        out: list[list[int]] = [[] for _ in texts]
+        for start in range(0, len(order), 64):
+            chunk = order[start : start + 64]
+            for i, r in zip(
+                chunk, generate([texts[i] for i in chunk], max(lengths[i] for i in chunk))
+            ):
+                out[i] = r
+        return out
+
+    raw, raw_wall, raw_cpu = _timed(lambda: generate(texts, limit))
+    bucket, bucket_wall, bucket_cpu = _timed(bucketed)
+    tokens = sum(lengths)
+    return {
+        "prompts": len(texts),
+        "mean_tokens": tokens / len(texts),
+        "max_tokens": limit,
+        "identical_to_generate": sum(a == b for a, b in zip(rows, raw)) / len(rows),
+        "decode": {"wall_s": ours_wall, "cpu_s": ours_cpu, "tokens_per_cpu_s": tokens / ours_cpu},
+        "generate": {"wall_s": raw_wall, "cpu_s": raw_cpu, "tokens_per_cpu_s": tokens / raw_cpu},
+        "bucketed": {
+            "wall_s": bucket_wall,
+            "cpu_s": bucket_cpu,
+            "tokens_per_cpu_s": tokens / bucket_cpu,
+        },
+        "vs_generate": raw_cpu / ours_cpu,
+        "vs_bucketed": bucket_cpu / ours_cpu,
+    }
+
+
+def _round_work(store: Any, run_id: str, round_: int) -> dict[str, float]:
+    """A round's store reads with the pool and history warm (as in a running loop), and the
+    same data read the old way (the whole run again), each the least CPU of three tries."""
+    from pedagogy.config import config_from_dict
+    from pedagogy.domains.base import problem_parameters
+    from pedagogy.graphs.history import RoundHistory
+    from pedagogy.graphs.parts import build_domain_from
+    from pedagogy.training.data import examples_from_episodes
+    from pedagogy.training.pool import TrainingPool
+
+    domain = build_domain_from(config_from_dict(store.get_run(run_id).config))
+    pool = TrainingPool(store, run_id, domain, acting=False, in_context=False)
+    history = RoundHistory(store, run_id, lambda p: str(problem_parameters(domain, p)))
+    pool.through(round_ - 1)  # what earlier rounds of the process already read
+    history.before(round_, cells=True)
+
+    def incremental() -> None:
+        pool.through(round_)
+        history.before(round_ + 1, cells=True)
+        store.episodes(run_id, round=round_)
+        store.evaluations(run_id)
+
+    def full() -> None:
+        episodes = store.episodes(run_id, with_turns=True)
+        problems = store.get_problems(list({e.problem_id for e in episodes}))
+        examples_from_episodes(episodes, problems, domain)
+
+    full()  # imports and caches warm, so neither timing pays them
+    inc = min(_timed(incremental)[2] for _ in range(3))
+    whole = min(_timed(full)[2] for _ in range(3))
+    return {"round_cpu_s": inc, "full_read_cpu_s": whole}
+
+
+def growth(small: int = 1000, large: int = 100_000, per_round: int = 1000) -> dict[str, Any]:
+    """A round's store work with `large` stored episodes over that with `small` (synthetic
+    runs of the default domain in temporary SQLite files)."""
+    from pedagogy.graphs.replay_bench import synthetic_run
+    from pedagogy.memory.store import open_store
+
+    out: dict[str, Any] = {"per_round": per_round}
+    with tempfile.TemporaryDirectory(prefix="pedagogy-growth-") as tmp:
+        for name, n in (("small", small), ("large", large)):
+            store = open_store(Path(tmp) / f"{name}.db")
+            try:
+                # `n` stored before, then the round under test.
+                run_id, build_s, _ = _timed(
+                    lambda store=store, n=n: synthetic_run(
+                        store, episodes=n + per_round, per_round=per_round
+                    )
+                )
+                round_ = -(-(n + per_round) // per_round)
+                out[name] = {
+                    "episodes": n,
+                    "build_s": build_s,
+                    **_round_work(store, run_id, round_),
+                }
+            finally:
+                store.close()
+    out["ratio"] = out["large"]["round_cpu_s"] / out["small"]["round_cpu_s"]
+    out["full_read_ratio"] = out["large"]["full_read_cpu_s"] / out["small"]["full_read_cpu_s"]
+    return out
+
+
+PARTS = ("training", "decoding", "replay", "growth", "litellm")
+"""What `run` measures, in this order."""
+
+
+def environment() -> dict[str, Any]:
+    """The machine and the library versions a measurement ran with."""
+    import os
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from pedagogy.backends.cores import usable_cores
+
+    versions = {}
+    for name in ("torch", "transformers", "trl", "langgraph", "litellm", "sqlalchemy"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "cores": usable_cores(),
+        "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "versions": versions,
+    }
+
+
+def run(parts: tuple[str, ...] = PARTS, *, quick: bool = False, progress: Any = None) -> dict:
+    """Every measure in `parts` (small sizes with `quick`), with the environment."""
+    from pedagogy.errors import ConfigError
+
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise ConfigError(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
+    say = progress or (lambda text: None)
+    out: dict[str, Any] = {"environment": environment(), "quick": quick}
+    for part in parts:
+        say(f"measuring {part} ...")
+        if part == "training":
+            out[part] = training_ratio(steps=30 if quick else 150, examples=400 if quick else 2000)
+        elif part == "decoding":
+            out[part] = decode_ratio(prompts=64 if quick else 400, train_steps=40 if quick else 300)
+        elif part == "replay":
+            from pedagogy.graphs.replay_bench import replay_throughput
+
+            out[part] = replay_throughput(
+                episodes=300 if quick else 10_000, baseline=50 if quick else 1000
+            )
+        elif part == "growth":
+            out[part] = growth(small=200, large=600, per_round=200) if quick else growth()
+        elif part == "litellm":
+            from pedagogy.backends.litellm_bench import litellm_throughput
+
+            out[part] = litellm_throughput(
+                calls=64 if quick else 640,
+                repeats=1 if quick else 3,
+                paths=("aiohttp", "backend", "workers"),
+            )
+    return out
+
+
+def _row(what: str, ours: str, base: str, ratio: float | None, target: str, met: bool | None):
+    shown = "-" if ratio is None else f"{ratio:.2f}"
+    verdict = {True: "met", False: "NOT met", None: "-"}[met]
+    return (what, ours, base, shown, target, verdict)
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """(measure, pedagogy, baseline, ratio, target, met) for each measured part."""
+    out = []
+    if "training" in report:
+        t = report["training"]
+        out.append(
+            _row(
+                "training steps per CPU-s (packed vs TRL)",
+                f"{t['packed']['steps_per_cpu_s']:.1f}",
+                f"{t['trl']['steps_per_cpu_s']:.1f}",
+                t["ratio"],
+                "-",
+                None,
+            )
+        )
+        out.append(
+            _row(
+                "training padding share (packed vs padded)",
+                f"{t['padding_packed']:.1%}",
+                f"{t['padding_padded']:.1%}",
+                None,
+                "-",
+                None,
+            )
+        )
+    if "decoding" in report:
+        d = report["decoding"]
+        for key, name in (("generate", "one generate"), ("bucketed", "bucketed by length")):
+            out.append(
+                _row(
+                    f"decoding tokens per CPU-s (vs {name})",
+                    f"{d['decode']['tokens_per_cpu_s']:.0f}",
+                    f"{d[key]['tokens_per_cpu_s']:.0f}",
+                    d[f"vs_{key}"],
+                    "-",
+                    None,
+                )
+            )
+    if "replay" in report:
+        r = report["replay"]
+        best = max(
+            (v for k, v in r.items() if k.startswith("replay_run")), key=lambda v: v["per_s"]
+        )
+        out.append(
+            _row(
+                f"replay episodes/s ({r['episodes']} episodes; vs direct node calls)",
+                f"{best['per_s']:.0f}",
+                f"{r['direct']['per_s']:.0f}",
+                best["vs_direct"],
+                ">= 5000/s",
+                best["per_s"] >= 5000 and best["model_calls"] == 0 and best["mismatches"] == 0,
+            )
+        )
+    if "growth" in report:
+        g = report["growth"]
+        out.append(
+            _row(
+                f"round store CPU, {g['large']['episodes']} vs {g['small']['episodes']} stored",
+                f"{g['large']['round_cpu_s']:.2f} s",
+                f"{g['small']['round_cpu_s']:.2f} s",
+                g["ratio"],
+                "<= 1.2",
+                g["ratio"] <= 1.2,
+            )
+        )
+        out.append(
+            _row(
+                "  the same, reading the whole run again",
+                f"{g['large']['full_read_cpu_s']:.2f} s",
+                f"{g['small']['full_read_cpu_s']:.2f} s",
+                g["full_read_ratio"],
+                "-",
+                None,
+            )
+        )
+    if "litellm" in report:
+        li = report["litellm"]
+        for path in ("backend", "workers"):
+            p = li["paths"].get(path)
+            if p is None:
+                continue
+            ratio = p["ratio_to_ideal"]["median"]
+            out.append(
+                _row(
+                    f"litellm calls/s, {li['concurrency']} at {li['latency_s']:.1f} s ({path})",
+                    f"{p['calls_per_s']['median']:.0f}",
+                    f"{li['ideal_calls_per_s']:.0f} ideal",
+                    ratio,
+                    ">= 0.80",
+                    ratio >= 0.8,
+                )
+            )
+    return out
