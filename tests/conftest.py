@@ -1,4 +1,6 @@
+import hashlib
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -31,7 +33,9 @@ QUICK = {
     # Step-bounded: the same training on any machine, however busy (the 3 s limit this replaces
     # gave 10 to 40 steps, by the load); the time limit is a safety net that never binds.
     "training": {"max_steps": 40, "max_seconds": 3600, "batch_size": 16},
-    "evaluation": {"heldout_per_arm": 16},
+    # Every round runs, whatever the student learned: with the plateau stop a 3-round test would
+    # depend on how far a few steps of training got (tests of the stop set it themselves).
+    "evaluation": {"heldout_per_arm": 16, "patience": None},
 }
 
 
@@ -53,3 +57,51 @@ def quick_config(tmp_path):
         return path
 
     return make
+
+
+# -- shared trained models (built once per test run) ---------------------------------------------
+# Session-scoped: several test files read the same model, and training it is the expensive part.
+# Read-only: a test that writes next to or into one copies it to its tmp_path first; each checks
+# at the end of the run that nothing changed its files.
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _worked(a: int, b: int) -> str:
+    return f"S:{a}+{b}={a + b}\nA:{a + b}"
+
+
+def reading_examples() -> list[tuple[str, str]]:
+    """1-digit 'a+b=' -> its worked solution, bare and with the worked solution in context (the
+    re-attempt format), so that the student learns the format and to read its context."""
+    examples = []
+    for a in range(10):
+        for b in range(10):
+            examples.append((f"{a}+{b}=", _worked(a, b)))
+            examples.append((f"{_worked(a, b)}\n{a}+{b}=", _worked(a, b)))
+    return examples
+
+
+@pytest.fixture(scope="session")
+def reading_student(tmp_path_factory: pytest.TempPathFactory):
+    """The folder of the tiny student (seed 0) after 150 SFT steps on `reading_examples()`: it
+    writes 'S:a+b=s\\nA:s' and its log-probs follow a worked example in its context. Trained
+    once per test run; read-only. The tests' margins were measured on exactly this model: the
+    same examples in the same order, the same job."""
+    from pedagogy.training.sft import SFTJobConfig, run_sft
+    from pedagogy.training.tiny import build_tiny_student
+
+    root = tmp_path_factory.mktemp("reading-student")
+    base = build_tiny_student(root / "v0", seed=0)
+    out = root / "v1"
+    config = SFTJobConfig(max_steps=150, batch_size=32, learning_rate=5e-3)
+    run_sft(base, out, reading_examples(), config)
+    before = _digest(out)
+    yield out
+    assert _digest(out) == before, f"a test changed the shared model in {out}: copy it first"

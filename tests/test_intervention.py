@@ -319,24 +319,12 @@ def test_decision_becomes_an_audit_record():
 
 
 @pytest.fixture(scope="module")
-def tiny_student(tmp_path_factory: pytest.TempPathFactory):
-    """The tiny student after ~150 steps on single-digit sums, plain and with a worked
-    example in context (the re-attempt format), so that it reads its context."""
+def tiny_student(reading_student):
+    """The tiny student after 150 steps on sums, plain and with a worked example in context (the
+    re-attempt format), so that it reads its context (conftest's `reading_student`)."""
     from pedagogy.backends.transformers import TransformersBackend
-    from pedagogy.training.sft import SFTJobConfig, run_sft
-    from pedagogy.training.tiny import build_tiny_student
 
-    root = tmp_path_factory.mktemp("tiny")
-    base = build_tiny_student(root / "base", seed=0)
-    examples = []
-    for a in range(10):
-        for b in range(10):
-            examples.append((f"{a}+{b}=", solution(a, b)))
-            examples.append((f"{solution(a, b)}\n{a}+{b}=", solution(a, b)))
-    run_sft(
-        base, root / "sft", examples, SFTJobConfig(max_steps=150, batch_size=32, learning_rate=5e-3)
-    )
-    return TransformersBackend(root / "sft", device="cpu")
+    return TransformersBackend(reading_student, device="cpu")
 
 
 @pytest.mark.slow

@@ -24,16 +24,11 @@ def tiny_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained_dir(tiny_dir, tmp_path_factory):
-    """The tiny student after 150 SFT steps (~12 s) on 'a+b=' -> 'S:a+b=s\\nA:s' (1-digit)."""
-    from pedagogy.training.sft import SFTJobConfig, run_sft
-
-    examples = [
-        (f"{a}+{b}=", f"S:{a}+{b}={a + b}\nA:{a + b}") for a in range(10) for b in range(10)
-    ]
-    out = tmp_path_factory.mktemp("trained") / "v1"
-    run_sft(tiny_dir, out, examples, SFTJobConfig(max_steps=150, batch_size=32, learning_rate=5e-3))
-    return out
+def trained_dir(reading_student):
+    """The tiny student (seed 0, as `tiny_dir`) after 150 SFT steps on 'a+b=' ->
+    'S:a+b=s\\nA:s', bare and with a worked example in context (conftest's `reading_student`,
+    shared with other files: read-only)."""
+    return reading_student
 
 
 # -- tokenizer -----------------------------------------------------------------------------------
