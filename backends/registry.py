@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pedagogy.backends.base import Backend
-from pedagogy.errors import UnknownNameError
+from pedagogy.registry import Registry
 
 if TYPE_CHECKING:
     from pedagogy.config import BackendConfig
@@ -39,11 +39,11 @@ def _litellm(cfg: BackendConfig, domain: Domain) -> Backend:
     )
 
 
-BACKENDS: dict[str, BackendFactory] = {
-    "scripted": _scripted,
-    "transformers": _transformers,
-    "litellm": _litellm,
-}
+BACKENDS: Registry[BackendFactory] = Registry(
+    "backend",
+    {"scripted": _scripted, "transformers": _transformers, "litellm": _litellm},
+    register_with="register_backend",
+)
 
 
 _BUILT_IN = dict(BACKENDS)
@@ -59,20 +59,19 @@ def backend_options_target(kind: str) -> tuple[bool, str | None]:
     """(checked, target) for backend `kind`'s options: a built-in kind's options are checked
     against its class ("module:attribute"; None: no options); a custom kind's factory reads its
     config as it likes, so its options are not checked."""
-    factory = BACKENDS.get(kind)
+    factory = BACKENDS.get(kind, None)
     if factory is not None and factory is _BUILT_IN.get(kind):
         return True, _OPTIONS_OF[kind]
     return False, None
 
 
-def register_backend(kind: str, factory: BackendFactory) -> None:
-    """Make a custom backend kind available to configs."""
-    BACKENDS[kind] = factory
+def register_backend(kind: str, factory: BackendFactory, *, replace: bool = False) -> None:
+    """Make a custom backend kind available to configs; a taken kind needs `replace=True`."""
+    BACKENDS.register(kind, factory, replace=replace)
 
 
 def check_backend_kind(kind: str) -> None:
-    if kind not in BACKENDS:
-        raise UnknownNameError("backend", kind, list(BACKENDS))
+    BACKENDS.get(kind)  # unknown: the valid kinds and how to register one
 
 
 def build_backend(cfg: BackendConfig, domain: Domain, **overrides: Any) -> Backend:

@@ -16,11 +16,18 @@ class ConfigError(PedagogyError):
 
 
 class UnknownNameError(ConfigError):
-    """A domain, backend, sampler or policy name that no registry knows."""
+    """A domain, backend, sampler or policy name that no registry knows. `register_with`: the
+    function that registers another (named in the message, with where to call it)."""
 
-    def __init__(self, kind: str, name: str, known: list[str]):
+    def __init__(self, kind: str, name: str, known: list[str], register_with: str | None = None):
         self.kind, self.name, self.known = kind, name, sorted(known)
-        super().__init__(f"unknown {kind} {name!r}; choose one of: {', '.join(self.known)}")
+        how = (
+            f", or register one with {register_with}(...) in a plugin module (--plugin MODULE "
+            "or the config's plugins:)"
+            if register_with
+            else ""
+        )
+        super().__init__(f"unknown {kind} {name!r}; choose one of: {', '.join(self.known)}{how}")
 
 
 class StoreError(PedagogyError):

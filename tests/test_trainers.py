@@ -43,7 +43,7 @@ def base(tmp_path_factory):
 @pytest.fixture
 def registry(monkeypatch):
     """The registry, restored after the test."""
-    monkeypatch.setattr(trainers, "_REGISTRY", dict(trainers._REGISTRY))
+    monkeypatch.setattr(trainers, "_REGISTRY", trainers._REGISTRY.copy())
     return trainers._REGISTRY
 
 

@@ -25,17 +25,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from pedagogy.errors import ConfigError, TrainingError, UnknownNameError
+from pedagogy.errors import ConfigError, TrainingError
+from pedagogy.registry import Registry
 
 if TYPE_CHECKING:
     from pedagogy.training.sft import SFTJobConfig
 
 __all__ = [
+    "DATA_SHAPES",
     "Job",
     "Progress",
     "TrainResult",
     "Trainer",
     "build_trainer",
+    "data_shape",
     "is_adapter_dir",
     "known_trainers",
     "load_model",
@@ -79,7 +82,17 @@ class TrainResult:
 
 @runtime_checkable
 class Trainer(Protocol):
-    """Data in, a new model folder and metrics out."""
+    """Data in, a new model folder and metrics out.
+
+    In a run (`training.kind`, `graphs.round_training`) a trainer's items are its data shape,
+    `data` (an optional class attribute, one of `DATA_SHAPES`): "examples", (prompt,
+    completion) pairs of verified positives, the default and `sft`'s; "preferences",
+    `PreferencePair`s of a correct and a wrong completion of one prompt (`dpo`); "unpaired",
+    preference pairs plus positives without a wrong partner (`redi`); "trajectories", an acting
+    student's segments (`trajectory_sft`). A custom trainer registered by a plugin gets
+    "examples" unless it says otherwise. Its job config is `config_class` filled from the
+    `training` section (steps, learning rate, batch size, LoRA, seed) when that is
+    `SFTJobConfig` or a subclass; else `train(config=None)`, its own defaults."""
 
     kind: str
     """Its registered name."""
@@ -100,6 +113,28 @@ class Trainer(Protocol):
 
         Raises `TrainingError` for bad items, an unloadable base or a failed step."""
         ...
+
+
+DATA_SHAPES = ("examples", "preferences", "unpaired", "trajectories")
+"""What a trainer's items are in a run (`Trainer`'s `data`)."""
+_BUILT_IN_DATA = {
+    "sft": "examples",
+    "dpo": "preferences",
+    "redi": "unpaired",
+    "trajectory_sft": "trajectories",
+}
+
+
+def data_shape(trainer: Trainer) -> str:
+    """The data shape `trainer` takes in a run (`Trainer`): its `data`, else its built-in
+    kind's, else "examples"."""
+    shape = getattr(trainer, "data", None) or _BUILT_IN_DATA.get(trainer.kind, "examples")
+    if shape not in DATA_SHAPES:
+        raise ConfigError(
+            f"trainer {trainer.kind!r} asks for data {shape!r}; use one of: "
+            f"{', '.join(DATA_SHAPES)}"
+        )
+    return shape
 
 
 # -- registry -----------------------------------------------------------------------------------
@@ -131,36 +166,27 @@ def _trajectory_sft(**options: Any) -> Trainer:
     return TrajectorySFT(**options)
 
 
-_REGISTRY: dict[str, TrainerFactory] = {
-    "sft": _sft,
-    "dpo": _dpo,
-    "redi": _redi,
-    "trajectory_sft": _trajectory_sft,
-}
+_REGISTRY: Registry[TrainerFactory] = Registry(
+    "trainer",
+    {"sft": _sft, "dpo": _dpo, "redi": _redi, "trajectory_sft": _trajectory_sft},
+    register_with="register_trainer",
+)
+"""The trainers by name; `training.kind` names one (checked when a config loads)."""
 
 
 def register_trainer(name: str, factory: TrainerFactory, *, replace: bool = False) -> None:
-    """Make ``build_trainer(name, **options)`` call ``factory(**options)``."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"a trainer name must be a non-empty string, got {name!r}")
-    if not callable(factory):
-        raise ConfigError(f"the factory for trainer {name!r} must be callable, got {factory!r}")
-    if name in _REGISTRY and not replace:
-        raise ConfigError(
-            f"trainer {name!r} is already registered; pick another name or pass replace=True"
-        )
-    _REGISTRY[name] = factory
+    """Make ``build_trainer(name, **options)`` call ``factory(**options)``, and `name` a valid
+    `training.kind`."""
+    _REGISTRY.register(name, factory, replace=replace)
 
 
 def known_trainers() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def build_trainer(name: str, **options: Any) -> Trainer:
     """A trainer by registered name, e.g. ``build_trainer("trajectory_sft")``."""
     factory = _REGISTRY.get(name)
-    if factory is None:
-        raise UnknownNameError("trainer", name, list(_REGISTRY))
     try:
         trainer = factory(**options)
     except TypeError as exc:
