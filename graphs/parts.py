@@ -94,7 +94,7 @@ def recorded_plugins(config: RunConfig, domain: Any = None) -> list[str]:
     if config.agent.enabled and not config.agent.tools and domain is not None:
         tools = list(getattr(domain, "tools", list)() or [])
     for kind, name in used_parts(config, tools):
-        obj = registries[kind].get(name)
+        obj = registries[kind].get(name, None)
         if obj is None or _builtin(obj):
             continue
         module = getattr(obj, "__module__", None)

@@ -94,7 +94,9 @@ async def _choose_examples(
     are new, and the filter's decisions (stored with the job); None: too few new ones."""
     cfg, run_id, round_ = session.config.training, session.run_id, state["round"]
     acting = session.config.agent.enabled
-    usable = [i for i in items if kind not in ("sft", "trajectory_sft") or i.polarity == "positive"]
+    # Trainers of (prompt, completion) examples or trajectories learn from positives only.
+    negatives = _shape_of(kind) in ("preferences", "unpaired")
+    usable = [i for i in items if negatives or i.polarity == "positive"]
     new_ids = {e.id for e in episodes}  # the round's own episodes
     new = [i for i in usable if i.episode_id in new_ids]
     decisions: list[DecisionRecord] = []
@@ -140,55 +142,28 @@ async def _fit(
     number: int,
     student_path: str,
 ) -> dict[str, Any]:
-    """Train the job's model on `chosen` and store the candidate version with the finished job."""
-    from pedagogy.training.sft import SFTJobConfig, run_sft
+    """Train the job's model on `chosen` with the trainer its kind names (`build_trainer`), on
+    the data shape that trainer takes, and store the candidate version with the finished job."""
+    from pedagogy.training.trainers import build_trainer, data_shape
 
-    cfg, store, run_id, round_ = session.config.training, session.store, session.run_id, job.round
-    kind, new_examples = job.kind, int(job.metrics.get("new_examples", 0))
-    common = dict(
-        learning_rate=cfg.learning_rate,
-        batch_size=cfg.batch_size,
-        max_seconds=cfg.max_seconds,
-        max_steps=cfg.max_steps,
-        lora=cfg.lora,
-        lora_r=cfg.lora_r,
-        seed=session.config.seed + round_,
-    )
-    if kind == "trajectory_sft":
-        from pedagogy.training.trajectory import run_trajectory_sft
-
-        # The model's own context length bounds the rows; longer ones are truncated and counted.
-        fit, job_cfg = run_trajectory_sft, SFTJobConfig(**common, max_length=1 << 16)
-        data = [segments[(i.episode_id, i.turn_id)] for i in chosen]
-    elif kind == "sft":
-        fit, data, job_cfg = (
-            run_sft,
-            [(i.prompt, i.completion) for i in chosen],
-            SFTJobConfig(**common, max_length=_context_of(student_path), packing=cfg.packing),
-        )
-    else:
-        from pedagogy.training import preference as P
-
-        if cfg.kind == "redi":
-            fit, job_cfg = P.run_redi, P.REDIJobConfig(**common, alpha=cfg.alpha)
-            data = P.preference_pairs(chosen, unpaired=True)
-        else:
-            fit, job_cfg = P.run_dpo, P.DPOJobConfig(**common, beta=cfg.beta)
-            data = P.preference_pairs(chosen)
-            if not data:
-                store.finish_training_job(
-                    job.id, "skipped", {"reason": "no (correct, wrong) pairs"}, None
-                )
-                session.emit("training_skipped", {"round": round_, "new_examples": new_examples})
-                return {"candidate": None}
+    store, round_ = session.store, job.round
+    new_examples = int(job.metrics.get("new_examples", 0))
+    trainer = build_trainer(job.kind)
+    shape = data_shape(trainer)
+    data = _data(shape, chosen, segments)
+    if not data:
+        store.finish_training_job(job.id, "skipped", {"reason": _NO_DATA[shape]}, None)
+        session.emit("training_skipped", {"round": round_, "new_examples": new_examples})
+        return {"candidate": None}
+    job_cfg = _job_config(session, trainer, shape, round_, student_path)
     try:
-        result = await asyncio.to_thread(fit, student_path, out_path, data, job_cfg)
+        result = await asyncio.to_thread(trainer.train, student_path, data, out_path, job_cfg)
     except Exception as err:
         store.finish_training_job(job.id, "failed", {"error": str(err)}, None)
         raise
     version = ModelVersionRecord(
         id=uuid.uuid4().hex,
-        run_id=run_id,
+        run_id=session.run_id,
         role="student",
         number=number,
         path=str(out_path),
@@ -207,6 +182,63 @@ async def _fit(
     store.finish_training_job(job.id, "completed", metrics, version.id, version)
     session.emit("training_finished", {"round": round_, **metrics})
     return {"candidate": {"id": version.id, "path": str(out_path), "job_id": job.id}}
+
+
+_NO_DATA = {
+    "examples": "no (prompt, completion) examples",
+    "preferences": "no (correct, wrong) pairs",
+    "unpaired": "no examples",
+    "trajectories": "no trajectories",
+}
+
+
+def _shape_of(kind: str) -> str:
+    """The data shape (`pedagogy.training.trainers.DATA_SHAPES`) of the trainer `kind` names."""
+    from pedagogy.training.trainers import build_trainer, data_shape
+
+    return data_shape(build_trainer(kind))
+
+
+def _data(shape: str, chosen: list, segments: dict) -> list:
+    """The job's items as its trainer takes them (`Trainer`)."""
+    if shape == "trajectories":
+        return [segments[(i.episode_id, i.turn_id)] for i in chosen]
+    if shape == "examples":
+        return [(i.prompt, i.completion) for i in chosen if i.polarity == "positive"]
+    from pedagogy.training.preference import preference_pairs
+
+    return preference_pairs(chosen, unpaired=shape == "unpaired")
+
+
+def _job_config(session: Session, trainer: Any, shape: str, round_: int, student_path: str) -> Any:
+    """The job config of `trainer` from the `training` section: the built-ins' as always; a
+    custom trainer's `config_class` when it is an `SFTJobConfig`, else None (its defaults)."""
+    from pedagogy.training.preference import DPOJobConfig, REDIJobConfig
+    from pedagogy.training.sft import SFTJobConfig
+
+    cfg = session.config.training
+    common: dict[str, Any] = dict(
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size,
+        max_seconds=cfg.max_seconds,
+        max_steps=cfg.max_steps,
+        lora=cfg.lora,
+        lora_r=cfg.lora_r,
+        seed=session.config.seed + round_,
+    )
+    if shape == "trajectories":
+        # The model's own context length bounds the rows; longer ones are truncated and counted.
+        common["max_length"] = 1 << 16
+    elif shape == "examples":
+        common.update(max_length=_context_of(student_path), packing=cfg.packing)
+    cls = getattr(trainer, "config_class", None)
+    if isinstance(cls, type) and issubclass(cls, REDIJobConfig):
+        common["alpha"] = cfg.alpha
+    if isinstance(cls, type) and issubclass(cls, DPOJobConfig):
+        common["beta"] = cfg.beta
+    if not (isinstance(cls, type) and issubclass(cls, SFTJobConfig)):
+        return None
+    return cls(**common)
 
 
 def _context_of(model_path: str) -> int:

@@ -264,9 +264,10 @@ jobs reached 102-317 steps, and 500 take 45-90 s (README, "Budgets and reproduci
 class TrainingConfig(_Strict):
     every_rounds: int = Field(1, ge=1)
     min_new_examples: int = Field(1, ge=0)
-    kind: Literal["sft", "redi", "dpo"] = "sft"
-    """sft: positives only; redi: positives plus the student's wrong attempts as negatives (REDI
-    loss); dpo: TRL's DPO on (correct, wrong) pairs of the same prompt."""
+    kind: str = "sft"
+    """A registered trainer (`register_trainer`; checked when the config loads): sft: positives
+    only; redi: positives plus the student's wrong attempts as negatives (REDI loss); dpo: TRL's
+    DPO on (correct, wrong) pairs of the same prompt; a plugin's own trainer."""
     in_context: bool = False
     """Also train on each verified explanation as the completion of the re-attempt prompt the
     student saw (explanation + problem), so that it learns to read explanations in context.
@@ -429,8 +430,11 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
     load_entry_points()
     load_plugins(config.plugins, source)  # before the options of their parts are checked
     from pedagogy.options import config_option_problems  # imports the kinds' modules
+    from pedagogy.part_names import config_name_problems
 
-    problems = [f"{source}: {line}" for line in config_option_problems(config)]
+    # The names first: a part no registry knows has no options to check.
+    lines = config_name_problems(config) or config_option_problems(config)
+    problems = [f"{source}: {line}" for line in lines]
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:
