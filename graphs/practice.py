@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pedagogy.domains.base import Problem
 from pedagogy.graphs.broker import InterventionBroker, episode_id
 from pedagogy.graphs.session import Session
+from pedagogy.graphs.replay_drive import invoke
 from pedagogy.memory.records import EpisodeRecord
 
 if TYPE_CHECKING:
@@ -68,7 +69,10 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
     async def one(item: dict[str, Any]) -> EpisodeRecord:
         eid = ids[item["index"]]
         try:
-            out = await session.episode_graph.ainvoke(
+            out = await invoke(
+                session.episode_graph,
+                session.graph_factory,
+                session.agents,
                 {
                     "episode_id": eid,
                     "run_id": run_id,
@@ -76,7 +80,7 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
                     "index": item["index"],
                     "seed": item["seed"],
                     "problem": problems[item["problem_id"]],
-                }
+                },
             )
         finally:
             await session.agents.broker.finished(eid)

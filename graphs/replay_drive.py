@@ -9,6 +9,8 @@ the graph's state schema). Tests check that each table has exactly the compiled 
 a change to a graph that is not made here fails them rather than replaying something else.
 
 Only the built-in graphs have tables: a custom episode graph replays through the graph itself.
+The loop runs live episodes the same way (`invoke`): LangGraph still defines the episode and
+checks the table, but a round of a thousand episodes does not pay a Pregel run per episode.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pedagogy.errors import PedagogyError
 from pedagogy.graphs import agent_episode as A
 from pedagogy.graphs import episode as E
 
-__all__ = ["AGENT_EPISODE", "EPISODE", "Wiring", "drive", "wiring_for"]
+__all__ = ["AGENT_EPISODE", "EPISODE", "Wiring", "drive", "invoke", "wiring_for"]
 
 END = "__end__"
 
@@ -139,3 +141,12 @@ async def drive(wiring: Wiring, agents: Any, state: dict[str, Any]) -> dict[str,
         f"{wiring.name} graph (its recursion limit); the stored run does not match the graph "
         "this replay runs: replay it with the graph it recorded"
     )
+
+
+async def invoke(graph: Any, factory: Any, agents: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """One live episode: through the table of a built-in graph (`factory` built `graph` from
+    `agents`), else through the compiled `graph` itself (a custom graph)."""
+    wiring = wiring_for(factory)
+    if wiring is None:
+        return await graph.ainvoke(state)
+    return await drive(wiring, agents, state)
