@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from pedagogy.errors import ConfigError, UnknownNameError
+from pedagogy.errors import ConfigError
+from pedagogy.registry import Registry
 
 
 @runtime_checkable
@@ -435,12 +436,25 @@ class ZPDSampler:
         _set_rng_state(self.rng, state["rng"])
 
 
-SAMPLERS: dict[str, type] = {
-    "uniform": UniformSampler,
-    "fixed_order": FixedOrderSampler,
-    "bandit": BanditSampler,
-    "zpd": ZPDSampler,
-}
+SAMPLERS: Registry[type] = Registry(
+    "curriculum sampler",
+    {
+        "uniform": UniformSampler,
+        "fixed_order": FixedOrderSampler,
+        "bandit": BanditSampler,
+        "zpd": ZPDSampler,
+    },
+    register_with="register_sampler",
+)
+"""The samplers by name; `curriculum.sampler` names one (checked when a config loads)."""
+
+
+def register_sampler(name: str, cls: Callable[..., Any], *, replace: bool = False) -> None:
+    """Make `name` a valid `curriculum.sampler`: ``cls(arms, seed, **options)`` builds it, a
+    `CurriculumSampler` (sample, update, probabilities, state, load_state). Its `OPTIONS`
+    (a class attribute, default none) name the `curriculum` settings it takes, e.g.
+    ``("explore",)``: a run passes it those settings' values."""
+    SAMPLERS.register(name, cls, replace=replace)
 
 
 def build_sampler(
@@ -460,12 +474,11 @@ def build_sampler(
     {arm: [required arms]}), `unlock_at` and `chain` (each level requires the one below)
     configure the skill graph and need gated=True.
     """
-    if name not in SAMPLERS:
-        raise UnknownNameError("curriculum sampler", name, list(SAMPLERS))
-    cls = SAMPLERS[name]
-    unknown = sorted(set(options) - set(cls.OPTIONS))
+    cls = SAMPLERS.get(name)
+    takes = tuple(getattr(cls, "OPTIONS", ()))
+    unknown = sorted(set(options) - set(takes))
     if unknown:
-        allowed = ", ".join(cls.OPTIONS) or "none"
+        allowed = ", ".join(takes) or "none"
         raise ConfigError(
             f"option {unknown[0]!r} does not apply to curriculum sampler {name!r}; remove it "
             f"(its options: {allowed})"

@@ -33,7 +33,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from pedagogy.agents.roles import EXPLAIN_PROMPT
 from pedagogy.backends.base import ScoringBackend
 from pedagogy.domains.base import Problem, extract_final_answer
-from pedagogy.errors import BackendError, ConfigError, UnknownNameError
+from pedagogy.errors import BackendError, ConfigError
+from pedagogy.registry import Registry
 
 __all__ = [
     "STYLES",
@@ -46,6 +47,7 @@ __all__ = [
     "ProbeResult",
     "WorkedStyle",
     "build_style",
+    "register_style",
     "explain_prompt",
     "filter_explanation",
     "probe_styles",
@@ -261,24 +263,35 @@ class AdaptiveStyle:
         return self.choose().instruction()
 
 
-STYLES: dict[str, type] = {
-    "worked": WorkedStyle,
-    "concise": ConciseStyle,
-    "detailed": DetailedStyle,
-    "adaptive": AdaptiveStyle,
-}
+STYLES: Registry[type] = Registry(
+    "explanation style",
+    {
+        "worked": WorkedStyle,
+        "concise": ConciseStyle,
+        "detailed": DetailedStyle,
+        "adaptive": AdaptiveStyle,
+    },
+    register_with="register_style",
+)
+"""The explanation styles by name; `episodes.style` names one, or `probe` (checked when a config
+loads)."""
+
+
+def register_style(name: str, cls: Callable[..., Any], *, replace: bool = False) -> None:
+    """Make `name` a valid `episodes.style`: ``cls()`` builds it, an `ExplanationStyle` (name,
+    render, instruction), used for every explanation of the run."""
+    STYLES.register(name, cls, replace=replace)
 
 
 def build_style(name: str, **options: Any) -> ExplanationStyle:
-    """A built-in style by name; `options` are its fields (e.g. ``mastery=0.9`` for adaptive)."""
-    if name not in STYLES:
-        raise UnknownNameError("explanation style", name, list(STYLES))
+    """A style by registered name; `options` are its fields (e.g. ``mastery=0.9`` for adaptive)."""
+    cls = STYLES.get(name)
     try:
-        return STYLES[name](**options)
+        return cls(**options)
     except TypeError as e:
         raise ConfigError(
             f"bad options {options!r} for explanation style {name!r}: {e}; "
-            f"see the fields of {STYLES[name].__name__}"
+            f"see the fields of {getattr(cls, '__name__', cls)}"
         ) from e
 
 

@@ -34,10 +34,11 @@ resumed run makes the same decisions.
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pedagogy.agents.curriculum import _rng_state, _set_rng_state
@@ -47,8 +48,9 @@ from pedagogy.agents.roles import Student
 from pedagogy.backends.base import Backend
 from pedagogy.backends.transformers import render_prompt
 from pedagogy.domains.base import Problem
-from pedagogy.errors import BackendError, ConfigError, PedagogyError, UnknownNameError
+from pedagogy.errors import BackendError, ConfigError, PedagogyError
 from pedagogy.memory.records import DecisionRecord
+from pedagogy.registry import Registry
 
 TARGETS = ("solution", "answer")
 MEASURES = ("log_ratio", "log_ratio_per_token", "prob_gain")
@@ -459,12 +461,26 @@ class UtilityPolicy:
                 self.profile.load_state(state["profile"])
 
 
-POLICIES: dict[str, type] = {
-    "never": NeverPolicy,
-    "always": AlwaysPolicy,
-    "random": RandomPolicy,
-    "utility": UtilityPolicy,
-}
+POLICIES: Registry[type] = Registry(
+    "intervention policy",
+    {
+        "never": NeverPolicy,
+        "always": AlwaysPolicy,
+        "random": RandomPolicy,
+        "utility": UtilityPolicy,
+    },
+    register_with="register_policy",
+)
+"""The intervention policies by name; `episodes.intervention` names one (checked when a config
+loads)."""
+
+
+def register_policy(name: str, cls: Callable[..., Any], *, replace: bool = False) -> None:
+    """Make `name` a valid `episodes.intervention`: ``cls(**options)`` builds it, an
+    `InterventionPolicy` (decide, state, load_state). Its options are
+    `episodes.intervention_options`; a run also passes `seed` (the run's), `student` (the student
+    backend) and `profile` (its `StudentProfile`) to a class that takes them."""
+    POLICIES.register(name, cls, replace=replace)
 
 
 def build_policy(name: str, **options: Any) -> InterventionPolicy:
@@ -473,10 +489,14 @@ def build_policy(name: str, **options: Any) -> InterventionPolicy:
     Options: never, always: none; random: seed; utility: student, profile, target, measure,
     answer_prefix, distinct.
     """
-    if name not in POLICIES:
-        raise UnknownNameError("intervention policy", name, list(POLICIES))
-    cls = POLICIES[name]
-    allowed = [f.name for f in fields(cls) if f.init]
+    cls = POLICIES.get(name)
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # nothing to read: its constructor checks its options
+        params = []
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return cls(**options)
+    allowed = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for key in options:
         if key not in allowed:
             takes = f"its options are: {', '.join(allowed)}" if allowed else "it takes no options"

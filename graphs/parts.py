@@ -57,8 +57,9 @@ def used_parts(config: RunConfig, tools: Iterable[str] = ()) -> list[tuple[str, 
             parts.append(("backend kind", backend.kind))
     for name in [*(config.agent.tools or []), *config.agent.tool_options, *tools]:
         parts.append(("tool", name))
+    if config.episodes.style != "probe":  # probe chooses among the built-in styles
+        parts.append(("explanation style", config.episodes.style))
     parts += [
-        ("explanation style", config.episodes.style),
         ("sampler", config.curriculum.sampler),
         ("intervention policy", config.episodes.intervention),
         ("trainer", config.training.kind),

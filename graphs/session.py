@@ -6,6 +6,7 @@ read on its own. The graph's own state, `LoopState`, stays small and JSON-able i
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,16 +108,19 @@ class Session:
 
     def intervention_policy(self, state: dict[str, Any] | None, round_: int):
         """The configured intervention policy, continuing from `state` when given."""
-        from pedagogy.agents.intervention import build_policy
+        from pedagogy.agents.intervention import POLICIES, build_policy
 
         ep = self.config.episodes
         options = dict(ep.intervention_options)
-        if ep.intervention == "random":
+        # What the run supplies to a policy that takes it (random: seed; utility: student and,
+        # without log-probabilities, the profile; a plugin's policy likewise).
+        takes = _parameters(POLICIES.get(ep.intervention))
+        if "seed" in takes:
             options.setdefault("seed", self.config.seed)
-        elif ep.intervention == "utility":
+        if "student" in takes:
             options.setdefault("student", self.student_backend)
-            if not callable(getattr(self.student_backend, "score", None)):
-                options.setdefault("profile", self.profile(round_))
+        if "profile" in takes and not callable(getattr(self.student_backend, "score", None)):
+            options.setdefault("profile", self.profile(round_))
         policy = build_policy(ep.intervention, **options)
         if state:
             policy.load_state(state)
@@ -129,14 +133,14 @@ class Session:
         name = self.config.episodes.style
         if name == "worked":
             return None
-        if name in ("concise", "detailed"):
-            style = X.build_style(name)
-            return lambda problem: style
         if name == "adaptive":
             profile = self.profile(round_)
             return lambda p: X.AdaptiveStyle(
                 mastery=profile.mastery(p.arm) if profile.attempts(p.arm) else None
             )
+        if name != "probe":  # concise, detailed, a plugin's: one style for the round
+            style = X.build_style(name)
+            return lambda problem: style
         # probe: the style under which the student itself finds the solutions likeliest
         if not callable(getattr(self.student_backend, "score", None)):
             return None
@@ -194,18 +198,12 @@ class Session:
 
     def sampler(self, state: dict[str, Any] | None):
         """The configured curriculum sampler, continued from `state` (a stored `state()`) if given."""
+        from pedagogy.agents.curriculum import SAMPLERS
+
         c = self.config.curriculum
-        options: dict[str, Any] = {
-            "uniform": {},
-            "fixed_order": {"threshold": c.threshold, "explore": c.explore},
-            "bandit": {
-                "temperature": c.temperature,
-                "alpha": c.alpha,
-                "explore": c.explore,
-                "reward": c.reward,
-            },
-            "zpd": {"band": c.band, "target": c.target, "explore": c.explore},
-        }[c.sampler]
+        # Each sampler's OPTIONS name the curriculum settings it takes (a plugin's too).
+        takes = getattr(SAMPLERS.get(c.sampler), "OPTIONS", ())
+        options: dict[str, Any] = {k: getattr(c, k) for k in takes if k in type(c).model_fields}
         if c.skill_graph:
             options.update(
                 gated=True,
@@ -235,3 +233,11 @@ class Session:
         """Store a round's decisions of one kind unless a rerun of the node already did."""
         if decisions and not self.store.decisions(self.run_id, round_, kind):
             self.store.record_decisions(decisions)
+
+
+def _parameters(cls: Any) -> set[str]:
+    """The keyword parameters `cls(...)` takes (a policy's: which the run supplies)."""
+    try:
+        return set(inspect.signature(cls).parameters)
+    except (TypeError, ValueError):
+        return set()

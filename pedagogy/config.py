@@ -117,8 +117,9 @@ class VerifierConfig(_Strict):
 
 
 class CurriculumConfig(_Strict):
-    sampler: Literal["bandit", "uniform", "fixed_order", "zpd"] = "bandit"
-    """bandit (SEC) | uniform | fixed_order (one arm at a time, in order) | zpd (success near target)"""
+    sampler: str = "bandit"
+    """bandit (SEC) | uniform | fixed_order (one arm at a time, in order) | zpd (success near
+    target) | a plugin's (`register_sampler`); checked when the config loads."""
     temperature: float = Field(0.1, gt=0)
     """bandit: Boltzmann temperature over arm values (lower = greedier)."""
     alpha: float = Field(0.5, gt=0, le=1)
@@ -188,16 +189,18 @@ class EpisodesConfig(_Strict):
     """After an explanation, let the student try again with the explanation in context."""
     explain_budget: int | None = Field(None, ge=0)
     """Explanations the teacher may give per round (None = every wrong attempt)."""
-    intervention: Literal["always", "never", "random", "utility"] = "always"
+    intervention: str = "always"
     """Which wrong attempts of a round get the budget: always (in plan order), never, random, or
     utility (largest gain in the student's log-probability of the solution; see
-    pedagogy.agents.intervention). Decided once per round over all its wrong attempts."""
+    pedagogy.agents.intervention), or a plugin's (`register_policy`); checked when the config
+    loads. Decided once per round over all its wrong attempts."""
     intervention_options: dict[str, Any] = Field(default_factory=dict)
     """Options of the policy, e.g. {target: answer} for utility; random's seed defaults to the run's."""
-    style: Literal["worked", "concise", "detailed", "adaptive", "probe"] = "worked"
-    """How explanations are told (pedagogy.agents.explanations): adaptive follows the student's
-    mastery of the arm; probe picks, each round, the style under which the student itself finds
-    the solution likeliest (needs a student with log-probabilities, else worked)."""
+    style: str = "worked"
+    """How explanations are told (pedagogy.agents.explanations): worked, concise, detailed,
+    adaptive (follows the student's mastery of the arm), probe (picks, each round, the style under
+    which the student itself finds the solution likeliest; needs a student with log-probabilities,
+    else worked), or a plugin's (`register_style`); checked when the config loads."""
     teacher_mistakes: int = Field(0, ge=0)
     """Tailored learning: show the teacher up to this many of the student's wrong first attempts
     on the same arm from the round before, in its explain prompt (for LLM teachers; the scripted
@@ -370,7 +373,7 @@ class RunConfig(_Strict):
     """Modules to import before the config's names are looked up: each registers custom parts
     (domains, graphs, tools, ...; see `pedagogy.plugins`). A run records here every plugin it
     used, so `show`, `replay`, `export` and `audit` import them again."""
-    rounds: int = Field(6, ge=1)
+    rounds: int = Field(8, ge=1)
     db: str | None = None
     """SQLAlchemy URL or file path; default: <workdir>/pedagogy.db"""
     workdir: str = "pedagogy-runs"

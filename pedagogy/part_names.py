@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pedagogy.errors import UnknownNameError
 from pedagogy.registry import Registry
 
 if TYPE_CHECKING:
@@ -25,17 +26,43 @@ def _trainers() -> Registry:
     return _REGISTRY
 
 
-NAMED_FIELDS: list[tuple[str, Callable[[RunConfig], str], Callable[[], Registry]]] = [
-    ("training.kind", lambda c: c.training.kind, _trainers),
+def _samplers() -> Registry:
+    from pedagogy.agents.curriculum import SAMPLERS
+
+    return SAMPLERS
+
+
+def _policies() -> Registry:
+    from pedagogy.agents.intervention import POLICIES
+
+    return POLICIES
+
+
+def _styles() -> Registry:
+    from pedagogy.agents.explanations import STYLES
+
+    return STYLES
+
+
+NAMED_FIELDS: list[tuple[str, Callable[[RunConfig], str], Callable[[], Registry], tuple[str, ...]]]
+NAMED_FIELDS = [
+    ("training.kind", lambda c: c.training.kind, _trainers, ()),
+    ("curriculum.sampler", lambda c: c.curriculum.sampler, _samplers, ()),
+    ("episodes.intervention", lambda c: c.episodes.intervention, _policies, ()),
+    ("episodes.style", lambda c: c.episodes.style, _styles, ("probe",)),
 ]
-"""(field, its value in a config, the registry that knows it)."""
+"""(field, its value in a config, the registry that knows it, names valid besides: `probe`
+chooses among the styles each round)."""
 
 
 def config_name_problems(config: RunConfig) -> list[str]:
     """One line per field of `config` whose name no registry knows; [] when all are known."""
     problems = []
-    for field, value_of, registry_of in NAMED_FIELDS:
+    for field, value_of, registry_of, also in NAMED_FIELDS:
         registry, name = registry_of(), value_of(config)
-        if name not in registry:
-            problems.append(f"{field}: {registry.unknown(name)}")
+        if name not in registry and name not in also:
+            error = UnknownNameError(
+                registry.kind, name, [*registry, *also], register_with=registry.register_with
+            )
+            problems.append(f"{field}: {error}")
     return problems

@@ -148,3 +148,134 @@ def test_a_typo_in_training_kind_fails_at_load_naming_the_trainers(quick_config,
     assert "training.kind: unknown trainer 'stf'; choose one of: dpo, redi, sft" in result.output
     assert "register_trainer" in result.output
     assert not (tmp_path / "work").exists()  # nothing written
+
+
+# -- samplers, intervention policies, explanation styles ----------------------------------------
+
+SAMPLER_PLUGIN = '''
+"""A plugin: a sampler that only ever draws the first arm, and says which explore it got."""
+from dataclasses import dataclass
+from pathlib import Path
+
+from pedagogy.agents.curriculum import UniformSampler, register_sampler
+
+MARKER = Path({marker!r})
+
+
+@dataclass
+class FirstArm(UniformSampler):
+    OPTIONS = ("explore",)  # the curriculum settings it takes
+
+    explore: float = 0.0
+
+    def sample(self, n):
+        MARKER.write_text(f"{{self.explore}} {{self.arms[0]}}")
+        return [self.arms[0]] * n
+
+
+register_sampler("first_arm", FirstArm, replace=True)
+'''
+
+
+def test_a_plugin_sampler_chooses_the_runs_arms(
+    quick_config, tmp_path, monkeypatch, restore_registries
+):
+    marker = tmp_path / "sampled.txt"
+    module = _plugin(tmp_path, monkeypatch, SAMPLER_PLUGIN.format(marker=str(marker)))
+    result = _run(
+        quick_config, module, rounds=1, curriculum={"sampler": "first_arm", "explore": 0.3}
+    )
+    assert result.exit_code == 0, result.output
+    explore, arm = marker.read_text().split()
+    assert float(explore) == 0.3  # from curriculum.explore, as its OPTIONS asked
+    store = open_store(str(_db(tmp_path)))
+    (run,) = store.list_runs()
+    episodes = store.episodes(run.id)
+    assert episodes and {e.arm for e in episodes} == {arm}
+
+
+POLICY_PLUGIN = '''
+"""A plugin: an intervention policy that never explains, and says which seed the run gave it."""
+from dataclasses import dataclass
+from pathlib import Path
+
+from pedagogy.agents.intervention import NeverPolicy, register_policy
+
+MARKER = Path({marker!r})
+
+
+@dataclass
+class Silent(NeverPolicy):
+    seed: int = 0
+
+    def decide(self, candidates, budget):
+        MARKER.write_text(str(self.seed))
+        return super().decide(candidates, budget)
+
+
+register_policy("silent", Silent, replace=True)
+'''
+
+
+def test_a_plugin_intervention_policy_decides_the_runs_explanations(
+    quick_config, tmp_path, monkeypatch, restore_registries
+):
+    import sqlite3
+
+    marker = tmp_path / "decided.txt"
+    module = _plugin(tmp_path, monkeypatch, POLICY_PLUGIN.format(marker=str(marker)))
+    result = _run(quick_config, module, rounds=1, seed=7, episodes={"intervention": "silent"})
+    assert result.exit_code == 0, result.output
+    assert marker.read_text() == "7"  # the run supplied its seed
+    with sqlite3.connect(_db(tmp_path)) as db:
+        assert db.execute("SELECT count(*) FROM explanations").fetchone() == (0,)
+        wrong = db.execute("SELECT count(*) FROM episodes WHERE NOT correct_first").fetchone()[0]
+    assert wrong > 0  # there were wrong attempts to explain, and the policy explained none
+
+
+STYLE_PLUGIN = '''
+"""A plugin: an explanation style that shows the answer line, under its own name."""
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pedagogy.agents.explanations import ConciseStyle, register_style
+
+
+@dataclass(frozen=True)
+class AnswerOnly(ConciseStyle):
+    name: ClassVar[str] = "answer_only"
+
+
+register_style("answer_only", AnswerOnly, replace=True)
+'''
+
+
+def test_a_plugin_style_tells_the_runs_explanations(
+    quick_config, tmp_path, monkeypatch, restore_registries
+):
+    import sqlite3
+
+    module = _plugin(tmp_path, monkeypatch, STYLE_PLUGIN)
+    result = _run(quick_config, module, rounds=1, episodes={"style": "answer_only"})
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(_db(tmp_path)) as db:
+        styles = db.execute("SELECT style, count(*) FROM explanations GROUP BY style").fetchall()
+    assert [s for s, _ in styles] == ["answer_only"] and styles[0][1] > 0
+
+
+@pytest.mark.parametrize(
+    "section, field, message",
+    [
+        ({"curriculum": {"sampler": "bandt"}}, "curriculum.sampler", "register_sampler"),
+        ({"episodes": {"intervention": "utilty"}}, "episodes.intervention", "register_policy"),
+        ({"episodes": {"style": "consice"}}, "episodes.style", "register_style"),
+    ],
+)
+def test_a_typo_in_a_named_field_fails_at_load(quick_config, tmp_path, section, field, message):
+    cfg = quick_config(**section)
+    result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert f"{field}: unknown " in result.output and message in result.output
+    if field == "episodes.style":
+        assert "adaptive, concise, detailed, probe, worked" in result.output
+    assert not (tmp_path / "work").exists()
