@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from pedagogy.domains.base import Problem
 from pedagogy.graphs.broker import InterventionBroker, episode_id
-from pedagogy.graphs.session import Session
 from pedagogy.graphs.replay_drive import invoke
+from pedagogy.graphs.session import Session
 from pedagogy.memory.records import EpisodeRecord
 
 if TYPE_CHECKING:

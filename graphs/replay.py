@@ -23,6 +23,7 @@ import asyncio
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -112,6 +113,8 @@ class ReplayReport:
     mismatches: int
     details: list[EpisodeReplay] = field(default_factory=list)
     tool_executions: int = 0
+    seconds: float | None = None
+    """Wall time of the replay itself (reading and replaying, not the process's start-up)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +123,7 @@ class ReplayReport:
             "model_calls": self.model_calls,
             "tool_executions": self.tool_executions,
             "mismatches": self.mismatches,
+            "seconds": self.seconds,
             "mismatched_episodes": [
                 {
                     "episode_id": d.episode_id,
@@ -398,6 +402,7 @@ def replay_run(
         graph=episode_graph or recorded,
         decided={d.subject: bool(d.chosen) for d in store.decisions(run_id, kind="intervention")},
     )
+    t0 = time.perf_counter()
     if episode_id is not None:
         episode = store.get_episode(episode_id)
         if episode.run_id != run_id:
@@ -422,6 +427,7 @@ def replay_run(
         mismatches=sum(len(d.mismatches) for d in details),
         details=details,
         tool_executions=sum(d.tool_executions for d in details),
+        seconds=time.perf_counter() - t0,
     )
 
 

@@ -539,6 +539,11 @@ def replay(
         console.print(
             f"replayed {report.episodes} episodes · model calls {report.model_calls} · "
             f"tool executions {report.tool_executions} · mismatches {report.mismatches}"
+            + (
+                f" · {report.seconds:.1f} s ({report.episodes / report.seconds:,.0f} episodes/s)"
+                if report.seconds
+                else ""
+            )
         )
         for d in report.details:
             for m in d.mismatches:

@@ -178,7 +178,9 @@ def test_worker_processes_replay_as_one_process_does(store):
     s, _ = store
     one = R.replay_run(s, RUN, workers=1)
     two = R.replay_run(s, RUN, workers=2, chunk=7)
-    assert one.to_dict() == two.to_dict() and one.details == two.details
+    assert one.seconds and two.seconds  # timed; the rest is the same
+    assert {**one.to_dict(), "seconds": 0} == {**two.to_dict(), "seconds": 0}
+    assert one.details == two.details
 
 
 def test_a_custom_graph_still_replays_through_itself(store):
