@@ -112,17 +112,17 @@ def test_a_worse_candidate_is_rolled_back_and_the_served_model_stays(tmp_path, m
     import pedagogy.training.sft as sft
 
     register_domain("anything", lambda **options: Anything(), replace=True)
-    real, jobs = sft.run_sft, []
+    real, jobs = sft.SFT.train, []
 
-    def corrupting(base_path, out_path, examples, config, **kw):
-        jobs.append(out_path)
-        result = real(base_path, out_path, examples, config, **kw)
+    def corrupting(self, base_path, items, output_dir, config=None, **kw):
+        jobs.append(output_dir)
+        result = real(self, base_path, items, output_dir, config, **kw)
         if len(jobs) == 2:
-            weights = Path(out_path) / "model.safetensors"
+            weights = Path(output_dir) / "model.safetensors"
             save_file({k: torch.zeros_like(v) for k, v in load_file(weights).items()}, weights)
         return result
 
-    monkeypatch.setattr(sft, "run_sft", corrupting)
+    monkeypatch.setattr(sft.SFT, "train", corrupting)  # the trainer the loop builds for sft
     config = _config(
         tmp_path,
         "rollback",
