@@ -303,6 +303,7 @@ async def test_teacher_refinements_in_a_two_round_loop(quick_config, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # two generator jobs and three student jobs: ~50 s at load 3
 async def test_co_evolving_generator_trains_resumes_and_writes_with_its_newest_version(
     quick_config, tmp_path
 ):
@@ -421,6 +422,7 @@ async def test_co_evolving_generator_trains_resumes_and_writes_with_its_newest_v
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 100 steps on 200-character examples: ~30 s at load 3
 async def test_tiny_generator_trained_on_accepted_teacher_refinements_gets_accepted(
     domain, tmp_path
 ):
