@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["decode", "plain_generation_config"]
+__all__ = ["decode", "length_groups", "plain_generation_config"]
 
 # Generation-config fields that change greedy decoding when set away from their defaults.
 _PROCESSING = {
@@ -51,6 +51,19 @@ def _cache_keyword(model: Any) -> str:
 def _cache_of(out: Any) -> Any:
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
+
+
+def length_groups(lengths: Sequence[int], ratio: float = 1.5, most: int = 256) -> list[list[int]]:
+    """Row indices grouped by length, shortest first: a group holds at most `most` rows, and its
+    longest row is at most `ratio` times its shortest, so little of a padded group is padding."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+        group = groups[-1] if groups else None
+        if group and len(group) < most and lengths[i] <= ratio * max(1, lengths[group[0]]):
+            group.append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def plain_generation_config(model: Any) -> bool:

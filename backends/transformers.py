@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pedagogy.backends.base import ChatRequest, Completion
-from pedagogy.backends.decode import decode, plain_generation_config
+from pedagogy.backends.decode import decode, length_groups, plain_generation_config
 from pedagogy.errors import ConfigError, ModelLoadError
 
 __all__ = ["TransformersBackend", "load_model", "quiet_progress", "render_prompt"]
@@ -408,14 +408,29 @@ class TransformersBackend:
             row_limits = limits or [max_new_tokens] * len(texts)
             t0 = time.perf_counter()
             if plain_generation_config(model):  # each row stops at its own end
-                new_tokens = decode(
-                    model,
-                    enc["input_ids"],
-                    enc["attention_mask"],
-                    limits=[min(n, max_new_tokens) for n in row_limits],
-                    eos_token_id=tokenizer.eos_token_id,
-                    samplers={i: (t, g) for i, t, g in sampler.rows} if sampler else None,
-                )
+                # Rows of similar prompt length decode together: a batch mixing short
+                # attempts with long re-attempts (explanation + problem) would pad every
+                # short prompt to the longest one and attend over that padding at each step.
+                lengths = enc["attention_mask"].sum(dim=1).tolist()
+                drawn = {i: (t, g) for i, t, g in sampler.rows} if sampler else {}
+                new_tokens: list[list[int]] = [[] for _ in texts]
+                for group in length_groups(lengths):
+                    sub = tokenizer(
+                        [texts[i] for i in group],
+                        return_tensors="pt",
+                        padding=True,
+                        add_special_tokens=not templated,
+                    ).to(self.device)
+                    rows = decode(
+                        model,
+                        sub["input_ids"],
+                        sub["attention_mask"],
+                        limits=[min(row_limits[i], max_new_tokens) for i in group],
+                        eos_token_id=tokenizer.eos_token_id,
+                        samplers={j: drawn[i] for j, i in enumerate(group) if i in drawn},
+                    )
+                    for i, row in zip(group, rows):
+                        new_tokens[i] = row
             else:
                 kwargs: dict[str, Any] = {
                     "max_new_tokens": max_new_tokens,

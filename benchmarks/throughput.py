@@ -80,9 +80,12 @@ def training_ratio(steps: int = 150, examples: int = 2000, seed: int = 0) -> dic
     from pedagogy.training.sft import SFTJobConfig, run_sft
     from pedagogy.training.tiny import build_tiny_student
 
+    import torch
+
     _, solved = _default_pairs(examples, seed)
     pairs = [(p.prompt, s) for p, s in solved]
     out: dict[str, Any] = {"steps": steps, "examples": len(pairs)}
+    torch.set_num_threads(1)  # CPU-seconds then count work, not threads spinning
     with tempfile.TemporaryDirectory(prefix="pedagogy-train-") as tmp:
         base = build_tiny_student(Path(tmp) / "v0", seed=seed)
         out["padding_padded"] = _padding(pairs, AutoTokenizer.from_pretrained(base), 16, seed)
