@@ -75,12 +75,11 @@ def _padding(pairs: list[tuple[str, str]], tokenizer: Any, batch: int, seed: int
 
 def training_ratio(steps: int = 150, examples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Steps per CPU-second of the packed loop and of TRL on the default run's examples."""
+    import torch
     from transformers import AutoTokenizer
 
     from pedagogy.training.sft import SFTJobConfig, run_sft
     from pedagogy.training.tiny import build_tiny_student
-
-    import torch
 
     _, solved = _default_pairs(examples, seed)
     pairs = [(p.prompt, s) for p, s in solved]
