@@ -21,7 +21,8 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,20 @@ def training_ratio(steps: int = 150, examples: int = 2000, seed: int = 0) -> dic
     return out
 
 
+@contextmanager
+def _trained_student(solved: list[tuple[Any, str]], steps: int, seed: int) -> Iterator[Path]:
+    """A tiny student trained `steps` packed steps on (problem, solution) pairs, in a temporary
+    folder that lives while the block runs."""
+    from pedagogy.training.sft import SFTJobConfig, run_sft
+    from pedagogy.training.tiny import build_tiny_student
+
+    with tempfile.TemporaryDirectory(prefix="pedagogy-student-") as tmp:
+        base = build_tiny_student(Path(tmp) / "v0", seed=seed)
+        config = SFTJobConfig(max_steps=steps, packing=True, seed=seed)
+        run_sft(base, Path(tmp) / "v1", [(p.prompt, s) for p, s in solved], config)
+        yield Path(tmp) / "v1"
+
+
 def decode_ratio(prompts: int = 400, train_steps: int = 300, seed: int = 0) -> dict[str, Any]:
     """Tokens per CPU-second of the backend's decoding vs `generate`, on a trained tiny student."""
     import torch
@@ -113,18 +128,12 @@ def decode_ratio(prompts: int = 400, train_steps: int = 300, seed: int = 0) -> d
 
     from pedagogy.backends.decode import decode
     from pedagogy.backends.transformers import quiet_progress, render_prompt
-    from pedagogy.training.sft import SFTJobConfig, run_sft
-    from pedagogy.training.tiny import build_tiny_student
 
     _, solved = _default_pairs(4000 + prompts, seed)
-    train, held = solved[:-prompts], solved[-prompts:]
-    with tempfile.TemporaryDirectory(prefix="pedagogy-decode-") as tmp:
-        base = build_tiny_student(Path(tmp) / "v0", seed=seed)
-        config = SFTJobConfig(max_steps=train_steps, packing=True, seed=seed)
-        run_sft(base, Path(tmp) / "v1", [(p.prompt, s) for p, s in train], config)
-        with quiet_progress():
-            model = AutoModelForCausalLM.from_pretrained(Path(tmp) / "v1").eval()
-            tok = AutoTokenizer.from_pretrained(Path(tmp) / "v1")
+    held = solved[-prompts:]
+    with _trained_student(solved[:-prompts], train_steps, seed) as path, quiet_progress():
+        model = AutoModelForCausalLM.from_pretrained(path).eval()
+        tok = AutoTokenizer.from_pretrained(path)
     texts = [render_prompt(tok, [{"role": "user", "content": p.prompt}]) for p, _ in held]
     eos, limit = tok.eos_token_id, 64
     torch.set_num_threads(1)  # CPU-seconds then count work, not threads spinning
@@ -215,17 +224,12 @@ def loop_ratio(episodes: int = 400, train_steps: int = 300, seed: int = 0) -> di
     from pedagogy.backends.transformers import TransformersBackend, render_prompt
     from pedagogy.graphs.episode import Agents, build_episode_graph
     from pedagogy.graphs.replay_drive import invoke
-    from pedagogy.training.sft import SFTJobConfig, run_sft
-    from pedagogy.training.tiny import build_tiny_student
 
     domain, solved = _default_pairs(4000 + episodes, seed)
-    train, held = solved[:-episodes], solved[-episodes:]
-    with tempfile.TemporaryDirectory(prefix="pedagogy-loop-") as tmp:
-        base = build_tiny_student(Path(tmp) / "v0", seed=seed)
-        config = SFTJobConfig(max_steps=train_steps, packing=True, seed=seed)
-        run_sft(base, Path(tmp) / "v1", [(p.prompt, s) for p, s in train], config)
+    held = solved[-episodes:]
+    with _trained_student(solved[:-episodes], train_steps, seed) as path:
         # One thread for both sides: CPU-seconds then count work, not threads spinning.
-        backend = TransformersBackend(Path(tmp) / "v1", threads=1, max_batch_size=512)
+        backend = TransformersBackend(path, threads=1, max_batch_size=512)
     seen: list[tuple[str, int]] = []
     generate = backend.generate
 
