@@ -134,3 +134,24 @@ def test_builtin_trainer_conforms(kind, base, tmp_path):
     AutoModelForCausalLM.from_pretrained(out)
     assert AutoTokenizer.from_pretrained(out).padding_side == "left"
     assert not (out / ".trainer").exists()
+
+
+def test_trainers_import_trl_only_after_the_warm_up_finished(monkeypatch):
+    """A resumed run starts `warm_up` (TRL imported in a thread) and then trains at once: a
+    trainer that imported TRL beside that thread could see a half-initialised `trl`."""
+    from pathlib import Path
+
+    import pedagogy.training.trainers as T
+
+    class Warming:
+        joined = False
+
+        def join(self):
+            Warming.joined = True
+
+    monkeypatch.setattr(T, "_warm_thread", Warming())
+    assert T.trl_module().SFTTrainer is not None and Warming.joined
+    # Every trainer module gets TRL through trl_module, never by its own import.
+    for name in ("sft.py", "trajectory.py", "preference.py"):
+        text = (Path(T.__file__).parent / name).read_text()
+        assert "from trl import" not in text and "import trl" not in text, name

@@ -30,7 +30,14 @@ from typing import Any, NamedTuple
 
 from pedagogy.errors import ConfigError, TrainingError
 from pedagogy.training.sft import SFTJobConfig
-from pedagogy.training.trainers import Job, Progress, TrainResult, planned_steps, trainer_args
+from pedagogy.training.trainers import (
+    Job,
+    Progress,
+    TrainResult,
+    planned_steps,
+    trainer_args,
+    trl_module,
+)
 
 __all__ = [
     "DPO",
@@ -484,8 +491,10 @@ class DPO:
         # The reference is a frozen copy of the base (a LoRA job lets TRL copy the adapter).
         ref_model = None if config.lora else job.load(lora=False)[0]
 
+        trl = trl_module()  # after the warm-up, which imports datasets too
         import datasets
-        from trl import DPOConfig, DPOTrainer
+
+        DPOConfig, DPOTrainer = trl.DPOConfig, trl.DPOTrainer
 
         what = f"DPO of {str(job.base_path)!r} on {len(rows)} pairs"
         trainer = job.hf_trainer(

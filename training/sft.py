@@ -41,6 +41,7 @@ from pedagogy.training.trainers import (
     TrainResult,
     is_adapter_dir,
     trainer_args,
+    trl_module,
     warm_up,
 )
 
@@ -150,9 +151,7 @@ def _check_examples(examples: Sequence[tuple[str, str]]) -> list[dict[str, str]]
 
 
 def _sft_args(config: SFTJobConfig, out_path: Path, n_examples: int):
-    from trl import SFTConfig
-
-    return SFTConfig(
+    return trl_module().SFTConfig(
         **trainer_args(config, out_path, n_examples),
         completion_only_loss=True,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
@@ -164,8 +163,8 @@ def _what(job: Job, n: int) -> str:
 
 
 def _sft_trainer(job: Job, rows: list[dict[str, str]], callbacks: Sequence[Any] = ()):
+    SFTTrainer = trl_module().SFTTrainer  # after the warm-up, which imports datasets too
     import datasets
-    from trl import SFTTrainer
 
     model, tokenizer = job.load()
     return job.hf_trainer(

@@ -45,6 +45,7 @@ __all__ = [
     "planned_steps",
     "register_trainer",
     "trainer_args",
+    "trl_module",
     "warm_up",
 ]
 
@@ -227,6 +228,16 @@ def _await_warm_up() -> None:
     # ("cannot import name 'SFTTrainer'"): let the warm-up finish first.
     if _warm_thread is not None:
         _warm_thread.join()
+
+
+def trl_module() -> Any:
+    """`trl`, imported after the start-up warm-up (`warm_up`) has finished. A trainer must get
+    TRL through this: importing it while the warm-up thread is still importing it can see a
+    half-initialised `trl` ("cannot import name 'SFTTrainer'"), which failed resumed runs."""
+    _await_warm_up()
+    import trl
+
+    return trl
 
 
 def is_adapter_dir(path: str | Path) -> bool:

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 from pedagogy.errors import TrainingError
 from pedagogy.training.sft import SFTJobConfig
-from pedagogy.training.trainers import Job, Progress, TrainResult, trainer_args
+from pedagogy.training.trainers import Job, Progress, TrainResult, trainer_args, trl_module
 
 __all__ = [
     "Segment",
@@ -325,8 +325,10 @@ def _max_length(model: Any, config: SFTJobConfig) -> int:
 
 
 def _prepare(job: Job, items: Sequence[Any]):
+    trl = trl_module()  # after the warm-up, which imports datasets too
     import datasets
-    from trl import SFTConfig, SFTTrainer
+
+    SFTConfig, SFTTrainer = trl.SFTConfig, trl.SFTTrainer
 
     trajectories = _all_segments(items)  # bad items fail before the model loads
     model, tokenizer = job.load()
