@@ -402,25 +402,22 @@ class TransformersBackend:
             model, tokenizer = self._model, self._tokenizer
             version, name = self.version_id, self.model
             templated = bool(getattr(tokenizer, "chat_template", None))
-            enc = tokenizer(
-                texts, return_tensors="pt", padding=True, add_special_tokens=not templated
-            ).to(self.device)
+            # Tokenized once; each decoded group (or the one `generate` batch) is padded alone.
+            ids = tokenizer(texts, add_special_tokens=not templated)["input_ids"]
+
+            def padded(rows: list[list[int]]) -> Any:
+                return tokenizer.pad({"input_ids": rows}, return_tensors="pt").to(self.device)
+
             row_limits = limits or [max_new_tokens] * len(texts)
             t0 = time.perf_counter()
             if plain_generation_config(model):  # each row stops at its own end
                 # Rows of similar prompt length decode together: a batch mixing short
                 # attempts with long re-attempts (explanation + problem) would pad every
                 # short prompt to the longest one and attend over that padding at each step.
-                lengths = enc["attention_mask"].sum(dim=1).tolist()
                 drawn = {i: (t, g) for i, t, g in sampler.rows} if sampler else {}
                 new_tokens: list[list[int]] = [[] for _ in texts]
-                for group in length_groups(lengths):
-                    sub = tokenizer(
-                        [texts[i] for i in group],
-                        return_tensors="pt",
-                        padding=True,
-                        add_special_tokens=not templated,
-                    ).to(self.device)
+                for group in length_groups([len(row) for row in ids]):
+                    sub = padded([ids[i] for i in group])
                     rows = decode(
                         model,
                         sub["input_ids"],
@@ -440,13 +437,14 @@ class TransformersBackend:
                 }
                 if sampler is not None:
                     kwargs["logits_processor"] = [sampler]
+                enc = padded(ids)
                 with torch.inference_mode():
                     out = model.generate(**enc, **kwargs)
                 prompt_len = enc["input_ids"].shape[1]
                 new_tokens = [row[prompt_len:].tolist() for row in out]
             latency = time.perf_counter() - t0
             self.generate_calls += 1
-        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+        prompt_tokens = [len(row) for row in ids]
         rows = []
         for i, (row, n_prompt) in enumerate(zip(new_tokens, prompt_tokens)):
             new = row[: row_limits[i]]
