@@ -4,8 +4,7 @@ for one release; each one read here warns (DeprecationWarning) and names its new
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from pedagogy.moved import moved_names
 
 _NEW_HOME = {
     "pedagogy.benchmarks.agents": [
@@ -39,28 +38,4 @@ _RENAMED = {
     "_mean_metrics": ("pedagogy.benchmarks.trajectories", "mean_metrics"),
     "_mean_trajectories": ("pedagogy.benchmarks.trajectories", "mean_trajectories"),
 }
-_WHERE = {
-    **{name: (module, name) for module, names in _NEW_HOME.items() for name in names},
-    **_RENAMED,
-}
-
-__all__ = sorted(n for n in _WHERE if not n.startswith("_"))
-
-
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'pedagogy.bench_agents' has no attribute {name!r}")
-    module, new = where
-    import warnings
-
-    warnings.warn(
-        f"pedagogy.bench_agents.{name} is deprecated; use {module}.{new}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(import_module(module), new)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = moved_names("pedagogy.bench_agents", _NEW_HOME, _RENAMED)
