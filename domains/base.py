@@ -125,19 +125,100 @@ class Domain(Protocol):
         ...
 
 
+# -- optional capabilities ------------------------------------------------------------------------
+# A domain may offer more than the `Domain` protocol asks; each extra is a small protocol of its
+# own, so existing domains keep working and `isinstance(domain, VariesProblems)` says which a
+# domain has. Callers go through the helpers below, which give a neutral answer when it has not.
+
+
+@runtime_checkable
+class VariesProblems(Protocol):
+    """Writes targeted variants of a problem (failure-driven refinement): `problem_variants`."""
+
+    def variants(self, problem: Problem, rng: random.Random, n: int) -> list[Problem]:
+        """Up to n problems of the same skill, level and shape as `problem`, other values."""
+        ...
+
+
+@runtime_checkable
+class ReadsProblems(Protocol):
+    """Reads a problem a model wrote, with its own reference answer: `written_problem`."""
+
+    def parse_problem(self, text: str, like: Problem) -> Problem | None:
+        """`text` as a problem of `like`'s skill and level; None when it cannot read it."""
+        ...
+
+
+@runtime_checkable
+class TellsParameters(Protocol):
+    """Tells the generator parameters that made a problem: `problem_parameters`."""
+
+    def parameters(self, problem: Problem) -> dict[str, Any] | None:
+        """E.g. ``{"num_terms": 3, "num_digits": 1}``; None when it cannot tell."""
+        ...
+
+
+@runtime_checkable
+class SizesLevels(Protocol):
+    """Estimates how many distinct problems a level has: `level_size`."""
+
+    def level_capacity(self, skill: str, level: int) -> int | None:
+        """The number of distinct problems of the level; None: no repeats seen (large)."""
+        ...
+
+
+@runtime_checkable
+class NamesTools(Protocol):
+    """Names the tools an acting student uses on it by default: `domain_tools`."""
+
+    def tools(self) -> list[str]:
+        """Registered tool names, e.g. ``["retrieve"]``."""
+        ...
+
+
+@runtime_checkable
+class SuppliesToolOptions(Protocol):
+    """Supplies options of its tools (the world's corpus for `retrieve`): `domain_tool_options`."""
+
+    def tool_options(self) -> dict[str, dict[str, Any]]:
+        """Options per tool name, merged under the config's `agent.tool_options`."""
+        ...
+
+
+CAPABILITIES: dict[str, type] = {
+    "variants": VariesProblems,
+    "parse_problem": ReadsProblems,
+    "parameters": TellsParameters,
+    "level_capacity": SizesLevels,
+    "tools": NamesTools,
+    "tool_options": SuppliesToolOptions,
+}
+"""Each optional method of a domain, by name, and the protocol that describes it."""
+
+
+_METHOD_OF = {protocol: method for method, protocol in CAPABILITIES.items()}
+
+
+def offers(domain: Any, capability: type) -> bool:
+    """Whether `domain` has the method of `capability` (one of `CAPABILITIES`' protocols) and
+    it can be called (an attribute set to None does not count)."""
+    return isinstance(domain, capability) and callable(
+        getattr(domain, _METHOD_OF[capability], None)
+    )
+
+
 def problem_variants(domain: Domain, problem: Problem, rng: random.Random, n: int) -> list[Problem]:
     """Up to n targeted variants of `problem` (failure-driven refinement, Socratic-Zero): problems
     of the same skill, level and shape with other values, each with ``parent_id`` = the problem's
     id and ``source`` = "teacher-refined".
 
-    A domain offers them with an optional method ``variants(problem, rng, n) -> list[Problem]``
-    (not part of the `Domain` protocol, so existing domains keep working); a domain without it,
-    or one that cannot vary this problem, gives []. Variants equal to the problem are dropped.
+    A domain offers them with `VariesProblems` (``variants(problem, rng, n)``, not part of the
+    `Domain` protocol, so existing domains keep working); a domain without it, or one that
+    cannot vary this problem, gives []. Variants equal to the problem are dropped.
     """
-    make = getattr(domain, "variants", None)
-    if n < 1 or not callable(make):
+    if n < 1 or not offers(domain, VariesProblems):
         return []
-    out = [v for v in make(problem, rng, n) if v.prompt != problem.prompt]
+    out = [v for v in domain.variants(problem, rng, n) if v.prompt != problem.prompt]
     return [
         v
         if v.parent_id == problem.id and v.source == "teacher-refined"
@@ -150,34 +231,42 @@ def written_problem(domain: Domain, text: str, like: Problem) -> Problem | None:
     """The problem a model wrote as `text`, read by the domain as one of `like`'s skill and level,
     with the domain's own reference answer; None when the domain cannot read it.
 
-    A domain offers it with an optional method ``parse_problem(text, like) -> Problem | None``
-    (like ``variants``, not part of the `Domain` protocol). It is what lets a teacher's or a
-    generator's refinements be checked: the model's stated answer is never taken on its word.
+    A domain offers it with `ReadsProblems` (``parse_problem(text, like)``). It is what lets a
+    teacher's or a generator's refinements be checked: the model's stated answer is never taken
+    on its word.
     """
-    read = getattr(domain, "parse_problem", None)
-    return read(text, like) if callable(read) else None
+    return domain.parse_problem(text, like) if offers(domain, ReadsProblems) else None
 
 
 def reads_problems(domain: Domain) -> bool:
     """Whether the domain can read problems a model wrote (`written_problem`)."""
-    return callable(getattr(domain, "parse_problem", None))
+    return offers(domain, ReadsProblems)
 
 
 def problem_parameters(domain: Domain, problem: Problem) -> dict[str, Any] | None:
     """The generator parameters that made `problem` (e.g. ``{"num_terms": 3, "num_digits": 1}``),
     or None when the domain cannot tell.
 
-    A domain offers them with an optional method ``parameters(problem) -> dict | None`` (like
-    ``variants``, not part of the `Domain` protocol). They let an adaptive generator learn which
-    settings inside a level the student is ready for (`pedagogy.agents.adaptive`).
+    A domain offers them with `TellsParameters` (``parameters(problem)``). They let an adaptive
+    generator learn which settings inside a level the student is ready for
+    (`pedagogy.agents.adaptive`).
     """
-    read = getattr(domain, "parameters", None)
-    return read(problem) if callable(read) else None
+    return domain.parameters(problem) if offers(domain, TellsParameters) else None
 
 
 def has_parameters(domain: Domain) -> bool:
     """Whether the domain can tell a problem's generator parameters (`problem_parameters`)."""
-    return callable(getattr(domain, "parameters", None))
+    return offers(domain, TellsParameters)
+
+
+def domain_tools(domain: Any) -> list[str]:
+    """The tools the domain names for an acting student (`NamesTools`); [] when it names none."""
+    return list(domain.tools() or []) if offers(domain, NamesTools) else []
+
+
+def domain_tool_options(domain: Any) -> dict[str, dict[str, Any]]:
+    """The options the domain supplies per tool (`SuppliesToolOptions`); {} when none."""
+    return dict(domain.tool_options() or {}) if offers(domain, SuppliesToolOptions) else {}
 
 
 def level_size(
@@ -186,13 +275,12 @@ def level_size(
     """How many distinct problems (by prompt) a level has, when fewer than `at_least`; None when
     it has at least that many, or when it cannot tell (a level too large to exhaust).
 
-    The domain's optional ``level_capacity(skill, level)`` when it has one (an estimate, None
-    for "no repeats seen"); else counted by drawing (`level_problems`). Held-out sets are sized
+    The domain's `SizesLevels` estimate (``level_capacity(skill, level)``; None for "no repeats
+    seen") when it has one; else counted by drawing (`level_problems`). Held-out sets are sized
     by it, so that a small level keeps problems to practise on.
     """
-    capacity = getattr(domain, "level_capacity", None)
-    if callable(capacity):
-        size = capacity(skill, level)
+    if offers(domain, SizesLevels):
+        size = domain.level_capacity(skill, level)
         return None if size is None or size >= at_least else int(size)
     problems = level_problems(domain, skill, level, at_least=at_least, tries=tries)
     return None if problems is None else len(problems)

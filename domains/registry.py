@@ -1,7 +1,9 @@
 """Domains by name, so configs and the CLI can say ``domain: reasoning_gym``.
 
 Built-ins are registered here; users add their own with ``register_domain("mine", MyDomain)``.
-A factory is any callable taking keyword options and returning a Domain.
+A factory is any callable taking keyword options and returning a Domain. `DOMAINS` is the
+registry (`pedagogy.registry.Registry`): a config's `domain.name` is checked against it when it
+loads.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 from pedagogy.domains.base import Domain
-from pedagogy.errors import ConfigError, UnknownNameError
+from pedagogy.errors import ConfigError
+from pedagogy.registry import Registry
 
 __all__ = [
+    "DOMAINS",
     "DomainFactory",
     "build_domain",
     "domain_options_target",
@@ -47,15 +51,15 @@ def _code(**options: Any) -> Domain:
     return CodeDomain(**options)
 
 
-_REGISTRY: dict[str, DomainFactory] = {
-    "reasoning_gym": _reasoning_gym,
-    "jsonl": _jsonl,
-    "world": _world,
-    "code": _code,
-}
+DOMAINS: Registry[DomainFactory] = Registry(
+    "domain",
+    {"reasoning_gym": _reasoning_gym, "jsonl": _jsonl, "world": _world, "code": _code},
+    register_with="register_domain",
+)
+_REGISTRY = DOMAINS
+"""The former name of `DOMAINS` (the same object)."""
 
-
-_BUILT_IN = dict(_REGISTRY)
+_BUILT_IN = dict(DOMAINS)
 _OPTIONS_OF = {
     "reasoning_gym": "pedagogy.domains.reasoning_gym:ReasoningGymDomain",
     "jsonl": "pedagogy.domains.jsonl:JsonlDomain",
@@ -68,7 +72,7 @@ _OPTIONS_OF = {
 def domain_options_target(name: str) -> str | Callable[..., Any] | None:
     """What takes domain `name`'s options as keyword parameters ("module:attribute" or the
     registered factory), for checking a config's options when it loads; None: unknown name."""
-    factory = _REGISTRY.get(name)
+    factory = DOMAINS.get(name, None)
     if factory is not None and factory is _BUILT_IN.get(name):
         return _OPTIONS_OF[name]
     return factory
@@ -76,26 +80,16 @@ def domain_options_target(name: str) -> str | Callable[..., Any] | None:
 
 def register_domain(name: str, factory: DomainFactory, *, replace: bool = False) -> None:
     """Make ``build_domain(name, **options)`` call ``factory(**options)``."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"a domain name must be a non-empty string, got {name!r}")
-    if not callable(factory):
-        raise ConfigError(f"the factory for domain {name!r} must be callable, got {factory!r}")
-    if name in _REGISTRY and not replace:
-        raise ConfigError(
-            f"domain {name!r} is already registered; pick another name or pass replace=True"
-        )
-    _REGISTRY[name] = factory
+    DOMAINS.register(name, factory, replace=replace)
 
 
 def known_domains() -> list[str]:
-    return sorted(_REGISTRY)
+    return DOMAINS.names()
 
 
 def build_domain(name: str, **options: Any) -> Domain:
     """A domain by registered name, e.g. ``build_domain("jsonl", path="qa.jsonl")``."""
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        raise UnknownNameError("domain", name, list(_REGISTRY))
+    factory = DOMAINS.get(name)  # unknown: the valid names and how to register one
     try:
         domain = factory(**options)
     except TypeError as exc:

@@ -4,57 +4,55 @@ A graph factory takes the episode's agents and returns a compiled graph whose ru
 ``{"record": EpisodeRecord}`` (see `pedagogy.graphs.episode`). Users add theirs with
 ``register_graph("self_check", build_graph)`` in a plugin module; a config may also name a
 factory by import path, ``"mypackage.graphs:build_graph"``. A run records the name it ran with,
-so `pedagogy replay` runs the same graph, or says which one it needs.
+so `pedagogy replay` runs the same graph, or says which one it needs. `GRAPHS` is the registry
+(`pedagogy.registry.Registry`, kept in `pedagogy.graph_names`): a config's `episodes.graph` is
+checked against it when it loads (an import path when the run starts).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from typing import Any
 
 from pedagogy.errors import ConfigError
+from pedagogy.graph_names import GRAPHS, GraphFactory
 
-__all__ = ["GraphFactory", "graph_ref", "known_graphs", "register_graph", "resolve_graph"]
+__all__ = [
+    "GRAPHS",
+    "GraphFactory",
+    "graph_ref",
+    "known_graphs",
+    "register_graph",
+    "registered_graph",
+    "resolve_graph",
+]
 
-GraphFactory = Callable[[Any], Any]
-"""Agents -> a compiled LangGraph graph (``ainvoke(input) -> {"record": EpisodeRecord}``)."""
-
-_REGISTRY: dict[str, GraphFactory | str] = {
-    "episode": "pedagogy.graphs.episode:build_episode_graph",
-    "agent_episode": "pedagogy.graphs.agent_episode:build_agent_episode_graph",
-}
-"""Built-ins as import paths: naming one must not import LangGraph."""
+_REGISTRY = GRAPHS
+"""The former name of `GRAPHS` (the same object)."""
 
 _HOW = "pass --plugin MODULE (the module that calls register_graph) or install its package"
 
 
 def register_graph(name: str, factory: GraphFactory, *, replace: bool = False) -> None:
     """Make ``episodes.graph: <name>`` run episodes through ``factory(agents)``."""
-    if not isinstance(name, str) or not name or ":" in name:
+    if isinstance(name, str) and ":" in name:  # "module:function" is an import path
         raise ConfigError(f"a graph name must be a non-empty string without ':', got {name!r}")
-    if not callable(factory):
-        raise ConfigError(f"the factory for graph {name!r} must be callable, got {factory!r}")
-    if name in _REGISTRY and not replace:
-        raise ConfigError(
-            f"graph {name!r} is already registered; pick another name or pass replace=True"
-        )
-    _REGISTRY[name] = factory
+    GRAPHS.register(name, factory, replace=replace)
 
 
 def known_graphs() -> list[str]:
-    return sorted(_REGISTRY)
+    return GRAPHS.names()
 
 
 def registered_graph(name: str) -> GraphFactory | str | None:
     """What `name` is registered as (a factory, or a built-in's import path); None: unknown."""
-    return _REGISTRY.get(name)
+    return GRAPHS.get(name, None)
 
 
 def graph_ref(factory: GraphFactory) -> str:
     """How a run records `factory`: its registered name, else its import path "module:name"
     (which `resolve_graph` can import again unless it lives in a script or a function body)."""
-    for name, registered in _REGISTRY.items():
+    for name, registered in GRAPHS.items():
         if registered is factory or registered == _path(factory):
             return name
     return _path(factory)
@@ -69,7 +67,7 @@ def _path(factory: GraphFactory) -> str:
 def resolve_graph(ref: str) -> GraphFactory:
     """The factory `ref` names: a registered name or "module:function". Errors say what is
     missing and how to supply it."""
-    registered = _REGISTRY.get(ref)
+    registered = GRAPHS.get(ref, None)
     if registered is not None and not isinstance(registered, str):
         return registered
     path = registered if isinstance(registered, str) else ref

@@ -433,10 +433,15 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
     load_entry_points()
     load_plugins(config.plugins, source)  # before the options of their parts are checked
     from pedagogy.options import config_option_problems  # imports the kinds' modules
-    from pedagogy.part_names import config_name_problems
+    from pedagogy.part_names import config_name_problems, tool_serving_problems
 
-    # The names first: a part no registry knows has no options to check.
-    lines = config_name_problems(config) or config_option_problems(config)
+    # The names first: a part no registry knows has no options to check; then whether the
+    # domain, built from its options, can serve the tools.
+    lines = (
+        config_name_problems(config)
+        or config_option_problems(config)
+        or tool_serving_problems(config)
+    )
     problems = [f"{source}: {line}" for line in lines]
     if len(problems) == 1:
         raise ConfigError(problems[0])

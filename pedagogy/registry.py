@@ -1,8 +1,9 @@
-"""One registry type for every kind of named part: trainers, backends, samplers, intervention
-policies, explanation styles.
+"""One registry type for every kind of named part: domains, tools, episode graphs, backends,
+trainers, samplers, intervention policies, explanation styles.
 
 A `Registry` maps names to factories (or classes). It is a dict, so the module-level names that
-code and tests read (`BACKENDS`, `SAMPLERS`, ...) keep working, with three additions:
+code and tests read (`DOMAINS`, `TOOLS`, `GRAPHS`, `BACKENDS`, `SAMPLERS`, ...) keep working,
+with three additions:
 `register(name, factory, replace=False)` refuses a clash unless told to replace, `get(name)`
 without a default raises `UnknownNameError` listing the valid names and how to register one
 (with a default it is `dict.get`), and `names()` is the sorted names.

@@ -28,6 +28,7 @@ from pedagogy.domains import (
 )
 from pedagogy.domains import registry as domain_registry
 from pedagogy.errors import ConfigError, UnknownNameError
+from pedagogy.registry import Registry
 
 # -- a custom domain, as a user would write one ----------------------------------------------
 
@@ -428,8 +429,17 @@ def test_build_domain_by_name(tmp_path):
         build_domain("jsonl", file=path)
 
 
-def test_register_a_custom_domain(monkeypatch):
-    monkeypatch.setattr(domain_registry, "_REGISTRY", dict(domain_registry._REGISTRY))
+@pytest.fixture
+def restore_domains():
+    """The domain registry as it was before the test (a registration lasts for good)."""
+    before = dict(domain_registry.DOMAINS)
+    yield domain_registry.DOMAINS
+    domain_registry.DOMAINS.clear()
+    domain_registry.DOMAINS.update(before)
+
+
+def test_register_a_custom_domain(restore_domains):
+    assert isinstance(restore_domains, Registry) and domain_registry._REGISTRY is restore_domains
     register_domain("parity", ParityDomain)
     assert isinstance(build_domain("parity"), ParityDomain)
     with pytest.raises(ConfigError, match="already registered"):

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from pedagogy import parts, plugins
-from pedagogy.config import config_from_dict, load_config
+from pedagogy.config import RunConfig, config_from_dict, load_config
 from pedagogy.errors import ConfigError
 from pedagogy.graphs.registry import graph_ref, register_graph, resolve_graph
 
@@ -158,11 +158,23 @@ def test_a_part_registered_outside_a_plugin_is_recorded_by_its_importable_module
     assert parts.recorded_plugins(config) == []  # a script cannot be imported again
 
 
-def test_a_recorded_name_still_unknown_is_one_line_with_the_fix(isolated):
+def test_a_recorded_name_still_unknown_is_refused_with_the_fix(isolated):
     data = load_config(None).model_dump()
     data["domain"] = {"name": "nowhere_domain", "options": {}}
     data["episodes"]["graph"] = "nowhere_graph"
-    config = config_from_dict(data, "run r1")
+    # When the config loads: one line per name, with the valid ones and how to register one.
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data, "run r1")
+    header, domain, graph = str(err.value).splitlines()
+    assert header == "2 problems in run r1:"
+    assert domain.strip().startswith(
+        "run r1: domain.name: unknown domain 'nowhere_domain'; choose one of: code, jsonl, "
+        "reasoning_gym, world, or register one with register_domain(...) in a plugin module"
+    )
+    assert graph.strip().startswith("run r1: episodes.graph: unknown episode graph 'nowhere_gr")
+    assert "register_graph(...)" in graph and "'module:function'" in graph
+    # A config made without loading (from Python) is refused where a command needs its parts.
+    config = RunConfig.model_validate(data)
     with pytest.raises(ConfigError) as err:
         parts.require_parts(config, "run r1")
     message = str(err.value)
