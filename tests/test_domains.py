@@ -492,3 +492,68 @@ def test_domains_that_cannot_vary_a_problem_give_none(tmp_path):
     jsonl = DOMAINS["jsonl"](tmp_path)
     (q,) = jsonl.generate(random.Random(0), 1, *arms(jsonl)[0])
     assert problem_variants(jsonl, q, random.Random(0), 3) == []
+
+
+# -- optional capabilities: every registered domain keeps the contract of what it offers ----------
+
+REGISTERED_OPTIONS = {
+    "reasoning_gym": lambda tmp: {"skills": ["chain_sum"], "compact": True},
+    "jsonl": lambda tmp: {"path": write_jsonl(tmp / "qa.jsonl", JSONL_ROWS)},
+    "world": lambda tmp: {"seed": 0, "n_entities": 40},
+}
+"""Options a registered domain needs to be built here (none: it builds without)."""
+
+
+@pytest.mark.parametrize("name", known_domains())
+def test_a_registered_domain_keeps_the_contract_of_each_capability_it_offers(name, tmp_path):
+    from pedagogy.config import load_config
+    from pedagogy.domains import base
+    from pedagogy.part_names import tool_serving_problems
+    from pedagogy.tools.registry import build_tool, known_tools
+
+    options = REGISTERED_OPTIONS.get(name, lambda tmp: {})(tmp_path)
+    domain = build_domain(name, **options)
+    assert isinstance(domain, Domain)
+    for method, protocol in base.CAPABILITIES.items():
+        assert base.offers(domain, protocol) == callable(getattr(domain, method, None)), method
+    skill, level = arms(domain)[0]
+    (problem,) = domain.generate(random.Random(0), 1, skill, level)
+    if base.offers(domain, base.VariesProblems):
+        variants = base.problem_variants(domain, problem, random.Random(1), 2)
+        assert all(v.arm == problem.arm and v.parent_id == problem.id for v in variants)
+        assert all(v.prompt != problem.prompt for v in variants)
+    if base.offers(domain, base.ReadsProblems):
+        read = base.written_problem(domain, problem.prompt, problem)
+        assert read is not None and (read.arm, read.answer) == (problem.arm, problem.answer)
+        assert base.written_problem(domain, "not a problem at all", problem) is None
+    if base.offers(domain, base.TellsParameters):
+        parameters = base.problem_parameters(domain, problem)
+        assert parameters is None or json.loads(json.dumps(parameters)) == parameters
+    if base.offers(domain, base.SizesLevels):
+        size = domain.level_capacity(skill, level)
+        assert size is None or (isinstance(size, int) and size >= 1)
+    # The tools it names are registered, and it serves each: built with its options, and a config
+    # that asks for them by name loads.
+    tools, supplied = base.domain_tools(domain), base.domain_tool_options(domain)
+    assert set(tools) <= set(known_tools()) and set(supplied) <= set(tools)
+    for tool in tools:
+        build_tool(tool, **supplied.get(tool, {}))
+    config = load_config(None).with_overrides(
+        {"domain": {"name": name, "options": options}, "agent": {"enabled": True, "tools": tools}}
+    )
+    assert tool_serving_problems(config) == []
+
+
+def test_a_domain_without_the_optional_methods_offers_none_and_gets_neutral_answers():
+    from pedagogy.domains import base
+
+    domain = ParityDomain()
+    (problem,) = domain.generate(random.Random(0), 1, "parity", 0)
+    assert not any(base.offers(domain, p) for p in base.CAPABILITIES.values())
+    assert base.problem_variants(domain, problem, random.Random(0), 2) == []
+    assert base.written_problem(domain, problem.prompt, problem) is None
+    assert base.problem_parameters(domain, problem) is None and not base.has_parameters(domain)
+    assert base.domain_tools(domain) == [] and base.domain_tool_options(domain) == {}
+    domain.variants = None  # an attribute that cannot be called is no capability
+    assert not base.offers(domain, base.VariesProblems)
+    assert base.problem_variants(domain, problem, random.Random(0), 2) == []
