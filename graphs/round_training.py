@@ -228,7 +228,7 @@ def _job_config(session: Session, trainer: Any, shape: str, round_: int, student
     )
     if shape == "trajectories":
         # The model's own context length bounds the rows; longer ones are truncated and counted.
-        common["max_length"] = 1 << 16
+        common.update(max_length=1 << 16, packing=cfg.packing)
     elif shape == "examples":
         common.update(max_length=_context_of(student_path), packing=cfg.packing)
     cls = getattr(trainer, "config_class", None)

@@ -303,8 +303,9 @@ class TrainingConfig(_Strict):
     max_examples: int | None = Field(5000, ge=1)
     """Cap on examples per job (newest first, the rest sampled from earlier data)."""
     packing: bool = True
-    """sft: train in a plain torch loop on packed batches (each step's examples laid end to end,
-    no padding, no TRL); false: TRL's SFTTrainer on padded batches. Same loss and optimiser."""
+    """sft and trajectory SFT: train in a plain torch loop on packed batches (each step's
+    examples laid end to end, no padding, no TRL); false: TRL's SFTTrainer on padded batches.
+    Same loss and optimiser."""
 
 
 class BudgetConfig(_Strict):

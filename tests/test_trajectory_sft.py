@@ -251,6 +251,80 @@ def test_trl_keeps_the_labels_and_a_few_steps_train_reproducibly(base, tok, tmp_
     assert all((after[k] == again[k]).all() for k in after)  # same seed, same steps: same model
 
 
+def test_packed_trajectories_have_the_loss_and_gradients_of_the_padded_batch(base, tok):
+    """Labels given per token (prompt and observations -100) pack like prompt lengths do: the
+    packed batch's loss and gradients are the padded batch's, as TRL computes it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from pedagogy.training.packed import pack
+
+    model = AutoModelForCausalLM.from_pretrained(base)
+    rows = trajectory_rows(tok, [_addition(a, 3 * a + 1) for a in range(9)], 256).rows
+    examples = [(row["input_ids"], row["labels"]) for row in rows]
+    packed = pack(examples, capacity=80, pad_id=tok.pad_token_id)
+    assert packed.input_ids.shape[0] < len(examples)  # several trajectories share a row
+
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), tok.pad_token_id)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), -100)
+    for r, (seq, lab) in enumerate(examples):
+        ids[r, : len(seq)], mask[r, : len(seq)] = torch.tensor(seq), 1
+        labels[r, : len(seq)] = torch.tensor(lab)
+
+    def loss_and_grads(**batch):
+        model.zero_grad()
+        loss = model(**batch, use_cache=False).loss
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    padded_loss, padded_grads = loss_and_grads(input_ids=ids, attention_mask=mask, labels=labels)
+    packed_loss, packed_grads = loss_and_grads(
+        input_ids=packed.input_ids, position_ids=packed.position_ids, labels=packed.labels
+    )
+    assert packed_loss == pytest.approx(padded_loss, rel=1e-5)
+    for a, b in zip(padded_grads, packed_grads):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_an_example_whose_first_token_is_labelled_never_learns_it_from_its_neighbour(tok):
+    """Nothing inside an example predicts its first token, so packing never trains it (a padded
+    row of its own would not either), whatever its label says."""
+    from pedagogy.training.packed import pack
+
+    examples = [([5, 6, 7], [5, 6, 7]), ([8, 9], 0), ([10, 11, 12], [-100, 11, 12])]
+    packed = pack(examples, capacity=16, pad_id=0)
+    assert packed.input_ids.shape[0] == 1
+    trained = packed.labels[0][packed.labels[0] != -100].tolist()
+    assert sorted(trained) == [6, 7, 9, 11, 12]
+
+
+def test_packed_trajectory_job_trains_reproducibly_without_trl(base, tmp_path, monkeypatch):
+    from pedagogy.training import trajectory
+    from pedagogy.training.sft import SFTJobConfig
+    from pedagogy.training.trajectory import run_trajectory_sft
+
+    def no_trl(*_args, **_kwargs):
+        raise AssertionError("the packed path must not build TRL's trainer")
+
+    monkeypatch.setattr(trajectory, "_prepare", no_trl)
+    items = [_addition(a, b) for a in range(5) for b in range(5)]
+    config = SFTJobConfig(
+        max_steps=3, batch_size=8, logging_steps=1, threads=1, seed=3, packing=True
+    )
+    rows = []
+    a = run_trajectory_sft(base, tmp_path / "a", items, config, progress=rows.append)
+    b = run_trajectory_sft(base, tmp_path / "b", items, config)
+    assert a.steps == 3 and a.kind == "trajectory_sft" and a.n_examples == 25
+    assert a.metrics["trajectories"] == 25 and a.metrics["truncated"] == 0
+    assert 0.0 <= a.metrics["padding"] < 0.3
+    assert rows == a.log_history and len(rows) == 3 and math.isfinite(a.train_loss)
+    before, after, again = _weights(base), _weights(a.out_path), _weights(b.out_path)
+    assert all(not (before[k] == after[k]).all() for k in before)
+    assert all((after[k] == again[k]).all() for k in after)  # same seed, same steps: same model
+
+
 def test_trl_sft_trains_on_chat_records_with_tool_calls(base, tmp_path):
     """TRL's own path for a run's export: `Dataset.from_list` of messages with tool calls, a
     chat template that renders text actions (the tiny tokenizer has none) with `{% generation %}`

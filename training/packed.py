@@ -17,14 +17,29 @@ The order of examples is drawn from `seed` alone, so a job is reproducible step 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pedagogy.errors import TrainingError
 from pedagogy.training.trainers import Job, Progress, TrainResult, planned_steps
 
-__all__ = ["PackedBatch", "encode_pairs", "pack", "run_packed_sft", "train_packed"]
+__all__ = [
+    "Encode",
+    "PackedBatch",
+    "encode_pairs",
+    "pack",
+    "run_packed_sft",
+    "train_packed",
+    "train_packed_with",
+]
+
+Example = tuple[list[int], "int | list[int]"]
+"""One example to pack: its token ids, and either how many of them are prompt (the rest is
+trained on) or one label per id (-100 where the loss does not look)."""
+
+Encode = Callable[[Any, Any, int], tuple[list[Example], dict[str, float]]]
+"""(model, tokenizer, max_length) -> the job's examples and what encoding them measured."""
 
 
 def encode_pairs(
@@ -72,12 +87,14 @@ class PackedBatch:
 
 
 def pack(
-    examples: Sequence[tuple[list[int], int]], capacity: int, pad_id: int, device: Any = None
+    examples: Sequence[Example], capacity: int, pad_id: int, device: Any = None
 ) -> PackedBatch:
     """Lay `examples` into as few rows of at most `capacity` tokens as they fill, balanced so
     the rows end near the same length (longest first, each into the emptiest row it fits; an
-    example longer than `capacity` gets a row of its own). Prompt tokens are not trained on;
-    the few padding tokens at a row's end form a sequence of their own, trained on by nothing."""
+    example longer than `capacity` gets a row of its own). Prompt tokens (or those labelled
+    -100) are not trained on, nor is an example's first token, which nothing inside the
+    example predicts (as in a padded row of its own); the few padding tokens at a row's end
+    form a sequence of their own, trained on by nothing."""
     import torch
 
     total = sum(len(ids) for ids, _ in examples)
@@ -102,11 +119,15 @@ def pack(
     for r, row in enumerate(rows):
         at = 0
         for i in row:
-            seq, n_prompt = examples[i]
+            seq, trained = examples[i]
             end = at + len(seq)
             ids[r, at:end] = torch.tensor(seq)
             pos[r, at:end] = torch.arange(len(seq))
-            labels[r, at + n_prompt : end] = ids[r, at + n_prompt : end]
+            if isinstance(trained, int):
+                labels[r, at + trained : end] = ids[r, at + trained : end]
+            else:
+                labels[r, at:end] = torch.tensor(trained)
+            labels[r, at] = -100
             at, tokens = end, tokens + len(seq)
         pos[r, at:] = torch.arange(width - at)  # the padding: one sequence of its own
     if device is not None:
@@ -126,6 +147,17 @@ def train_packed(
     job: Job, pairs: Sequence[tuple[str, str]], *, context: int | None = None
 ) -> TrainResult:
     """Run `job` (loaded, trained, saved) on (prompt, completion) pairs in packed batches."""
+
+    def encode(model: Any, tokenizer: Any, max_length: int):
+        encoded, truncated = encode_pairs(tokenizer, pairs, max_length)
+        return encoded, {"truncated": float(truncated)}
+
+    return train_packed_with(job, encode, context=context)
+
+
+def train_packed_with(job: Job, encode: Encode, *, context: int | None = None) -> TrainResult:
+    """Run `job` (loaded, trained, saved) on the examples `encode` makes of its model and
+    tokenizer, in packed batches; `encode`'s measures join the result's metrics."""
     import torch
 
     config = job.config
@@ -133,7 +165,9 @@ def train_packed(
     device = job.device
     model.to(device)
     capacity = context or int(getattr(model.config, "max_position_embeddings", 0) or 256)
-    encoded, truncated = encode_pairs(tokenizer, pairs, min(config.max_length, capacity))
+    encoded, measured = encode(model, tokenizer, min(config.max_length, capacity))
+    if not encoded:
+        raise TrainingError(f"fine-tuning {str(job.base_path)!r}: no example to train on")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     steps = planned_steps(config, len(encoded))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -215,10 +249,7 @@ def train_packed(
         n_examples=len(encoded),
         log_history=history,
         stopped_by_time=stopped,
-        metrics={
-            "padding": 1.0 - tokens / cells if cells else 0.0,
-            "truncated": float(truncated),
-        },
+        metrics={**measured, "padding": 1.0 - tokens / cells if cells else 0.0},
     )
 
 

@@ -24,9 +24,12 @@ the prompt trained, 0/50 with it masked.)
 Tokenised segment by segment: the tokenizer's leading specials (BOS for the tiny student), then
 each segment's ids without specials, labels -100 where a segment is not trainable. A sequence
 longer than the model's positions (or the job's `max_length`) keeps its start; how many were
-cut is warned about and returned in `TrainResult.metrics`. Training is TRL's SFTTrainer on the
-pre-tokenized `input_ids`/`labels` rows (TRL uses given labels as they are), so it shares SFT's
-loop, time budget and seeding: a step-bounded job with the same seed trains the same model.
+cut is warned about and returned in `TrainResult.metrics`. With `packing` (the run's
+`training.packing`, on by default) the rows train in the plain torch loop on packed batches
+(`pedagogy.training.packed`: each step's trajectories laid end to end, no padding, no TRL
+setup); without it, TRL's SFTTrainer on the pre-tokenized `input_ids`/`labels` rows (TRL uses
+given labels as they are). Both compute the mean loss over the same labelled tokens with the same
+optimiser, time budget and seeding: a step-bounded job with the same seed trains the same model.
 
 Chat records in OpenAI shape (assistant `tool_calls`, `tool` messages; what a run's export
 writes) become segments with `segments_from_messages`, through the same renderer.
@@ -347,6 +350,21 @@ def _prepare(job: Job, items: Sequence[Any]):
     return trainer, prepared.metrics
 
 
+def _train_packed(job: Job, items: Sequence[Any]) -> TrainResult:
+    """The job in the plain torch loop on packed batches (training.packed): the same rows,
+    labels and loss as TRL's padded batches, without the padding or TRL's setup."""
+    from pedagogy.training.packed import train_packed_with
+
+    trajectories = _all_segments(items)  # bad items fail before the model loads
+
+    def encode(model: Any, tokenizer: Any, max_length: int):
+        prepared = trajectory_rows(tokenizer, trajectories, max_length)
+        examples = [(row["input_ids"], row["labels"]) for row in prepared.rows]
+        return examples, prepared.metrics
+
+    return train_packed_with(job, encode)
+
+
 def build_trajectory_trainer(
     base_path: str | Path,
     items: Sequence[Any],
@@ -379,6 +397,8 @@ class TrajectorySFT:
         progress: Progress | None = None,
     ) -> TrainResult:
         job = Job(self.kind, base_path, output_dir, config or SFTJobConfig(), progress)
+        if job.config.packing:
+            return _train_packed(job, items)
         trainer, metrics = _prepare(job, items)
         return job.run_hf(
             trainer,
