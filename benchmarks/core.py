@@ -2,20 +2,27 @@
 run's record, aggregation over seeds and the bar plot.
 
 Each (arm, seed) is one ordinary run (`runner.run_loop`) in one SQLite file under `--out`; after
-each run its numbers are written to `bench.json` (atomically), so a crash loses at most the run
+each run its numbers are written to `bench.json` (atomically), so a crash loses at most the runs
 in progress and a rerun with the same `--out` skips the runs already done. Runs under one
 `--out` must share their settings (seeds and arms may grow) and each arm its overrides.
+
+Runs go `jobs` at a time, each in a process of its own pinned to its share of the cores (one
+core each on a 2-core machine: a tiny student computes more per CPU-second on one thread than
+on two), all writing to the same SQLite file (WAL). A run's numbers do not depend on how many
+ran beside it: jobs are bounded by steps, and every run has its own seeds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +78,9 @@ class Bench:
     )
     baseline: str = ""
     """The arm every other arm is paired with, seed by seed."""
+    jobs: int | None = 1
+    """Runs at a time, each in its own process on its share of the cores; None: one per usable
+    core (at most the runs left); 1: one after another in this process."""
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -159,22 +169,105 @@ class Bench:
                 f"bench: {skipped} of {len(configs)} runs already done in {self.json_path}; skipping them"
             )
         t0 = time.perf_counter()
-        for i, (arm, seed) in enumerate(todo, 1):
-            self.log(f"[{i}/{len(todo)}] {arm} seed {seed}: running")
-            record = asyncio.run(self.run_record(arm, seed, configs[arm, seed]))
-            data["runs"] = [r for r in data["runs"] if (r["arm"], r["seed"]) != (arm, seed)] + [
-                record
-            ]
+        finished = 0
+
+        def record_done(record: dict[str, Any]) -> None:
+            nonlocal finished
+            finished += 1
+            key = (record["arm"], record["seed"])
+            data["runs"] = [r for r in data["runs"] if (r["arm"], r["seed"]) != key] + [record]
             self.save(data)
             self.log(
-                f"[{i}/{len(todo)}] {self.format_record(record)} · total {time.perf_counter() - t0:.0f} s"
+                f"[{finished}/{len(todo)}] {self.format_record(record)} · total "
+                f"{time.perf_counter() - t0:.0f} s"
             )
+
+        jobs = self.parallel_jobs(len(todo))
+        if jobs <= 1:
+            for i, (arm, seed) in enumerate(todo, 1):
+                self.log(f"[{i}/{len(todo)}] {arm} seed {seed}: running")
+                record_done(asyncio.run(self.run_record(arm, seed, configs[arm, seed])))
+        else:
+            self._run_parallel(todo, configs, jobs, record_done)
         self.save(data)
         mine = [r for r in data["runs"] if (r["arm"], r["seed"]) in configs]
         data["summary"] = self.summarise(mine, self.arms)
         data["failed"] = [r for r in mine if r["status"] != "completed"]
         self.plot(data["summary"])
         return data
+
+    def parallel_jobs(self, runs: int) -> int:
+        """How many runs go at once: `jobs`, or one per usable core; never more than `runs`."""
+        if self.jobs is not None and self.jobs < 1:
+            raise ConfigError(f"jobs must be at least 1, got {self.jobs}")
+        return max(1, min(runs, self.jobs or len(_cores())))
+
+    def _run_parallel(
+        self,
+        todo: Sequence[tuple[str, int]],
+        configs: dict[tuple[str, int], RunConfig],
+        jobs: int,
+        record_done: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """The runs `jobs` at a time in worker processes (spawned: no torch state inherited),
+        each pinned to its share of the cores; records come back as runs finish."""
+        cores = _cores()
+        shares = [cores[i::jobs] or cores for i in range(jobs)]
+        worker = replace(self, log=_log_to_stderr)  # picklable: no lambda
+        context = multiprocessing.get_context("spawn")
+        claimed = context.Value("i", 0)
+        with ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_pin_worker, initargs=(shares, claimed)
+        ) as pool:
+            running: dict[Future, tuple[str, int]] = {}
+            queue = list(todo)
+            while queue or running:
+                while queue and len(running) < jobs:
+                    arm, seed = queue.pop(0)
+                    self.log(f"[{len(todo) - len(queue)}/{len(todo)}] {arm} seed {seed}: running")
+                    running[pool.submit(_run_record, worker, arm, seed, configs[arm, seed])] = (
+                        arm,
+                        seed,
+                    )
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    arm, seed = running.pop(future)
+                    try:
+                        record = future.result()
+                    except ConfigError:
+                        raise
+                    except Exception as err:  # a dead worker fails its run, not the bench
+                        record = {
+                            "arm": arm,
+                            "seed": seed,
+                            "status": "failed",
+                            "error": f"{type(err).__name__}: {err}",
+                            "seconds": 0.0,
+                        }
+                    record_done(record)
+
+
+def _cores() -> list[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _log_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _pin_worker(shares: list[list[int]], claimed: Any) -> None:
+    """Pin this worker, before it imports torch, to the next unclaimed share of the cores."""
+    with claimed.get_lock():
+        share = shares[claimed.value % len(shares)]
+        claimed.value += 1
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, share)
+
+
+def _run_record(bench: Bench, arm: str, seed: int, config: RunConfig) -> dict[str, Any]:
+    return asyncio.run(bench.run_record(arm, seed, config))
 
 
 def as_json(value: Any) -> Any:

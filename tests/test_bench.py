@@ -505,3 +505,29 @@ def test_default_arms_and_arms_run_only_by_name():
     assert B.ARMS["pedagogy+adapt"] == {**B.PEDAGOGY, "generator.adapt": True}
     config = B.arm_config("kd+adapt", 0, B.BenchSettings(), Path("x"))
     assert config.generator.adapt and config.curriculum.sampler == "uniform"
+
+
+@pytest.mark.slow
+def test_runs_in_parallel_processes_give_the_numbers_of_runs_one_after_another(tmp_path):
+    """Two worker processes, each pinned to its share of the cores, writing to one SQLite file:
+    every run's numbers are those of the same run done alone (jobs bounded by steps alone)."""
+    from dataclasses import replace
+
+    settings = replace(B.BenchSettings.quick_settings(), train_seconds=600.0)
+    lines: list[str] = []
+    alone = B.LearningBench(tmp_path / "one", settings, ["standard_kd"], [0, 1]).run()
+    both = B.LearningBench(
+        tmp_path / "two", settings, ["standard_kd"], [0, 1], log=lines.append, jobs=2
+    ).run()
+
+    def numbers(data):
+        keep = ("status", "heldout_final", "explained", "episodes", "teacher_tokens", "promoted")
+        return {(r["arm"], r["seed"]): {k: r[k] for k in keep} for r in data["runs"]}
+
+    assert numbers(both) == numbers(alone)
+    assert all(r["status"] == "completed" for r in both["runs"])
+    assert sum("running" in line for line in lines) == 2
+    assert (
+        sum(line.startswith(("[1/2] standard_kd seed", "[2/2] standard_kd seed")) for line in lines)
+        == 4
+    )
