@@ -10,25 +10,68 @@ executes tools through a `ToolRunner`: live, or recorded for replay (observation
 store, nothing executed). `DemonstrationBackend` is the scripted teacher that acts: it replays a
 domain's `demonstrate(problem)` or, for arithmetic, one calculator call per operation (or one for
 the whole expression), so a demonstration is a real trajectory with real tool executions.
+
+Actions live in `pedagogy.agents.actions`, the demonstrating teacher in
+`pedagogy.agents.demonstrations`; their names stay importable from here.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pedagogy.agents.actions import (
+    Action,
+    action_from_dict,
+    action_of,
+    first_thought,
+    ftp_from,
+    parse_action,
+    render_action,
+    string_parameter,
+)
+from pedagogy.agents.demonstrations import (
+    DEMOS,
+    DemonstrationBackend,
+    arithmetic_demonstration,
+    expression_of,
+)
 from pedagogy.agents.roles import make_turn
 from pedagogy.backends.base import Backend, ChatRequest, Completion, openai_tool_calls
-from pedagogy.domains.arithmetic import ExpressionError, evaluate, solve_steps
-from pedagogy.domains.base import Domain, Problem
-from pedagogy.errors import BackendError, ConfigError
+from pedagogy.domains.base import Problem
+from pedagogy.errors import ConfigError
 from pedagogy.memory.records import ToolCallRecord, Trajectory, TrajectoryStep, TurnRecord
 from pedagogy.tools.base import Observation, Tool, ToolCall, run_tool_call, tool_spec
+
+__all__ = [
+    "ACT_INSTRUCTIONS",
+    "DEMOS",
+    "STOP",
+    "TEXT_BACKENDS",
+    "Action",
+    "Actor",
+    "DemonstrationBackend",
+    "LiveToolRunner",
+    "RecordedToolRunner",
+    "SpecTool",
+    "Step",
+    "ToolRunner",
+    "action_from_dict",
+    "action_of",
+    "arithmetic_demonstration",
+    "expression_of",
+    "first_thought",
+    "ftp_from",
+    "parse_action",
+    "render_action",
+    "string_parameter",
+    "tools_from_specs",
+    "trajectory",
+]
 
 ACT_INSTRUCTIONS = (
     "Solve the problem step by step with the tools. Each reply is one step: optional thought "
@@ -41,223 +84,6 @@ STOP = ["\nO:"]
 """A text model stops after its action line instead of inventing the observation."""
 TEXT_BACKENDS = frozenset({"transformers", "scripted", "replay"})
 """Backends that continue a trailing assistant message (a first-thought prefix) as text."""
-DEMOS = ("per_step", "whole")
-
-_CALL = re.compile(r"C:\s*([A-Za-z_][\w.\-]*)\s*(.*)$")
-
-
-# --- actions -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Action:
-    """One parsed step."""
-
-    kind: str
-    """call | answer | invalid"""
-    text: str = ""
-    """The step as a text action: everything up to and including the action line."""
-    thought: str = ""
-    """The lines before the action line (for a native call: the model's content)."""
-    tool: str | None = None
-    arguments: dict[str, Any] = field(default_factory=dict)
-    answer: str | None = None
-    error: str | None = None
-    """Why the step is invalid."""
-    call_id: str = ""
-    native: bool = False
-    """A tools-API call rather than a text action."""
-
-    @property
-    def call(self) -> ToolCall:
-        return ToolCall(name=self.tool or "", arguments=dict(self.arguments), id=self.call_id)
-
-
-def _schema(tool: Any) -> dict[str, Any]:
-    """A tool's argument schema, from a Tool, a `tool_spec` entry or a bare schema."""
-    if hasattr(tool, "parameters"):
-        return tool.parameters or {}
-    if isinstance(tool, Mapping):
-        if "function" in tool:
-            return (tool["function"] or {}).get("parameters") or {}
-        return dict(tool)
-    return {}
-
-
-def string_parameter(tool: Any) -> str | None:
-    """The name of the tool's only required parameter when it is a string, else None: such a
-    tool is called in the compact form `C:<tool>(<raw>)`."""
-    schema = _schema(tool)
-    required = schema.get("required") or []
-    if len(required) != 1:
-        return None
-    prop = (schema.get("properties") or {}).get(required[0]) or {}
-    types = [prop.get("type")] + [
-        p.get("type") for p in prop.get("anyOf", []) if isinstance(p, dict)
-    ]
-    return required[0] if "string" in types else None
-
-
-def parse_action(
-    text: str,
-    tools: Mapping[str, Any] | None = None,
-    *,
-    call_id: str = "",
-    multiline_answer: bool = False,
-) -> Action:
-    """The first action line of `text` and the lines before it; `Action("invalid")` if none.
-
-    `multiline_answer`: an answer runs from `A:` to the end of the text (a function's code);
-    otherwise it is the rest of its line (a tiny model's noise after it is no part of it).
-
-    `tools` (name -> Tool, `tool_spec` entry or schema) maps a compact call's raw text onto the
-    tool's string parameter; a tool not among them is still a call (its runner answers
-    "unknown tool"), with the raw text as `{"_raw": raw}`.
-    """
-    lines = (text or "").splitlines()
-    for i, line in enumerate(lines):
-        s = line.strip()
-        if not s.startswith(("A:", "C:")):
-            continue
-        step = "\n".join(lines[: i + 1]).strip("\n")
-        thought = "\n".join(lines[:i]).strip("\n")
-        if s.startswith("A:"):
-            answer = s[2:].strip()
-            if multiline_answer:
-                step = "\n".join(lines).strip("\n")
-                answer = "\n".join([answer, *lines[i + 1 :]]).strip("\n").rstrip()
-            if not answer:
-                return Action("invalid", step, thought, error="empty answer after 'A:'")
-            return Action("answer", step, thought, answer=answer)
-        m = _CALL.match(s)
-        if m is None:
-            return Action("invalid", step, thought, error="no tool name after 'C:'")
-        name, rest = m.group(1), m.group(2).strip()
-        if rest.startswith("("):
-            if not rest.endswith(")"):
-                return Action("invalid", step, thought, error=f"unclosed '(' in the call of {name}")
-            raw = rest[1:-1]
-            tool = (tools or {}).get(name)
-            if tool is None:
-                arguments = {"_raw": raw}
-            else:
-                param = string_parameter(tool)
-                if param is None:
-                    return Action(
-                        "invalid",
-                        step,
-                        thought,
-                        error=f"{name} takes JSON arguments: C:{name} {{...}}",
-                    )
-                arguments = {param: raw}
-        elif rest.startswith("{"):
-            try:
-                arguments = json.loads(rest)
-            except ValueError:
-                arguments = None
-            if not isinstance(arguments, dict):
-                return Action(
-                    "invalid", step, thought, error=f"the arguments of {name} are no JSON object"
-                )
-        elif not rest:
-            arguments = {}
-        else:
-            return Action("invalid", step, thought, error=f"expected ( or {{ after C:{name}")
-        return Action("call", step, thought, tool=name, arguments=arguments, call_id=call_id)
-    return Action("invalid", (text or "").strip("\n"), error="no action line (C: or A:)")
-
-
-def render_action(action: Action, tools: Mapping[str, Any] | None = None) -> str:
-    """The step as text: thought lines, then the action line (compact when the tool has exactly
-    one required string parameter and that is the only argument, on one line)."""
-    if action.kind == "answer":
-        line = f"A:{action.answer}"
-    elif action.kind == "call":
-        line = f"C:{action.tool} {json.dumps(action.arguments, ensure_ascii=False)}"
-        tool = (tools or {}).get(action.tool or "")
-        param = string_parameter(tool) if tool is not None else None
-        value = action.arguments.get(param) if param else None
-        if set(action.arguments) == {param} and isinstance(value, str) and "\n" not in value:
-            line = f"C:{action.tool}({value})"
-        elif set(action.arguments) == {"_raw"} and isinstance(action.arguments["_raw"], str):
-            line = f"C:{action.tool}({action.arguments['_raw']})"
-    else:
-        return action.text
-    thought = action.thought.strip("\n")
-    return f"{thought}\n{line}" if thought else line
-
-
-def action_of(
-    completion: Completion,
-    tools: Mapping[str, Any] | None = None,
-    *,
-    call_id: str = "",
-    multiline_answer: bool = False,
-) -> Action:
-    """A completion's action: its first native tool call, else the text action in its text."""
-    if completion.tool_calls:
-        call = completion.tool_calls[0]
-        thought = "\n".join(
-            ln if ln.startswith("T:") else f"T:{ln}"
-            for ln in (completion.text or "").strip().splitlines()
-            if ln.strip()
-        )
-        action = Action(
-            "call",
-            "",
-            thought,
-            tool=call.name,
-            arguments=dict(call.arguments),
-            call_id=call.id or call_id,
-            native=True,
-        )
-        action.text = render_action(action, tools)
-        return action
-    return parse_action(completion.text, tools, call_id=call_id, multiline_answer=multiline_answer)
-
-
-def action_from_dict(step: Mapping[str, Any], call_id: str = "") -> Action:
-    """A demonstration step `{"thought"?, "tool", "arguments"}` / `{"thought"?, "answer"}`."""
-    thought = str(step.get("thought") or "").strip()
-    if thought and not thought.startswith("T:"):
-        thought = f"T:{thought}"
-    if "answer" in step:
-        return Action("answer", thought=thought, answer=str(step["answer"]))
-    if "tool" not in step:
-        raise ConfigError(
-            f"demonstration step {dict(step)!r} has neither 'tool' (with 'arguments') nor 'answer'"
-        )
-    return Action(
-        "call",
-        thought=thought,
-        tool=str(step["tool"]),
-        arguments=dict(step.get("arguments") or {}),
-        call_id=call_id,
-    )
-
-
-def first_thought(solution: str | None) -> str | None:
-    """The first thought of a worked solution as a `T:` line: its first line that is no answer,
-    without its tag, up to the first `;` (`S:4-1=3;3-7=-4` -> `T:4-1=3`)."""
-    for line in (solution or "").splitlines():
-        s = line.strip()
-        if not s or s.startswith(("A:", "Answer:")):
-            continue
-        tag = re.match(r"^[A-Z]:\s*", s)
-        body = s[tag.end() :] if tag else s
-        body = body.split(";")[0].strip()
-        return f"T:{body}" if body else None
-    return None
-
-
-def ftp_from(domain: Domain) -> Callable[[Problem], str | None]:
-    """First-thought prefixes from the domain's worked solutions (`Actor.ftp`)."""
-
-    def ftp(problem: Problem) -> str | None:
-        return first_thought(domain.solve(problem))
-
-    return ftp
-
 
 # --- tool runners --------------------------------------------------------------------------------
 
@@ -684,114 +510,3 @@ def tools_from_specs(specs: Sequence[Mapping[str, Any]] | None) -> dict[str, Too
     """Stand-ins for the tools of a stored request (`ChatRequest.tools`)."""
     tools = [SpecTool(s) for s in specs or []]
     return {t.name: t for t in tools}
-
-
-# --- scripted demonstrations ---------------------------------------------------------------------
-
-
-def expression_of(problem: Problem) -> str | None:
-    """The arithmetic expression of a reasoning-gym arithmetic problem (chain_sum, ...), or of
-    a compact prompt such as `4-1-7=`; None for anything else."""
-    entry = (problem.metadata or {}).get("entry")
-    meta = entry.get("metadata") if isinstance(entry, dict) else None
-    expression = meta.get("expression") if isinstance(meta, dict) else None
-    candidates = [expression] if isinstance(expression, str) and expression.strip() else []
-    candidates.append(problem.prompt)
-    for text in candidates:
-        try:
-            evaluate(text)
-        except ExpressionError:
-            continue
-        return text
-    return None
-
-
-def _calculator_text(expression: str) -> str:
-    # The domain divides with floor division (reasoning-gym's convention); say so explicitly.
-    return "".join(expression.split()).removesuffix("=").replace("/", "//")
-
-
-def arithmetic_demonstration(expression: str, demo: str = "per_step") -> list[dict[str, Any]]:
-    """Calculator calls for an expression, then the answer: one per binary operation
-    (`per_step`, in evaluation order) or one for the whole expression (`whole`)."""
-    if demo not in DEMOS:
-        raise ConfigError(f"demo {demo!r}: choose per_step or whole")
-    value, steps = evaluate(expression), solve_steps(expression)
-    if not steps:
-        return [{"answer": str(value)}]
-    if demo == "whole":
-        calls = [_calculator_text(expression)]
-    else:
-        calls = [_calculator_text(s.rpartition("=")[0]) for s in steps]
-    return [{"tool": "calculator", "arguments": {"expression": c}} for c in calls] + [
-        {"answer": str(value)}
-    ]
-
-
-class DemonstrationBackend:
-    """A scripted teacher that acts: step k of a problem's demonstration as a text action, where
-    k = the assistant messages so far. The demonstration is the domain's `demonstrate(problem)`
-    when it has one, else for arithmetic problems `arithmetic_demonstration`."""
-
-    name = "scripted"
-
-    def __init__(
-        self,
-        domain: Domain | None = None,
-        *,
-        demo: str = "per_step",
-        demonstrate: Callable[[Problem], list[dict[str, Any]]] | None = None,
-        model: str | None = None,
-    ):
-        if demo not in DEMOS:
-            raise ConfigError(f"demo {demo!r}: choose per_step or whole")
-        self.domain = domain
-        self.demo = demo
-        self._demonstrate = demonstrate or getattr(domain, "demonstrate", None)
-        self.model = model or f"scripted-demo:{getattr(domain, 'name', 'arithmetic')}:{demo}"
-        self.calls: list[ChatRequest] = []
-
-    def demonstration(self, problem: Problem) -> list[dict[str, Any]]:
-        if callable(self._demonstrate):
-            return list(self._demonstrate(problem))
-        expression = expression_of(problem)
-        if expression is None:
-            raise BackendError(
-                f"no demonstration for problem {problem.id} ({problem.skill}): the domain has no "
-                "demonstrate() and the problem is no arithmetic expression; use explain: text or "
-                "an LLM teacher"
-            )
-        return arithmetic_demonstration(expression, self.demo)
-
-    async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        out = []
-        for request in requests:
-            self.calls.append(request)
-            if request.problem is None:
-                raise BackendError(
-                    "the demonstrating teacher needs ChatRequest.problem; pass the problem"
-                )
-            demo = self.demonstration(request.problem)
-            k = sum(1 for m in request.messages if m.get("role") == "assistant")
-            tools = {s["function"]["name"]: s for s in request.tools or []}
-            if k >= len(demo):
-                out.append(
-                    Completion(
-                        text="",
-                        model=self.model,
-                        error=f"the demonstration has only {len(demo)} steps",
-                    )
-                )
-                continue
-            text = render_action(action_from_dict(demo[k]), tools)
-            prompt = sum(len((m.get("content") or "").split()) for m in request.messages)
-            out.append(
-                Completion(
-                    text=text,
-                    model=self.model,
-                    prompt_tokens=prompt,
-                    completion_tokens=len(text.split()),
-                    finish_reason="stop",
-                )
-            )
-        return out
