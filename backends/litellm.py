@@ -4,7 +4,9 @@ litellm gives one call for a hundred providers; this module adds what a long sim
 top of it: bounded concurrency per backend (one semaphore shared by every `generate` call), our
 own retries with exponential backoff and jitter, honouring a 429's Retry-After (the OpenAI SDK's
 hidden retries are turned off so there is one retry policy, not two), fallback endpoints tried in
-order when one fails, token and cost accounting, and failures that come back as
+order when one fails, a circuit breaker per endpoint (after `breaker_threshold` consecutive
+connection failures an endpoint is skipped for `breaker_cooldown_s`, then probed by one call:
+`litellm_breaker`), token and cost accounting, and failures that come back as
 `Completion.error` instead of exceptions, so one bad call does not end a run of thousands.
 
 Every attempt of a call that needed more than one is kept (`Completion.attempts`: endpoint,
@@ -38,12 +40,12 @@ import logging
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pedagogy.backends.base import CallAttempt, ChatRequest, Completion, parse_tool_arguments
+from pedagogy.backends.litellm_breaker import CircuitBreaker, CircuitEvent
+from pedagogy.backends.litellm_endpoints import FALLBACK_KEYS, Endpoint, fallback_problems
 from pedagogy.backends.litellm_errors import (
     NO_KEY,
     Failure,
@@ -52,7 +54,13 @@ from pedagogy.backends.litellm_errors import (
     is_timeout,
     one_line,
 )
-from pedagogy.backends.litellm_support import has_callbacks, response_cost, unlogged
+from pedagogy.backends.litellm_support import (
+    Unpriced,
+    has_callbacks,
+    response_cost,
+    unlogged,
+    unpriced,
+)
 from pedagogy.errors import BackendError
 
 if TYPE_CHECKING:
@@ -60,6 +68,15 @@ if TYPE_CHECKING:
     from pedagogy.tools.base import ToolCall
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+__all__ = [
+    "FALLBACK_KEYS",
+    "MISSING_TOOL_NAME",
+    "NO_KEY",
+    "Endpoint",
+    "LiteLLMBackend",
+    "fallback_problems",
+]
 
 MISSING_TOOL_NAME = "<missing>"
 """The name given to a tool call that the model sent without one (no tool has it)."""
@@ -76,63 +93,6 @@ def _litellm() -> Any:
             logging.getLogger(name).setLevel(logging.WARNING)
         litellm._pedagogy_quiet = True
     return litellm
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a call can go: a litellm model, its api_base and the name of its key's variable."""
-
-    model: str
-    api_base: str | None = None
-    api_key_env: str | None = None
-
-    @property
-    def label(self) -> str:
-        """`model@api_base` (the base without credentials, query or fragment), or the model."""
-        if not self.api_base:
-            return self.model
-        parts = urlsplit(self.api_base)
-        host = parts.netloc.rpartition("@")[2]
-        return f"{self.model}@{urlunsplit((parts.scheme, host, parts.path, '', ''))}"
-
-
-FALLBACK_KEYS = ("model", "api_base", "api_key_env")
-"""The keys of one entry of the litellm backend's `fallbacks` option."""
-
-
-def fallback_problems(fallbacks: Any, where: str = "options.fallbacks") -> list[str]:
-    """One line per problem of a `fallbacks` option (naming the entry, the key and the fix);
-    [] when it is a list of {model, api_base, api_key_env} mappings with a model each."""
-    if fallbacks is None:
-        return []
-    example = "e.g. [{model: openai/gpt-4o-mini, api_base: http://host:8000/v1, api_key_env: KEY}]"
-    if not isinstance(fallbacks, (list, tuple)):
-        return [f"{where}: expected a list of endpoints, got {type(fallbacks).__name__}; {example}"]
-    problems = []
-    for i, entry in enumerate(fallbacks):
-        at = f"{where}[{i}]"
-        if not isinstance(entry, Mapping):
-            problems.append(f"{at}: expected a mapping with a model, got {entry!r}; {example}")
-            continue
-        for key in entry:
-            if key not in FALLBACK_KEYS:
-                problems.append(
-                    f"{at}.{key}: unknown key; a fallback takes {', '.join(FALLBACK_KEYS)} "
-                    "(the key itself never: name its variable in api_key_env)"
-                )
-        model = entry.get("model")
-        if not isinstance(model, str) or not model:
-            problems.append(
-                f"{at}.model: a fallback needs a litellm model string like 'openai/gpt-4o-mini', "
-                f"got {model!r}"
-            )
-        for key in ("api_base", "api_key_env"):
-            value = entry.get(key)
-            if value is not None and (not isinstance(value, str) or not value):
-                problems.append(
-                    f"{at}.{key}: expected a non-empty string or nothing, got {value!r}"
-                )
-    return problems
 
 
 class LiteLLMBackend:
@@ -157,6 +117,8 @@ class LiteLLMBackend:
         fallbacks: list[dict[str, Any]] | None = None,
         max_retry_after_s: float = 60.0,
         workers: int = 1,
+        breaker_threshold: int = 3,
+        breaker_cooldown_s: float = 30.0,
     ):
         if not isinstance(model, str) or not model:
             raise BackendError(
@@ -200,7 +162,13 @@ class LiteLLMBackend:
             "timeout_s": timeout_s,
             "fallbacks": [dict(f) for f in fallbacks or []] or None,
             "max_retry_after_s": max_retry_after_s,
+            "breaker_threshold": breaker_threshold,
+            "breaker_cooldown_s": breaker_cooldown_s,
         }
+        self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_s)
+        """The endpoints' circuit breakers (`litellm_breaker`): after `breaker_threshold`
+        consecutive connection failures an endpoint is skipped for `breaker_cooldown_s`, then
+        probed by one call; `breaker.events` lists every change (0 turns it off)."""
         self._pool: WorkerPool | None = None
         self.endpoints = [Endpoint(model, self.api_base, api_key_env)] + [
             Endpoint(
@@ -212,6 +180,7 @@ class LiteLLMBackend:
         ]
         """The primary endpoint, then the fallbacks, in the order they are tried."""
         self._rng = random.Random()
+        self._unpriced = Unpriced()
         # asyncio primitives bind to the loop that first waits on them; keep one per loop so the
         # backend survives asyncio.run() being called more than once (sync check, tests).
         self._semaphore: asyncio.Semaphore | None = None
@@ -290,7 +259,8 @@ class LiteLLMBackend:
         self, request: ChatRequest, semaphore: asyncio.Semaphore, *, check: bool = False
     ) -> Completion:
         """Try the endpoints in order, each up to `max_retries` + 1 times (a fault that will not
-        heal by waiting moves on at once); every attempt is kept when one failed."""
+        heal by waiting moves on at once, and so does an endpoint whose circuit breaker is open);
+        every attempt is kept when one failed."""
         # Latency runs from getting a slot to the final answer: retries and backoff count,
         # waiting for a slot does not.
         async with semaphore:
@@ -298,10 +268,23 @@ class LiteLLMBackend:
             attempts: list[CallAttempt] = []
             first_error: tuple[BaseException | str, Endpoint, str | None] | None = None
             timeout = min(self.timeout_s, 10.0) if check else self.timeout_s
-            for endpoint in self.endpoints:
+            breaker = self.breaker
+            circuit = _CircuitNotes()
+            # The breaker only reroutes: with every endpoint open, all are tried as before.
+            reroute = not all(breaker.would_skip(e.label) for e in self.endpoints)
+            for i, endpoint in enumerate(self.endpoints):
+                admission: str = "go"
+                if reroute:
+                    admission, event = breaker.admit(endpoint.label)
+                    circuit.add(event)
+                    if admission == "skip":
+                        circuit.skipped.append(endpoint.label)
+                        continue
                 try:
                     api_key = self._api_key(endpoint)
                 except BackendError as e:
+                    if admission == "probe":
+                        breaker.release(endpoint.label)
                     attempts.append(
                         CallAttempt(
                             len(attempts), endpoint.label, error=str(e), started_at=time.time()
@@ -316,11 +299,16 @@ class LiteLLMBackend:
                     try:
                         response = await self._call(request, endpoint, api_key, timeout)
                         completion = self._completion(response, endpoint, t0)
+                    except asyncio.CancelledError:
+                        if admission == "probe":
+                            breaker.release(endpoint.label)
+                        raise
                     except Exception as e:
                         failure = Failure.of(e, api_key)
                     else:
                         failure = empty_failure(completion)
                         if failure is None:
+                            circuit.add(breaker.reached(endpoint.label))
                             if attempts:
                                 attempts.append(
                                     CallAttempt(
@@ -332,13 +320,26 @@ class LiteLLMBackend:
                                     )
                                 )
                             completion.attempts = attempts
+                            circuit.put(completion)
                             return completion
+                    line = failure.line
+                    if failure.unreachable:
+                        opened = breaker.unreachable(endpoint.label)
+                        if opened is not None:
+                            line += (
+                                f" [circuit opened: {endpoint.label} skipped for "
+                                f"{breaker.cooldown_s:g} s after {opened.failures} consecutive "
+                                "connection failures]"
+                            )
+                        circuit.add(opened)
+                    else:
+                        circuit.add(breaker.reached(endpoint.label))
                     attempts.append(
                         CallAttempt(
                             len(attempts),
                             endpoint.label,
                             status=failure.status,
-                            error=failure.line,
+                            error=line,
                             latency_s=time.perf_counter() - a0,
                             retry_after_s=failure.retry_after_s,
                             started_at=started,
@@ -349,10 +350,16 @@ class LiteLLMBackend:
                         tries > self.max_retries
                         or not failure.retryable
                         or (check and failure.misconfigured)
+                        # a failed probe, or an endpoint whose breaker opened: the next endpoint
+                        or (reroute and failure.unreachable and self._rerouted(i))
                     ):
                         break
                     await asyncio.sleep(self._wait(tries, failure.retry_after_s))
-            error, endpoint, api_key = first_error  # type: ignore[misc]
+                    if reroute and self._rerouted(i):  # another call opened its breaker meanwhile
+                        break
+            if first_error is None:  # every endpoint skipped: their breakers opened meanwhile
+                first_error = ("every endpoint's circuit breaker is open", self.endpoints[0], None)
+            error, endpoint, api_key = first_error
             n = len(attempts)
             if check:
                 reason = (
@@ -360,16 +367,29 @@ class LiteLLMBackend:
                 )
                 others = len(self.endpoints) - 1
                 message = reason + (f" (and the {others} fallback(s) failed too)" if others else "")
-            else:
+            elif attempts:
                 last = attempts[-1].error or ""
                 message = f"{last} (after {n} attempt{'s' if n > 1 else ''})"
-            return Completion(
+            else:
+                message = (
+                    f"every endpoint was skipped: circuit open for {', '.join(circuit.skipped)}"
+                )
+            failed = Completion(
                 text="",
                 model=self.model,
                 latency_s=time.perf_counter() - t0,
                 error=message,
                 attempts=attempts,
             )
+            circuit.put(failed)
+            return failed
+
+    def _rerouted(self, i: int) -> bool:
+        """Whether the breaker now sends calls from endpoint i to a later one."""
+        skip = self.breaker.would_skip
+        return skip(self.endpoints[i].label) and not all(
+            skip(e.label) for e in self.endpoints[i + 1 :]
+        )
 
     async def _call(
         self, request: ChatRequest, endpoint: Endpoint, api_key: str | None, timeout: float
@@ -396,8 +416,13 @@ class LiteLLMBackend:
             kwargs["api_key"] = api_key
         litellm = _litellm()
         if self._skip_litellm_logging and not has_callbacks(litellm):
+            if self._unpriced.known(litellm, endpoint.model):
+                with unlogged(), unpriced():
+                    return await litellm.acompletion(**kwargs)
             with unlogged():
-                return await litellm.acompletion(**kwargs)
+                response = await litellm.acompletion(**kwargs)
+            self._unpriced.saw(litellm, endpoint.model, response_cost(response))
+            return response
         return await litellm.acompletion(**kwargs)
 
     def _completion(self, response: Any, endpoint: Endpoint, t0: float) -> Completion:
@@ -485,6 +510,29 @@ class LiteLLMBackend:
                 f"`api_base` in the config"
             )
         return f"{where} failed a test request: {one_line(e, api_key)}"
+
+
+class _CircuitNotes:
+    """What the circuit breaker did during one call: kept in its `detail["circuit"]`."""
+
+    __slots__ = ("events", "skipped")
+
+    def __init__(self) -> None:
+        self.events: list[CircuitEvent] = []
+        self.skipped: list[str] = []
+
+    def add(self, event: CircuitEvent | None) -> None:
+        if event is not None:
+            self.events.append(event)
+
+    def put(self, completion: Completion) -> None:
+        if self.skipped or self.events:
+            note: dict[str, Any] = {}
+            if self.skipped:
+                note["skipped"] = self.skipped
+            if self.events:
+                note["events"] = [e.to_detail() for e in self.events]
+            completion.detail["circuit"] = note
 
 
 def _tool_calls(message: Any) -> list[ToolCall]:

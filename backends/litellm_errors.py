@@ -33,6 +33,9 @@ class Failure:
     misconfigured: bool = False
     """A refused connection, an unknown host, a rejected key or an unknown model: the check
     moves on to the next endpoint at once."""
+    unreachable: bool = False
+    """No response came (a refused connection, an unknown host, a dropped connection): `status`
+    is None, and the endpoint's circuit breaker counts it."""
 
     @classmethod
     def of(cls, e: BaseException, api_key: str | None) -> Failure:
@@ -40,15 +43,19 @@ class Failure:
         status = status if isinstance(status, int) else None
         # litellm reports a body it cannot parse, and a timeout, with a made-up status.
         unreadable = any(isinstance(x, ValueError) for x in _chain(e)[1:])
-        refused = connection_cause(e) not in (None, "connection error")
+        cause = connection_cause(e)
+        refused = cause not in (None, "connection error")
         line = one_line(e, api_key)
+        # litellm gives a connection error status 500; no response came, so there is none.
+        no_response = cause is not None or is_timeout(e)
         return cls(
             error=e,
             line=f"unreadable response: {line}" if unreadable else line,
-            status=None if unreadable or is_timeout(e) else status,
+            status=None if unreadable or no_response else status,
             retry_after_s=retry_after(e),
             retryable=retryable(e),
             misconfigured=refused or status in (401, 403, 404),
+            unreachable=cause is not None,
         )
 
 

@@ -148,7 +148,8 @@ def _words(text: str) -> int:
 
 
 class OpenAICompatServer:
-    """Serves POST /v1/chat/completions and GET /v1/models on 127.0.0.1 (a free port)."""
+    """Serves POST /v1/chat/completions and GET /v1/models on 127.0.0.1 (a free port, or
+    `port`: a test can start a server where a client met a closed port)."""
 
     def __init__(
         self,
@@ -156,9 +157,13 @@ class OpenAICompatServer:
         *,
         model: str = "local",
         delay_s: float = 0.0,
+        port: int = 0,
     ):
         if delay_s < 0:
             raise ValueError(f"delay_s must be >= 0, got {delay_s!r}")
+        if not isinstance(port, int) or not 0 <= port < 65536:
+            raise ValueError(f"port must be 0 (any free port) or a port number, got {port!r}")
+        self._port = port
         self.responder: Responder = responder or echo_last_user
         self.model = model
         self.delay_s = delay_s
@@ -192,10 +197,11 @@ class OpenAICompatServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> OpenAICompatServer:
-        """Bind a free port and serve in a daemon thread; returns self."""
+        """Bind the port (a free one unless `port` was given) and serve in a daemon thread;
+        returns self."""
         if self._httpd is not None:
             return self
-        self._httpd = _QuietHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd = _QuietHTTPServer(("127.0.0.1", self._port), _make_handler(self))
         # A short poll interval makes stop() return in ~50 ms instead of the default 0.5 s.
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,

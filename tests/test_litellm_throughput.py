@@ -90,6 +90,35 @@ async def test_cost_is_the_one_litellm_computed_once_per_call(server, monkeypatc
     assert unknown.error is None and unknown.cost is None
 
 
+async def test_a_model_without_a_price_is_not_priced_again_until_it_gets_one(
+    server, monkeypatch, no_callbacks
+):
+    litellm = no_callbacks
+    model = "openai/pedagogy-unpriced-test-model"
+    monkeypatch.setattr(litellm, "model_cost", dict(litellm.model_cost))
+    priced = []
+    original = litellm.response_cost_calculator
+
+    def counting(*a, **kw):
+        priced.append(kw.get("model"))
+        return original(*a, **kw)
+
+    monkeypatch.setattr(litellm, "response_cost_calculator", counting)
+    backend = LiteLLMBackend(model, api_base=server.base_url)
+    [first] = await backend.generate([ask("one")])
+    assert first.cost is None and len(priced) == 1  # litellm tried, had no price
+    later = await backend.generate([ask("two"), ask("three four")])
+    assert [c.text for c in later] == ["two", "three four"]
+    assert all(c.cost is None and c.completion_tokens > 0 for c in later) and len(priced) == 1
+    other = LiteLLMBackend("openai/gpt-4o-mini", api_base=server.base_url)
+    [mapped] = await other.generate([ask("five")])  # other models are priced as before
+    assert mapped.cost is not None and mapped.cost > 0 and len(priced) == 2
+
+    litellm.register_model({model: {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}})
+    [now] = await backend.generate([ask("six seven")])
+    assert now.cost == pytest.approx(2 * 1e-6 + 2 * 2e-6) and len(priced) == 3
+
+
 async def test_one_client_reuses_its_connections_across_batches():
     with OpenAICompatServer(delay_s=0.02) as srv:
         backend = LiteLLMBackend("openai/local", api_base=srv.base_url, max_concurrency=4)
