@@ -3,7 +3,7 @@ one-line error exit, plugin loading and the read-only database."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,7 +19,7 @@ DB_HELP = (
 )
 
 
-def fail(err: PedagogyError) -> None:
+def fail(err: PedagogyError) -> NoReturn:
     """The error as one line on stderr, then exit with its code."""
     # escape: "pip install 'pedagogy[postgres]'" must not lose "[postgres]" as a style tag
     err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
