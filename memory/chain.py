@@ -51,14 +51,22 @@ def audit_key() -> bytes | None:
     return value.encode() if value else None
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""One encoder for every link: `json.dumps` with these options builds a new one per call."""
+
+
 def canonical(content: Mapping[str, Any], what: str) -> str:
     try:
-        return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return _CANONICAL.encode(content)
     except (TypeError, ValueError) as exc:
-        raise StoreError(
-            f"{what} holds a value that is not JSON-serialisable ({exc}); store plain dicts, "
-            "lists, strings and numbers (ChatRequest.to_record())"
-        ) from exc
+        raise _not_json(what, exc) from exc
+
+
+def _not_json(what: str, exc: Exception) -> StoreError:
+    return StoreError(
+        f"{what} holds a value that is not JSON-serialisable ({exc}); store plain dicts, "
+        "lists, strings and numbers (ChatRequest.to_record())"
+    )
 
 
 def _float(value: Any) -> float | None:
@@ -214,8 +222,13 @@ def content(table: str, row: Mapping[str, Any], run_id: str) -> dict[str, Any]:
 def link_text(table: str, row: Mapping[str, Any], run_id: str, index: int) -> str:
     """What a format-2 link hashes after the previous hash: the row's content with its table,
     run and chain index, as canonical JSON."""
-    body = {**content(table, row, run_id), "table": table, "chain_index": int(index)}
-    return canonical(body, f"{table} row {row['id']!r}")
+    body = _CONTENT[table](row, run_id)  # a new dict: ours to extend
+    body["table"] = table
+    body["chain_index"] = int(index)
+    try:
+        return _CANONICAL.encode(body)
+    except (TypeError, ValueError) as exc:  # the message is built only when it is needed
+        raise _not_json(f"{table} row {row['id']!r}", exc) from exc
 
 
 def digest(previous: str, text: str, key: bytes | None = None) -> str:
@@ -265,8 +278,7 @@ class ChainWriter:
     def link(self, table: str, row: dict[str, Any]) -> str:
         """Make `row` (its column values) the next link: set its chain_index and hash."""
         row["chain_index"] = self.length
-        row["hash"] = self.last = link_hash(
-            self.last, table, row, self.run_id, self.length, self.key
-        )
+        text = link_text(table, row, self.run_id, self.length)
+        row["hash"] = self.last = digest(self.last, text, self.key)
         self.length += 1
-        return row["hash"]
+        return self.last

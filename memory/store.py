@@ -28,12 +28,13 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import datetime, timezone
 from functools import cache
 from importlib.util import find_spec
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -41,6 +42,7 @@ from urllib.parse import quote
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
     create_engine,
     event,
     func,
@@ -48,7 +50,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
@@ -260,10 +262,26 @@ def _names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
+@cache
+def _row_reader(
+    cls: type, skip: tuple[str, ...]
+) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]], tuple[str, ...]]:
+    """The field names of `cls` less `skip`, a getter of their values (one C call), and the
+    fields that may hold a datetime (typed datetime or Any; the others are left unchecked)."""
+    names = tuple(n for n in _names(cls) if n not in skip)
+    pick = attrgetter(*names)
+    getter = pick if len(names) > 1 else (lambda record: (pick(record),))
+    types = {f.name: str(f.type) for f in fields(cls)}
+    dated = tuple(n for n in names if "datetime" in types[n] or "Any" == types[n])
+    return names, getter, dated
+
+
 def _row(record: Any, skip: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
     """Column values from the record's fields of the same name, plus `extra`."""
-    row = {n: getattr(record, n) for n in _names(type(record)) if n not in skip}
-    for name, value in row.items():
+    names, getter, dated = _row_reader(type(record), skip)
+    row = dict(zip(names, getter(record)))
+    for name in dated:
+        value = row[name]
         if isinstance(value, datetime):
             row[name] = _to_db(value)
     row.update(extra)
@@ -285,6 +303,32 @@ def _turn(row: Any) -> TurnRecord:
     turn = _record(TurnRecord, row)
     turn.detail = turn.detail or {}  # NULL: a turn that is not an acting step
     return turn
+
+
+_UNPLANNED = object()
+
+
+def _insert_plan(
+    dialect: Dialect, table: Table, keys: tuple[str, ...]
+) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]], list[tuple[int, Any]]] | None:
+    """The INSERT of `keys` into `table` for a positional driver: its SQL, a getter of a row's
+    values in parameter order, and (position, bind processor) for the columns that have one.
+    None when Core would add anything to the rows' values (a column left out with a Python-side
+    default) or the driver takes named parameters."""
+    if any(c.default is not None for c in table.columns if c.key not in keys):
+        return None
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+    names = compiled.positiontup
+    if not compiled.positional or names is None or sorted(names) != sorted(keys):
+        return None
+    processors = []
+    for i, name in enumerate(names):
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors.append((i, process))
+    pick = itemgetter(*names)
+    getter = pick if len(names) > 1 else (lambda row: (pick(row),))
+    return str(compiled), getter, processors
 
 
 def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -335,6 +379,7 @@ class SQLStore:
         self.url = mask_url(raw)
         """Database URL with any password masked."""
         self._opened = False
+        self._insert_plans: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._engine = self._make_engine(raw, create)
         try:
             self._open(create)
@@ -681,10 +726,8 @@ class SQLStore:
                     stored.update(conn.scalars(select(t.c.id).where(t.c.id.in_(chunk))))
                 fresh = list({turn.id: turn for turn in turns if turn.id not in stored}.values())
                 rows, _, attempts = _chain_rows(chains[run_id], fresh, None)
-                if rows:
-                    conn.execute(insert(t), rows)
-                if attempts:
-                    conn.execute(insert(S.call_attempts), attempts)
+                self._insert_many(conn, t, rows)
+                self._insert_many(conn, S.call_attempts, attempts)
             self._link_decisions(conn, decisions, chains)
             self._save_chains(conn, chains)
 
@@ -724,6 +767,37 @@ class SQLStore:
                 update(h).where(h.c.run_id == c.run_id).values(last_hash=c.last, length=c.length)
             )
 
+    def _insert_many(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert `rows` (dicts with the same keys) in one executemany, as `insert(table)` would.
+
+        On SQLite the statement is compiled once per table and key set and the rows go to the
+        driver as tuples through each column type's own bind processor (the values stored are
+        those Core would store): Core builds a parameter dict per row, which cost about as much
+        as hashing the rows onto the chain. Elsewhere, and for key sets that leave a column with
+        a Python-side default out, Core's executemany."""
+        if not rows:
+            return
+        plan = _UNPLANNED
+        if conn.dialect.name == "sqlite":
+            key = (table.name, tuple(rows[0]))
+            plan = self._insert_plans.get(key, _UNPLANNED)
+            if plan is _UNPLANNED:
+                plan = self._insert_plans[key] = _insert_plan(conn.dialect, table, key[1])
+        if plan is None or plan is _UNPLANNED:
+            conn.execute(insert(table), rows)
+            return
+        sql, getter, processors = plan
+        if processors:
+            params = []
+            for row in rows:
+                values = list(getter(row))
+                for i, process in processors:
+                    values[i] = process(values[i])
+                params.append(tuple(values))
+        else:
+            params = [getter(row) for row in rows]
+        conn.exec_driver_sql(sql, params)
+
     def _insert_links(
         self, conn: Connection, table: Any, rows: list[dict[str, Any]], chain: ChainWriter
     ) -> None:
@@ -734,7 +808,7 @@ class SQLStore:
         for row, row_id in zip(rows, self._next_ids(conn, table, len(rows))):
             row["id"] = row_id
             chain.link(table.name, row)
-        conn.execute(insert(table), rows)
+        self._insert_many(conn, table, rows)
 
     def _next_ids(self, conn: Connection, table: Any, n: int) -> list[int]:
         """`n` unused ids of `table`: from its sequence on PostgreSQL (safe beside other
@@ -790,8 +864,7 @@ class SQLStore:
             (S.tool_calls, call_rows),
             (S.call_attempts, attempt_rows),
         ):
-            if rows:
-                conn.execute(insert(table), rows)
+            self._insert_many(conn, table, rows)
         self._insert_links(conn, S.verdicts, verdict_rows, chain)
         self._insert_links(conn, S.explanations, expl_rows, chain)
         self._save_chains(conn, {run_id: chain})
