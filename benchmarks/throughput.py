@@ -12,6 +12,8 @@ says more about the neighbours than about the code.
   answer length (the baseline that knows the lengths in advance).
 - growth: a round's store work (its examples, the round history, its episodes, the evaluations)
   with 100k stored episodes against 1k, and the same for reading the whole run again.
+- store: turns per CPU-second recorded through `record_episodes` (hash chain included) against
+  Core `executemany` inserting the same rows into the same tables.
 - replay and the litellm backend: `pedagogy.graphs.replay_bench` and
   `pedagogy.backends.litellm_bench`.
 """
@@ -26,7 +28,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["decode_ratio", "growth", "loop_ratio", "rows", "run", "training_ratio"]
+__all__ = [
+    "decode_ratio",
+    "growth",
+    "loop_ratio",
+    "rows",
+    "run",
+    "store_ratio",
+    "training_ratio",
+]
 
 
 def _cpu() -> float:
@@ -340,7 +350,91 @@ def growth(small: int = 1000, large: int = 100_000, per_round: int = 1000) -> di
     return out
 
 
-PARTS = ("training", "decoding", "loop", "replay", "growth", "litellm")
+def store_ratio(per_round: int = 1000, rounds: int = 8) -> dict[str, Any]:
+    """Turns per CPU-second the store records through the loop's path (`record_episodes`: rows
+    built, each turn, verdict and explanation hash-chained, all inserted in one transaction)
+    against Core `executemany` inserting the same rows into the same tables of another SQLite
+    file, a round at a time, alternating. The episodes are one synthetic round
+    (`synthetic_run`), recorded again under new ids each round."""
+    import copy
+    import uuid
+
+    from sqlalchemy import insert, select
+
+    from pedagogy.graphs.replay_bench import synthetic_run
+    from pedagogy.memory import schema as S
+    from pedagogy.memory.records import RunRecord
+    from pedagogy.memory.store import open_store
+
+    tables = (S.episodes, S.turns, S.tool_calls, S.call_attempts, S.verdicts, S.explanations)
+    with tempfile.TemporaryDirectory(prefix="pedagogy-store-") as tmp:
+        source = open_store(Path(tmp) / "source.db")
+        try:
+            run_id = synthetic_run(source, episodes=per_round, per_round=per_round)
+            episodes = source.episodes(run_id, with_turns=True)
+            problems = source.get_problems([e.problem_id for e in episodes])
+        finally:
+            source.close()
+        ours, core = open_store(Path(tmp) / "store.db"), open_store(Path(tmp) / "core.db")
+        try:
+            for store in (ours, core):
+                store.create_run(RunRecord("bench", "store", {}, 0))
+                store.add_problems(list(problems.values()))
+            turns, ours_cpu, core_cpu = 0, 0.0, 0.0
+            for round_ in range(1, rounds + 1):
+                batch = copy.deepcopy(episodes)
+                for e in batch:
+                    e.id, e.run_id, e.round = uuid.uuid4().hex, "bench", round_
+                    ids = {t.id: uuid.uuid4().hex for t in e.turns}
+                    for t in e.turns:
+                        t.id, t.hash = ids[t.id], ""
+                    for x in (*e.verdicts, *e.explanations, *e.tool_calls):
+                        x.turn_id = ids.get(x.turn_id, x.turn_id)
+                    for c in e.tool_calls:
+                        c.id, c.hash = uuid.uuid4().hex, ""
+                    turns += len(e.turns)
+                start = time.process_time()
+                ours.record_episodes(batch)
+                ours_cpu += time.process_time() - start
+                # The same rows as stored, for Core to insert (untimed).
+                with ours._engine.connect() as conn:
+                    ep_ids = select(S.episodes.c.id).where(S.episodes.c.round == round_)
+                    in_round = {
+                        t.name: (t.c.id if t is S.episodes else t.c.episode_id).in_(ep_ids)
+                        for t in tables
+                        if t is S.episodes or "episode_id" in t.c
+                    }
+                    turn_ids = select(S.turns.c.id).where(in_round["turns"])
+                    in_round["call_attempts"] = S.call_attempts.c.turn_id.in_(turn_ids)
+                    rows = [
+                        (
+                            t,
+                            [
+                                dict(r._mapping)
+                                for r in conn.execute(select(t).where(in_round[t.name]))
+                            ],
+                        )
+                        for t in tables
+                    ]
+                start = time.process_time()
+                with core._engine.begin() as conn:
+                    for table, table_rows in rows:
+                        if table_rows:
+                            conn.execute(insert(table), table_rows)
+                core_cpu += time.process_time() - start
+        finally:
+            ours.close()
+            core.close()
+    return {
+        "turns": turns,
+        "episodes": per_round * rounds,
+        "store": {"cpu_s": ours_cpu, "per_cpu_s": turns / ours_cpu},
+        "core": {"cpu_s": core_cpu, "per_cpu_s": turns / core_cpu},
+        "ratio": core_cpu / ours_cpu,
+    }
+
+
+PARTS = ("training", "decoding", "loop", "replay", "growth", "store", "litellm")
 """What `run` measures, in this order."""
 
 
@@ -392,6 +486,8 @@ def run(parts: tuple[str, ...] = PARTS, *, quick: bool = False, progress: Any = 
             )
         elif part == "growth":
             out[part] = growth(small=200, large=600, per_round=200) if quick else growth()
+        elif part == "store":
+            out[part] = store_ratio(per_round=200, rounds=3) if quick else store_ratio()
         elif part == "litellm":
             from pedagogy.backends.litellm_bench import litellm_throughput
 
@@ -494,6 +590,18 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
                 g["full_read_ratio"],
                 "-",
                 None,
+            )
+        )
+    if "store" in report:
+        s = report["store"]
+        out.append(
+            _row(
+                f"store turns per CPU-s ({s['turns']} turns; vs Core executemany)",
+                f"{s['store']['per_cpu_s']:.0f}",
+                f"{s['core']['per_cpu_s']:.0f}",
+                s["ratio"],
+                ">= 0.90, >= 20000/s",
+                s["ratio"] >= 0.9 and s["store"]["per_cpu_s"] >= 20_000,
             )
         )
     if "litellm" in report:
