@@ -41,7 +41,13 @@ from pedagogy.agents.demonstrations import (
     expression_of,
 )
 from pedagogy.agents.roles import make_turn
-from pedagogy.backends.base import Backend, ChatRequest, Completion, openai_tool_calls
+from pedagogy.backends.base import (
+    Backend,
+    ChatRequest,
+    Completion,
+    WritesTextActions,
+    openai_tool_calls,
+)
 from pedagogy.domains.base import Problem
 from pedagogy.errors import ConfigError
 from pedagogy.memory.records import ToolCallRecord, Trajectory, TrajectoryStep, TurnRecord
@@ -51,7 +57,6 @@ __all__ = [
     "ACT_INSTRUCTIONS",
     "DEMOS",
     "STOP",
-    "TEXT_BACKENDS",
     "Action",
     "Actor",
     "DemonstrationBackend",
@@ -82,8 +87,6 @@ ACT_INSTRUCTIONS = (
 """The system message of LLM actors (text-only models never see system messages)."""
 STOP = ["\nO:"]
 """A text model stops after its action line instead of inventing the observation."""
-TEXT_BACKENDS = frozenset({"transformers", "scripted", "replay"})
-"""Backends that continue a trailing assistant message (a first-thought prefix) as text."""
 
 # --- tool runners --------------------------------------------------------------------------------
 
@@ -222,13 +225,13 @@ class Actor:
     given as the start of each trajectory's first step; None: off."""
     ftp_mode: str = "auto"
     """prefix (a trailing assistant message the model continues) | prompt (asked for in the
-    user message) | auto (prefix for text backends, prompt for LLM APIs)."""
+    user message) | auto (prefix for text models, `WritesTextActions`; prompt for the rest)."""
     runner: ToolRunner | None = None
     """Executes the tools; default a `LiveToolRunner` over `tools`."""
     agent: str = "student"
     """The role its turns are recorded as."""
     instructions: str | None = "auto"
-    """System message; auto: `ACT_INSTRUCTIONS` for LLM APIs, none for text backends."""
+    """System message; auto: none for text models (`WritesTextActions`), else `ACT_INSTRUCTIONS`."""
     stop: list[str] = field(default_factory=lambda: list(STOP))
     multiline_answer: bool = False
     """An answer runs from `A:` to the end of the step (the code domain's functions); False:
@@ -251,7 +254,7 @@ class Actor:
             raise ConfigError(f"Actor.sag_n must be >= 1 (1 = off), got {self.sag_n}")
         if self.ftp_mode not in ("auto", "prefix", "prompt"):
             raise ConfigError(f"Actor.ftp_mode {self.ftp_mode!r}: choose auto, prefix or prompt")
-        text_model = getattr(self.backend, "name", "") in TEXT_BACKENDS
+        text_model = isinstance(self.backend, WritesTextActions) and self.backend.text_actions
         if self.ftp_mode == "auto":
             self.ftp_mode = "prefix" if text_model else "prompt"
         if self.instructions == "auto":
@@ -510,3 +513,18 @@ def tools_from_specs(specs: Sequence[Mapping[str, Any]] | None) -> dict[str, Too
     """Stand-ins for the tools of a stored request (`ChatRequest.tools`)."""
     tools = [SpecTool(s) for s in specs or []]
     return {t.name: t for t in tools}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TEXT_BACKENDS":
+        import warnings
+
+        warnings.warn(
+            "pedagogy.agents.acting.TEXT_BACKENDS is deprecated and no longer consulted: a "
+            "backend is a text model when it declares text_actions = True "
+            "(pedagogy.backends.base.WritesTextActions)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return frozenset({"transformers", "scripted", "replay"})
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -67,6 +67,8 @@ class DemonstrationBackend:
     when it has one, else for arithmetic problems `arithmetic_demonstration`."""
 
     name = "scripted"
+    text_actions = True
+    """Writes text actions (`WritesTextActions`)."""
 
     def __init__(
         self,

@@ -45,7 +45,7 @@ from pedagogy.agents.curriculum import _rng_state, _set_rng_state
 from pedagogy.agents.explanations import token_counts
 from pedagogy.agents.profile import StudentProfile
 from pedagogy.agents.roles import Student
-from pedagogy.backends.base import Backend
+from pedagogy.backends.base import Backend, HasTokenizer, Scores, backend_label
 from pedagogy.backends.transformers import render_prompt
 from pedagogy.domains.base import Problem
 from pedagogy.errors import BackendError, ConfigError, PedagogyError
@@ -307,11 +307,10 @@ class UtilityPolicy:
     def _no_score(self) -> str:
         if self.student is None:
             return "no student backend"
-        label = getattr(self.student, "name", type(self.student).__name__)
-        return f"student backend {label!r} has no score()"
+        return f"student backend {backend_label(self.student)!r} has no score()"
 
     def can_score(self) -> bool:
-        return self.student is not None and callable(getattr(self.student, "score", None))
+        return isinstance(self.student, Scores)
 
     def decide(self, candidates: Sequence[Candidate], budget: int | None) -> list[Decision]:
         _check_candidates(candidates)
@@ -370,7 +369,7 @@ class UtilityPolicy:
     def prompts(self, candidates: Sequence[Candidate]) -> tuple[list[str], list[str]]:
         """(with explanation, without) prompts, rendered exactly as the student's backend does."""
         student = Student(self.student)  # type: ignore[arg-type]
-        tokenizer = getattr(self.student, "tokenizer", None)
+        tokenizer = self.student.tokenizer if isinstance(self.student, HasTokenizer) else None
         with_expl, plain = [], []
         for c in candidates:
             with_expl.append(
@@ -383,7 +382,7 @@ class UtilityPolicy:
         n = len(candidates)
         continuations, label = self.targets(candidates)
         with_expl, plain = self.prompts(candidates)
-        backend_name = getattr(self.student, "name", type(self.student).__name__)
+        backend_name = backend_label(self.student)
         score = self.student.score  # type: ignore[union-attr]
         try:
             scores = list(score(with_expl + plain, continuations + continuations))

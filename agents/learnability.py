@@ -22,7 +22,7 @@ from pedagogy.agents.scoring import (
     token_counts,
 )
 from pedagogy.agents.styles import _format_worked, _parse_worked
-from pedagogy.backends.base import ScoringBackend
+from pedagogy.backends.base import ContinuesTexts, ScoringBackend, require
 from pedagogy.domains.base import Problem
 from pedagogy.errors import ConfigError
 
@@ -178,12 +178,12 @@ def filter_explanation(
                 "rewrite needs verify: a student's rewrite is used only when it is checked "
                 "correct; pass verify=lambda text: domain.verify(problem, text).correct"
             )
-        if not callable(getattr(scorer, "continue_texts", None)):
-            raise ConfigError(
-                f"backend {getattr(scorer, 'name', type(scorer).__name__)!r} cannot continue "
-                "text (no continue_texts method), so the student cannot rewrite; use a local "
-                "TransformersBackend or rewrite=False"
-            )
+        require(
+            scorer,
+            ContinuesTexts,
+            "the student cannot rewrite without it; use a local TransformersBackend or "
+            "rewrite=False",
+        )
         if (
             isinstance(rewrite_tokens, bool)
             or not isinstance(rewrite_tokens, int)

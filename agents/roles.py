@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pedagogy.agents.refinement import refine_request
 from pedagogy.backends.base import Backend, ChatRequest, Completion
@@ -79,11 +79,17 @@ def make_turn(
     )
 
 
+@runtime_checkable
+class ChoosesStyle(Protocol):
+    """An explanation style that picks a concrete style per problem (`AdaptiveStyle`)."""
+
+    def choose(self, problem: Problem | None = None) -> Any: ...
+
+
 def concrete_style(style: Any, problem: Problem) -> Any:
     """The style an explanation of `problem` is written in: an adaptive style's choice (its
     `choose(problem)`), else `style` itself (None stays None)."""
-    choose = getattr(style, "choose", None)
-    return choose(problem) if callable(choose) else style
+    return style.choose(problem) if isinstance(style, ChoosesStyle) else style
 
 
 async def ask(agent: str, backend: Backend, request: ChatRequest, seq: int = 0) -> TurnRecord:

@@ -12,21 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pedagogy.errors import BackendError, ConfigError
+from pedagogy.backends.base import HasTokenizer, Scores, backend_label, require
+from pedagogy.errors import BackendError
 
 __all__ = ["student_prompt", "token_counts"]
 
 
 def _check_scorer(scorer: Any) -> None:
-    if not callable(getattr(scorer, "score", None)):
-        raise ConfigError(
-            f"backend {getattr(scorer, 'name', type(scorer).__name__)!r} cannot score text (no "
-            "score method); pass a local model backend such as TransformersBackend"
-        )
+    require(scorer, Scores, "pass a local model backend such as TransformersBackend")
 
 
 def _tokenizer(scorer: Any) -> Any:
-    return getattr(scorer, "tokenizer", None)
+    return scorer.tokenizer if isinstance(scorer, HasTokenizer) else None
 
 
 def student_prompt(scorer: Any, prompt: str, explanation: str | None = None) -> str:
@@ -48,7 +45,7 @@ def _score(scorer: Any, prompts: list[str], continuations: list[str]) -> list[fl
     scores = list(scorer.score(prompts, continuations))
     if len(scores) != len(prompts):
         raise BackendError(
-            f"backend {getattr(scorer, 'name', type(scorer).__name__)!r} returned {len(scores)} "
+            f"backend {backend_label(scorer)!r} returned {len(scores)} "
             f"scores for {len(prompts)} prompts; its score() must return one per prompt"
         )
     return [float(s) for s in scores]
@@ -58,7 +55,7 @@ def _student_continuation(scorer: Any, prompt: str, max_tokens: int) -> str:
     texts = list(scorer.continue_texts([prompt], max_tokens))
     if len(texts) != 1 or not isinstance(texts[0], str):
         raise BackendError(
-            f"backend {getattr(scorer, 'name', type(scorer).__name__)!r} returned {texts!r} "
+            f"backend {backend_label(scorer)!r} returned {texts!r} "
             "from continue_texts for one prompt; it must return one string per prompt"
         )
     return texts[0]

@@ -2,7 +2,12 @@
 
 A backend has one required async method, `generate`, over a *batch* of chat requests, so that
 local backends can run them as one forward pass and remote ones can bound their concurrency.
-Backends that can score text (local models) also offer `score`.
+
+What a backend can do beyond that is a named capability, a small protocol checked with
+`isinstance` (never by the backend's name): `Scores` (log-probabilities of text, local models),
+`ContinuesTexts` (raw-text continuation), `HasTokenizer` and `WritesTextActions` (a text model
+that continues a prefix and sees no system message). `require` turns a missing one into a
+one-line error that names the backend, what it lacks and what to use instead.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from copy import deepcopy
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pedagogy.errors import ConfigError
 
 if TYPE_CHECKING:
     from pedagogy.domains.base import Problem
@@ -119,13 +126,77 @@ class Backend(Protocol):
         ...
 
 
+# -- optional capabilities ----------------------------------------------------------------------
+
+
 @runtime_checkable
-class ScoringBackend(Backend, Protocol):
-    """A backend that can give log-probabilities of a continuation (local models)."""
+class Scores(Protocol):
+    """Can give log-probabilities of a continuation (local models)."""
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
-        """Sum of log-probabilities of each continuation given its prompt."""
+        """Sum of log-probabilities of each continuation given its (already rendered) prompt."""
         ...
+
+
+@runtime_checkable
+class ContinuesTexts(Protocol):
+    """Can continue raw text, not only a chat (local models): the middle of an answer, say."""
+
+    def continue_texts(self, prompts: Sequence[str], max_tokens: int = 64) -> list[str]:
+        """The model's greedy continuation of each (already rendered) text, one per prompt."""
+        ...
+
+
+@runtime_checkable
+class HasTokenizer(Protocol):
+    """Has the tokenizer its model reads with (a Hugging Face tokenizer; None: none loaded)."""
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+
+@runtime_checkable
+class WritesTextActions(Protocol):
+    """A text model: it reads the conversation rendered as plain text and writes on from it.
+
+    An acting agent (`pedagogy.agents.acting.Actor`) gives it no instructions (a system message
+    it would never see) and a first thought as a trailing assistant message that it continues;
+    any other backend is asked for both in its prompt. Declared with `text_actions = True`.
+    """
+
+    text_actions: bool
+
+
+@runtime_checkable
+class ScoringBackend(Backend, Scores, Protocol):
+    """A backend that can give log-probabilities of a continuation (local models)."""
+
+
+_NEEDS: dict[type, str] = {
+    Scores: "cannot score text (no score method)",
+    ContinuesTexts: "cannot continue text (no continue_texts method)",
+    HasTokenizer: "has no tokenizer",
+    WritesTextActions: "is no text model (no text_actions = True)",
+}
+
+
+def backend_label(backend: object) -> str:
+    """How errors name a backend: its `name`, else its type's name."""
+    name = getattr(backend, "name", None)
+    return name if isinstance(name, str) and name else type(backend).__name__
+
+
+def lacks(backend: object, capability: type) -> str:
+    """ "backend 'litellm' cannot score text (no score method)": what `backend` lacks."""
+    what = _NEEDS.get(capability, f"is no {capability.__name__}")
+    return f"backend {backend_label(backend)!r} {what}"
+
+
+def require(backend: object, capability: type, fix: str) -> None:
+    """Raise `ConfigError` (what the backend lacks; then `fix`) unless `backend` has
+    `capability`, one of the protocols above."""
+    if not isinstance(backend, capability):
+        raise ConfigError(f"{lacks(backend, capability)}; {fix}")
 
 
 def parse_tool_arguments(raw: Any) -> dict[str, Any]:

@@ -59,6 +59,8 @@ class ScriptedBackend:
     follows_instructions = False
     """It answers from its script or the domain, not from the prompt: a teacher's explanation
     style is rendered from its reply (`Teacher.explain`), not asked of it."""
+    text_actions = True
+    """An acting agent gives it a first thought to continue, not instructions (`WritesTextActions`)."""
 
     def __init__(
         self,

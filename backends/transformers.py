@@ -185,6 +185,8 @@ class TransformersBackend:
     """A local or hub causal LM; concurrent `generate` calls are batched into one forward."""
 
     name = "transformers"
+    text_actions = True
+    """It continues the rendered text: a first-thought prefix, no system message (`WritesTextActions`)."""
 
     def __init__(
         self,
