@@ -111,3 +111,14 @@ def test_packed_job_rejects_bad_examples(tiny_dir, tmp_path):
 
     with pytest.raises(TrainingError, match="no examples"):
         run_sft(tiny_dir, tmp_path / "x", [], SFTJobConfig(max_steps=1, packing=True))
+
+
+def test_rows_are_as_wide_as_the_longest_example_or_twice_the_model_never_the_context():
+    from pedagogy.training.packed import row_width
+
+    short = [([1] * 40, 1), ([1] * 90, 1)]
+    long = [([1] * 300, 1), ([1] * 120, 1)]
+    assert row_width(short, capacity=1024, floor=256) == 256
+    assert row_width(long, capacity=1024, floor=256) == 300
+    assert row_width(long, capacity=256, floor=256) == 256  # an overlong one gets its own row
+    assert row_width(short, capacity=128, floor=256) == 128

@@ -26,6 +26,7 @@ from pedagogy.training.trainers import Job, Progress, TrainResult, planned_steps
 
 __all__ = [
     "Encode",
+    "row_width",
     "PackedBatch",
     "encode_pairs",
     "pack",
@@ -135,6 +136,16 @@ def pack(
     return PackedBatch(ids, pos, labels, tokens)
 
 
+def row_width(examples: Sequence[Example], capacity: int, floor: int) -> int:
+    """How wide a step's packed rows are: its longest example, or `floor` (twice the model's
+    width) when that is more, and never more than `capacity` (the context). Attention over a
+    packed row costs its width per token (the mask is block-diagonal, the product is not), so
+    rows as wide as a long context cost more than padding once examples are far shorter than
+    it; below about twice the model's width, fewer and fuller rows win."""
+    longest = max((len(ids) for ids, _ in examples), default=1)
+    return max(1, min(capacity, max(longest, floor)))
+
+
 def _schedule(optimizer: Any, name: str, warmup: int, steps: int):
     from transformers import get_scheduler
 
@@ -166,6 +177,7 @@ def train_packed_with(job: Job, encode: Encode, *, context: int | None = None) -
     model.to(device)
     capacity = context or int(getattr(model.config, "max_position_embeddings", 0) or 256)
     encoded, measured = encode(model, tokenizer, min(config.max_length, capacity))
+    floor = 2 * int(getattr(model.config, "hidden_size", 128) or 128)
     if not encoded:
         raise TrainingError(f"fine-tuning {str(job.base_path)!r}: no example to train on")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -200,7 +212,8 @@ def train_packed_with(job: Job, encode: Encode, *, context: int | None = None) -
             if len(queue) < batch:  # a new pass, in a fresh order, after the rest of the last
                 queue.extend(torch.randperm(len(encoded), generator=order).tolist())
             picked, queue = queue[:batch], queue[batch:]
-            packed = pack([encoded[i] for i in picked], capacity, pad_id, device)
+            examples = [encoded[i] for i in picked]
+            packed = pack(examples, row_width(examples, capacity, floor), pad_id, device)
             out = model(
                 input_ids=packed.input_ids,
                 position_ids=packed.position_ids,
