@@ -82,6 +82,21 @@ MISSING_TOOL_NAME = "<missing>"
 """The name given to a tool call that the model sent without one (no tool has it)."""
 
 
+AUTO_WORKERS_FROM = 32
+"""`workers: auto` starts worker processes only from this `max_concurrency` on."""
+
+
+def auto_workers(max_concurrency: int) -> int:
+    """`workers: auto`: the cores other processes leave free (`cores.free_cores`, measured now)
+    when `max_concurrency` is at least AUTO_WORKERS_FROM, else 1 (few calls in flight keep one
+    event loop far from busy)."""
+    if max_concurrency < AUTO_WORKERS_FROM:
+        return 1
+    from pedagogy.backends.cores import free_cores
+
+    return free_cores()
+
+
 def _litellm() -> Any:
     """Import litellm once, quietly."""
     import litellm
@@ -116,7 +131,7 @@ class LiteLLMBackend:
         timeout_s: float = 60.0,
         fallbacks: list[dict[str, Any]] | None = None,
         max_retry_after_s: float = 60.0,
-        workers: int = 1,
+        workers: int | str = 1,
         breaker_threshold: int = 3,
         breaker_cooldown_s: float = 30.0,
     ):
@@ -128,9 +143,12 @@ class LiteLLMBackend:
             raise BackendError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
         if max_retries < 0:
             raise BackendError(f"max_retries must be >= 0, got {max_retries!r}")
-        if not isinstance(workers, int) or workers < 1:
+        if workers == "auto":
+            workers = auto_workers(max_concurrency)
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise BackendError(
-                f"workers must be an integer >= 1 (processes that make the calls), got {workers!r}"
+                f"workers must be an integer >= 1 (processes that make the calls) or 'auto' "
+                f"(the free cores when max_concurrency >= {AUTO_WORKERS_FROM}), got {workers!r}"
             )
         if backoff_s < 0 or timeout_s <= 0 or max_retry_after_s < 0:
             raise BackendError(
@@ -151,7 +169,7 @@ class LiteLLMBackend:
         self.workers = workers
         """Processes that make the calls: 1 makes them in this one; N > 1 spreads them over N
         child processes (`litellm_workers`), for when litellm's own per-call work, not the
-        server, bounds the calls a second."""
+        server, bounds the calls a second; `auto` was resolved to a number (`auto_workers`)."""
         self._config = {
             "model": model,
             "api_base": api_base,

@@ -17,8 +17,13 @@ none on the client. Each path gets calls/s, its ratio to the ideal and the clien
 milliseconds per call: `time.process_time` of this process (every thread) plus, for `workers`,
 the CPU of its worker processes. The server's CPU per call is given apart
 (`server_cpu_ms_per_call`, Linux only). Each is min, median and max over the repeats; CPU per
-call depends less on what else the machine runs than calls/s does. Every run starts with an
-untimed batch of `concurrency` calls in the same event loop (imports, connections, workers).
+call depends less on what else the machine runs than calls/s does, so each path also gets
+`idle_estimate`: the ratio its CPU per call would allow on idle cores (an estimate, labelled as
+one, never a measurement). Every run starts with an untimed batch of `concurrency` calls in the
+same event loop (imports, connections, workers).
+
+`litellm_failover` times calls with the primary endpoint down and a fallback up, against the
+fallback alone (the circuit breaker's work, `litellm_breaker`).
 """
 
 from __future__ import annotations
@@ -66,6 +71,11 @@ def litellm_throughput(
             for path in paths:
                 setup = _Setup(base_url, concurrency, workers)
                 runs[path].append(_run(_PATHS[path], setup, calls, ideal, server_pid))
+    summaries = {p: _summary(r) for p, r in runs.items()}
+    for path, summary in summaries.items():
+        summary["idle_estimate"] = idle_estimate(
+            summary, ideal, processes=workers if path == "workers" else 1
+        )
     return {
         "concurrency": concurrency,
         "latency_s": latency_s,
@@ -73,8 +83,26 @@ def litellm_throughput(
         "repeats": repeats,
         "workers": workers,
         "ideal_calls_per_s": ideal,
-        "paths": {p: _summary(r) for p, r in runs.items()},
+        "paths": summaries,
     }
+
+
+def idle_estimate(summary: dict[str, Any], ideal: float, *, processes: int = 1) -> float | None:
+    """An ESTIMATE, not a measurement: the ratio to the ideal that the measured CPU per call
+    allows on idle cores, if CPU were the only limit (an upper bound: a busy event loop also
+    adds queueing). The client's `processes` each run on at most one core, and the client and
+    the server together on at most the usable cores. CPU per call depends far less on the
+    machine's load than calls/s, which is why a shared machine can still estimate this."""
+    from pedagogy.backends.cores import usable_cores
+
+    client = summary.get("cpu_ms_per_call", {}).get("median")
+    server = summary.get("server_cpu_ms_per_call", {}).get("median", 0.0)
+    if not client:
+        return None
+    cores = usable_cores()
+    by_client = min(processes, cores) * 1000 / (client * ideal)
+    by_machine = cores * 1000 / ((client + server) * ideal)
+    return min(1.0, by_client, by_machine)
 
 
 _KEYS = ("calls_per_s", "ratio_to_ideal", "cpu_ms_per_call", "server_cpu_ms_per_call")
@@ -279,6 +307,76 @@ _PATHS: dict[str, Callable[[_Setup], Awaitable[_Client]]] = {
     "backend": _backend("backend"),
     "workers": _backend("workers"),
 }
+
+
+def litellm_failover(
+    calls: int = 192,
+    concurrency: int = 64,
+    latency_s: float = 0.2,
+    *,
+    repeats: int = 3,
+    without_breaker: bool = True,
+) -> dict[str, Any]:
+    """Wall time of `calls` through a backend whose primary endpoint is down (a closed port on
+    127.0.0.1) and whose fallback is the test server, against the fallback alone; with
+    `without_breaker`, also with the circuit breaker off (every call retries the dead primary
+    first). Backend defaults otherwise (3 retries, 0.5 s backoff); a fresh backend per run, so
+    each starts with its breaker closed. Each is min/median/max over the repeats."""
+    import socket
+
+    from pedagogy.backends.litellm import LiteLLMBackend
+
+    if min(concurrency, calls, repeats) < 1 or latency_s <= 0:
+        raise BackendError(
+            "concurrency, calls and repeats must be >= 1 and latency_s > 0, got "
+            f"{concurrency!r}, {calls!r}, {repeats!r} and {latency_s!r}"
+        )
+    with socket.socket() as s:  # a port nothing listens on: every connection is refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    kinds = ("fallback_alone", "dead_primary") + (("no_breaker",) if without_breaker else ())
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+
+    def backend(url: str, kind: str) -> LiteLLMBackend:
+        if kind == "fallback_alone":
+            return LiteLLMBackend("openai/local", api_base=url, max_concurrency=concurrency)
+        return LiteLLMBackend(
+            "openai/local",
+            api_base=dead,
+            fallbacks=[{"model": "openai/local", "api_base": url}],
+            max_concurrency=concurrency,
+            breaker_threshold=0 if kind == "no_breaker" else 3,
+        )
+
+    async def one(url: str, kind: str) -> dict[str, Any]:
+        await backend(url, "fallback_alone").generate(_requests(concurrency))  # warm
+        b = backend(url, kind)
+        t0 = time.perf_counter()
+        out = await b.generate(_requests(calls))
+        wall = time.perf_counter() - t0
+        return {
+            "wall_s": wall,
+            "errors": sum(1 for c in out if c.error is not None),
+            "dead_attempts": sum(1 for c in out for a in c.attempts if a.endpoint.endswith(dead)),
+            "breaker_events": [e.state for e in b.breaker.events],
+        }
+
+    with _server(latency_s) as (url, _):
+        for _ in range(repeats):
+            for kind in kinds:
+                runs[kind].append(asyncio.run(one(url, kind)))
+    out: dict[str, Any] = {"calls": calls, "concurrency": concurrency, "latency_s": latency_s}
+    for kind, rs in runs.items():
+        walls = [r["wall_s"] for r in rs]
+        out[kind] = {
+            "runs": rs,
+            "wall_s": {"min": min(walls), "median": statistics.median(walls), "max": max(walls)},
+        }
+    ratios = [
+        d["wall_s"] / a["wall_s"] for d, a in zip(runs["dead_primary"], runs["fallback_alone"])
+    ]
+    out["ratio"] = {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}
+    return out
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import pytest
 
 from pedagogy.backends.base import ChatRequest
 from pedagogy.backends.litellm import LiteLLMBackend, _litellm
-from pedagogy.backends.litellm_bench import litellm_throughput
+from pedagogy.backends.litellm_bench import litellm_failover, litellm_throughput
 from pedagogy.backends.litellm_support import _CALLBACK_LISTS, response_cost
 from pedagogy.errors import BackendError
 from pedagogy.testing_server import OpenAICompatServer, tool_agent
@@ -168,6 +168,18 @@ async def test_litellm_logging_is_skipped_while_no_callback_listens(
 def test_workers_must_be_a_positive_integer():
     with pytest.raises(BackendError, match="workers must be an integer >= 1"):
         LiteLLMBackend("openai/local", workers=0)
+    with pytest.raises(BackendError, match="or 'auto'"):
+        LiteLLMBackend("openai/local", workers="many")
+
+
+def test_auto_workers_are_the_free_cores_only_at_a_high_concurrency(monkeypatch):
+    import pedagogy.backends.cores as cores
+
+    monkeypatch.setattr(cores, "free_cores", lambda: 3)
+    assert LiteLLMBackend("openai/local", workers="auto", max_concurrency=8).workers == 1
+    assert LiteLLMBackend("openai/local", workers="auto", max_concurrency=64).workers == 3
+    monkeypatch.setattr(cores, "free_cores", lambda: 1)  # a busy machine: no worker processes
+    assert LiteLLMBackend("openai/local", workers="auto", max_concurrency=64).workers == 1
     assert "workers" not in repr(LiteLLMBackend("openai/local"))
     assert "workers=2" in repr(LiteLLMBackend("openai/local", workers=2))
 
@@ -224,5 +236,20 @@ def test_throughput_bench_reports_every_path():
         assert summary["errors"] == 0 and len(summary["runs"]) == 1
         for key in ("calls_per_s", "ratio_to_ideal", "cpu_ms_per_call"):
             assert set(summary[key]) == {"min", "median", "max"} and summary[key]["min"] > 0
+        assert 0 < summary["idle_estimate"] <= 1
     with pytest.raises(BackendError, match="unknown path"):
         litellm_throughput(paths=("nope",))
+
+
+def test_failover_bench_times_a_dead_primary_against_the_fallback_alone():
+    result = litellm_failover(
+        calls=16, concurrency=4, latency_s=0.01, repeats=1, without_breaker=False
+    )
+    assert "no_breaker" not in result
+    for kind in ("fallback_alone", "dead_primary"):
+        [run] = result[kind]["runs"]
+        assert run["errors"] == 0 and result[kind]["wall_s"]["min"] > 0
+    assert result["fallback_alone"]["runs"][0]["dead_attempts"] == 0
+    dead = result["dead_primary"]["runs"][0]
+    assert dead["breaker_events"] == ["open"] and 3 <= dead["dead_attempts"] <= 4 * 2
+    assert result["ratio"]["median"] > 0
