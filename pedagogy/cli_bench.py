@@ -47,6 +47,12 @@ def bench_learning(
     as_json: bool = typer.Option(
         False, "--json", help="Print the per-arm summary as JSON instead of a table."
     ),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        min=1,
+        help="Runs at a time, each in its own process pinned to its share of the cores (default: one per usable core; 1: one after another). A run's numbers do not depend on it.",
+    ),
     plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """Run several teaching arms with the same seeds, student and teacher budget; compare held-out accuracy."""
@@ -69,7 +75,11 @@ def bench_learning(
             update["rounds"] = rounds
         settings = replace(settings, **update, budget=budget)  # None: a quarter of the episodes
         bench = LearningBench(
-            out, settings, parse_arms(arms, quick), list(range(seeds or (1 if quick else 3)))
+            out,
+            settings,
+            parse_arms(arms, quick),
+            list(range(seeds or (1 if quick else 3))),
+            jobs=jobs,
         )
         data = bench.run()
     except PedagogyError as err:
@@ -180,6 +190,12 @@ def bench_agents(
     as_json: bool = typer.Option(
         False, "--json", help="Print the per-arm summary as JSON instead of tables."
     ),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        min=1,
+        help="Runs at a time, each in its own process pinned to its share of the cores (default: one per usable core; 1: one after another). A run's numbers do not depend on it.",
+    ),
     plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
     """CoT distillation vs agent distillation (vs agent + FTP/SAG) on chain_sum and the world's
@@ -204,7 +220,9 @@ def bench_agents(
         arm_names = A.parse_names(arms, list(A.ARMS), A.DEFAULT_ARMS, "arms")
         domain_names = A.parse_names(domains, list(A.DOMAINS), list(A.DOMAINS), "domains")
         keys = [A.run_key(d, a) for d in domain_names for a in arm_names]
-        bench = A.AgentBench(out, settings, keys, list(range(seeds or (1 if quick else 3))))
+        bench = A.AgentBench(
+            out, settings, keys, list(range(seeds or (1 if quick else 3))), jobs=jobs
+        )
         data = bench.run()
     except PedagogyError as err:
         fail(err)

@@ -472,7 +472,18 @@ def test_a_failed_run_makes_the_cli_exit_1_after_the_table(tmp_path, monkeypatch
     monkeypatch.setattr(core, "run_one", _fake_run_one([]))
     out = tmp_path / "b"
     result = runner.invoke(
-        app, ["bench", "learning", "--quick", "--arms", "pedagogy,no_filter", "--out", str(out)]
+        app,
+        [
+            "bench",
+            "learning",
+            "--quick",
+            "--arms",
+            "pedagogy,no_filter",
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+        ],
     )
     assert result.exit_code == 1, result.output
     assert (

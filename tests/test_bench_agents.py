@@ -331,7 +331,18 @@ def test_cli_with_fake_runs_prints_tables_verdicts_and_trajectories(tmp_path, mo
     calls: list = []
     monkeypatch.setattr(core, "run_one", _fake_run_one(calls))
     out = tmp_path / "b"
-    args = ["bench", "agents", "--seeds", "3", "--arms", "cot,agent", "--out", str(out)]
+    args = [
+        "bench",
+        "agents",
+        "--seeds",
+        "3",
+        "--arms",
+        "cot,agent",
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert ("chain_sum/cot", 0, False, "reasoning_gym") in calls
