@@ -13,6 +13,7 @@ import importlib.util
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from pedagogy.domains.base import domain_tools
 from pedagogy.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -22,22 +23,22 @@ __all__ = ["build_domain_from", "recorded_plugins", "require_parts", "used_parts
 
 
 def _registries() -> dict[str, dict[str, Any]]:
-    """Every registry of named parts, by kind (the registries' own dicts: read, never written)."""
+    """Every registry of named parts, by kind (the registries themselves: read, never written)."""
     from pedagogy.agents.curriculum import SAMPLERS
     from pedagogy.agents.explanations import STYLES
     from pedagogy.agents.intervention import POLICIES
     from pedagogy.backends.registry import BACKENDS
-    from pedagogy.domains import registry as domains
-    from pedagogy.graphs import registry as graphs
-    from pedagogy.tools import registry as tools
+    from pedagogy.domains.registry import DOMAINS
+    from pedagogy.graphs.registry import GRAPHS
+    from pedagogy.tools.registry import TOOLS
     from pedagogy.training import trainers
 
     return {
-        "domain": domains._REGISTRY,
-        "episode graph": graphs._REGISTRY,
-        "tool": tools._REGISTRY,
+        "domain": DOMAINS,
+        "episode graph": GRAPHS,
+        "tool": TOOLS,
         "backend kind": BACKENDS,
-        "trainer": trainers._REGISTRY,
+        "trainer": trainers._REGISTRY,  # the trainers' registry has no public name yet
         "explanation style": STYLES,
         "sampler": SAMPLERS,
         "intervention policy": POLICIES,
@@ -93,7 +94,7 @@ def recorded_plugins(config: RunConfig, domain: Any = None) -> list[str]:
     registries = _registries()
     tools: list[str] = []
     if config.agent.enabled and not config.agent.tools and domain is not None:
-        tools = list(getattr(domain, "tools", list)() or [])
+        tools = domain_tools(domain)
     for kind, name in used_parts(config, tools):
         obj = registries[kind].get(name, None)
         if obj is None or _builtin(obj):

@@ -49,6 +49,9 @@ class ReplayBackend:
     """
 
     name = "replay"
+    text_actions = True
+    """A text model (`WritesTextActions`) by default; a replay actor takes its system message and
+    first-thought mode from the recorded requests (`_replay_actor`), whatever this says."""
 
     def __init__(
         self,
@@ -300,7 +303,8 @@ def _replay_actor(
     turns: list[TurnRecord], backend: ReplayBackend, runner: Any, agent: str, max_steps: int | None
 ) -> Any:
     """An actor that acts as the recorded one did: its tools rebuilt from the stored specs, the
-    recorded first-thought prefixes, one sample per step, observations from the store."""
+    recorded system message and first-thought prefixes, one sample per step, observations from
+    the store."""
     from pedagogy.agents.acting import Actor, tools_from_specs
 
     acting = [t for t in turns if (t.detail or {}).get("trajectory")]
@@ -308,6 +312,8 @@ def _replay_actor(
     firsts = [t.detail for t in acting if t.detail.get("step") == 0]
     prefixes = [d.get("ftp") for d in firsts]
     mode = next((d["ftp_mode"] for d in firsts if d.get("ftp_mode")), "prefix")
+    first = (acting[0].request.get("messages") or [{}])[0] if acting else {}
+    system = first.get("content") if first.get("role") == "system" else None
 
     def ftp(problem: Any) -> str | None:
         return prefixes.pop(0) if prefixes else None
@@ -320,6 +326,7 @@ def _replay_actor(
         agent=agent,
         ftp=ftp if any(prefixes) else None,
         ftp_mode=mode,
+        instructions=system,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pedagogy.backends.base import Scores
 from pedagogy.graphs.session import Session
 from pedagogy.memory.records import DecisionRecord, ModelVersionRecord, TrainingJobRecord
 from pedagogy.training.data import mix_examples
@@ -103,7 +104,7 @@ async def _choose_examples(
     if sum(i.polarity == "positive" for i in new) < cfg.min_new_examples:
         session.emit("training_skipped", {"round": round_, "new_examples": len(new)})
         return None
-    if cfg.filter and not acting and callable(getattr(session.student_backend, "score", None)):
+    if cfg.filter and not acting and isinstance(session.student_backend, Scores):
         filtered, decisions = await asyncio.to_thread(
             _learnability_filter, session, round_, new, episodes, problems
         )

@@ -15,6 +15,7 @@ from typing import Any
 from pedagogy.agents.adaptive import cell_key
 from pedagogy.agents.curriculum import build_sampler
 from pedagogy.agents.roles import Generator
+from pedagogy.backends.base import Scores
 from pedagogy.config import RunConfig
 from pedagogy.domains.base import Domain, Problem, problem_parameters
 from pedagogy.graphs.budget import BudgetGuard
@@ -119,7 +120,7 @@ class Session:
             options.setdefault("seed", self.config.seed)
         if "student" in takes:
             options.setdefault("student", self.student_backend)
-        if "profile" in takes and not callable(getattr(self.student_backend, "score", None)):
+        if "profile" in takes and not isinstance(self.student_backend, Scores):
             options.setdefault("profile", self.profile(round_))
         policy = build_policy(ep.intervention, **options)
         if state:
@@ -142,7 +143,7 @@ class Session:
             style = X.build_style(name)
             return lambda problem: style
         # probe: the style under which the student itself finds the solutions likeliest
-        if not callable(getattr(self.student_backend, "score", None)):
+        if not isinstance(self.student_backend, Scores):
             return None
         earlier = self.store.decisions(self.run_id, round_, "style")
         if earlier:  # a resumed round keeps the style it probed

@@ -8,6 +8,7 @@ from typing import Any
 
 from pedagogy.agents.roles import Generator, Student, Teacher, Verifier
 from pedagogy.config import RunConfig
+from pedagogy.domains.base import domain_tool_options, domain_tools
 from pedagogy.graphs.agent_episode import AgentEpisodeAgents, build_agent_episode_graph
 from pedagogy.graphs.episode import Agents, build_episode_graph
 
@@ -77,8 +78,8 @@ def agent_tools(config: RunConfig, domain: Any) -> dict[str, Any]:
     from pedagogy.tools.registry import build_tool
 
     ac = config.agent
-    names = ac.tools or list(getattr(domain, "tools", lambda: [])() or []) or ["calculator"]
-    domain_options = getattr(domain, "tool_options", lambda: {})() or {}
+    names = ac.tools or domain_tools(domain) or ["calculator"]
+    domain_options = domain_tool_options(domain)
     tools = {}
     for name in names:
         options = {**domain_options.get(name, {}), **ac.tool_options.get(name, {})}

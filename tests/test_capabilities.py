@@ -32,7 +32,7 @@ OFFERS = {
     "scripted": {WritesTextActions},
     "demonstration": {WritesTextActions},
     "litellm": set(),
-    "replay": set(),
+    "replay": {WritesTextActions},
 }
 """What each registered backend offers; a change here is a change users see."""
 
