@@ -23,7 +23,7 @@ from sqlalchemy.pool import StaticPool
 from pedagogy.memory import schema as S
 from pedagogy.memory.base import Store
 from pedagogy.memory.records import EpisodeRecord, ToolCallRecord, TurnRecord
-from pedagogy.memory.store import _CHUNK, _from_db, _names
+from pedagogy.memory.store_rows import _CHUNK, _from_db, _names
 
 __all__ = ["after_fork", "episode_ids", "episodes_for_replay", "forkable", "readable"]
 
