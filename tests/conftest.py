@@ -40,6 +40,35 @@ QUICK = {
 
 
 @pytest.fixture
+def restore_registries():
+    """Every part registry as it was before the test. Every test that registers a part (domain,
+    tool, graph, trainer, backend, sampler, policy, style) in this process takes it: a
+    registration lasts, and would show in every later test's names."""
+    from pedagogy.agents import curriculum, explanations, intervention
+    from pedagogy.backends import registry as backends
+    from pedagogy.domains.registry import DOMAINS
+    from pedagogy.graphs.registry import GRAPHS
+    from pedagogy.tools.registry import TOOLS
+    from pedagogy.training import trainers
+
+    registries = [
+        DOMAINS,
+        TOOLS,
+        GRAPHS,
+        trainers._REGISTRY,
+        backends.BACKENDS,
+        curriculum.SAMPLERS,
+        intervention.POLICIES,
+        explanations.STYLES,
+    ]
+    saved = [dict(r) for r in registries]
+    yield
+    for registry, entries in zip(registries, saved, strict=True):
+        registry.clear()
+        registry.update(entries)
+
+
+@pytest.fixture
 def quick_config(tmp_path):
     """Write a small, fast config (2 rounds, 2 levels) into tmp_path; returns its path."""
 

@@ -133,7 +133,7 @@ async def test_evaluation_answers_with_the_practice_budget_unless_configured(
 
 
 @pytest.mark.slow
-async def test_no_held_out_problem_is_practised_in_a_run(tmp_path):
+async def test_no_held_out_problem_is_practised_in_a_run(tmp_path, restore_registries):
     from pedagogy.runner import run_loop
 
     register_domain("small_levels", lambda **options: Small(), replace=True)

@@ -25,33 +25,6 @@ from pedagogy.registry import Registry
 runner = CliRunner()
 
 
-@pytest.fixture
-def restore_registries():
-    """Every registry's entries as they were before the test (a plugin registers for good)."""
-    from pedagogy.agents import curriculum, explanations, intervention
-    from pedagogy.backends import registry as backends
-    from pedagogy.domains.registry import DOMAINS
-    from pedagogy.graphs.registry import GRAPHS
-    from pedagogy.tools.registry import TOOLS
-    from pedagogy.training import trainers
-
-    registries = [
-        DOMAINS,
-        TOOLS,
-        GRAPHS,
-        trainers._REGISTRY,
-        backends.BACKENDS,
-        curriculum.SAMPLERS,
-        intervention.POLICIES,
-        explanations.STYLES,
-    ]
-    saved = [dict(r) for r in registries]
-    yield
-    for registry, entries in zip(registries, saved, strict=True):
-        registry.clear()
-        registry.update(entries)
-
-
 def _plugin(tmp_path: Path, monkeypatch, source: str) -> str:
     """A plugin module with `source` in `tmp_path` (importable), by a fresh name."""
     module = f"regplugin_{uuid.uuid4().hex[:8]}"

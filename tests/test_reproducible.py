@@ -102,7 +102,9 @@ class Anything:
         return f"A:{problem.answer}"
 
 
-def test_a_worse_candidate_is_rolled_back_and_the_served_model_stays(tmp_path, monkeypatch):
+def test_a_worse_candidate_is_rolled_back_and_the_served_model_stays(
+    tmp_path, monkeypatch, restore_registries
+):
     """Round 2's candidate is corrupted (every weight zeroed after training, so it answers
     nothing): its held-out accuracy falls below the student in service, so it is rolled back,
     the served model stays, and round 3 is served by and trains from the round-1 student."""

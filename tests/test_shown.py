@@ -229,7 +229,7 @@ async def test_a_charge_beyond_the_reservation_is_refused(tiny):
 
 
 @pytest.mark.slow
-async def test_a_two_tier_graph_in_a_run(tmp_path):
+async def test_a_two_tier_graph_in_a_run(tmp_path, restore_registries):
     """Through the loop: the round's broker decides, the store keeps what was shown."""
     from pedagogy.config import load_config
     from pedagogy.domains import register_domain
