@@ -91,9 +91,6 @@ def run(
     (resume with a higher one)."""
     from pedagogy.checks import db_option, interrupted_line
     from pedagogy.config import load_config
-    from pedagogy.progress import LiveProgress
-    from pedagogy.report import plot_learning_curve, run_summary
-    from pedagogy.runner import run_loop
 
     progress, db_url = None, None
     try:
@@ -118,6 +115,12 @@ def run(
         if limits:
             cfg = cfg.with_overrides({"budget": limits})
         db_url = cfg.db_url()
+        # The loop's imports (LangGraph, the store, plotting) only once the config holds: a
+        # config with a typo fails before paying for them.
+        from pedagogy.progress import LiveProgress
+        from pedagogy.report import plot_learning_curve, run_summary
+        from pedagogy.runner import run_loop
+
         progress = LiveProgress(console, enabled=not quiet)
         with progress:
             result = asyncio.run(run_loop(cfg, resume=resume, emit=progress.event))
