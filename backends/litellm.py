@@ -310,12 +310,17 @@ class LiteLLMBackend:
                     )
                     first_error = first_error or (str(e), endpoint, None)
                     continue
+                if admission == "go" and reroute and breaker.crowded(endpoint.label):
+                    await self._first_answer(endpoint.label, timeout)
+                    if self._rerouted(i):  # its breaker opened meanwhile
+                        circuit.skipped.append(endpoint.label)
+                        continue
                 tries = 0
                 while True:
                     tries += 1
                     started, a0 = time.time(), time.perf_counter()
                     try:
-                        response = await self._call(request, endpoint, api_key, timeout)
+                        response = await self._attempt(request, endpoint, api_key, timeout)
                         completion = self._completion(response, endpoint, t0)
                     except asyncio.CancelledError:
                         if admission == "probe":
@@ -350,7 +355,7 @@ class LiteLLMBackend:
                                 "connection failures]"
                             )
                         circuit.add(opened)
-                    else:
+                    elif failure.responded:
                         circuit.add(breaker.reached(endpoint.label))
                     attempts.append(
                         CallAttempt(
@@ -401,6 +406,24 @@ class LiteLLMBackend:
             )
             circuit.put(failed)
             return failed
+
+    async def _attempt(
+        self, request: ChatRequest, endpoint: Endpoint, api_key: str | None, timeout: float
+    ) -> Any:
+        """One attempt, counted as a trial while the endpoint has not answered yet."""
+        trial = self.breaker.sending(endpoint.label)
+        try:
+            return await self._call(request, endpoint, api_key, timeout)
+        finally:
+            if trial:
+                self.breaker.sent(endpoint.label)
+
+    async def _first_answer(self, label: str, timeout: float) -> None:
+        """Wait (at most a second, or `timeout`) while the endpoint has not answered yet and its
+        trial attempts are in flight; bounded polling, so no event is bound to a loop."""
+        deadline = time.perf_counter() + min(timeout, 1.0)
+        while self.breaker.crowded(label) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.005)
 
     def _rerouted(self, i: int) -> bool:
         """Whether the breaker now sends calls from endpoint i to a later one."""

@@ -9,6 +9,11 @@ it is *half-open*: one call tries it (the probe) while the others still skip it.
 any kind (an HTTP error too: the server is up) closes the breaker; another connection failure
 opens it again for a new cool-down.
 
+Until an endpoint has answered once (at the start, and after its breaker opened), at most
+`threshold` attempts are in flight there; other calls wait for its first answer (at most a
+second) instead of each paying for a refused connection (`crowded`). A live endpoint costs that
+wait once; the startup check (`LiteLLMBackend.check`) usually pays it.
+
 The breaker only reroutes: a call whose endpoints are all open tries them all as before, so a
 breaker never fails a call on its own. Each change of state is a `CircuitEvent`: kept in
 `CircuitBreaker.events`, logged, and put in `detail["circuit"]` of the call during which it
@@ -71,6 +76,10 @@ class _Circuit:
     opened_at: float | None = None
     """Monotonic time it opened (or re-opened); None while closed."""
     probing: bool = False
+    answered: bool = False
+    """A response came since the backend started or the breaker last opened."""
+    trials: int = 0
+    """Attempts in flight at the endpoint while it has not answered."""
 
 
 class CircuitBreaker:
@@ -137,6 +146,7 @@ class CircuitBreaker:
         c.failures += 1
         if c.probing or (c.opened_at is None and c.failures >= self.threshold):
             c.probing = False
+            c.answered = False
             c.opened_at = self._clock()
             return self._event(endpoint, OPEN, c.failures)
         return None
@@ -144,15 +154,45 @@ class CircuitBreaker:
     def reached(self, endpoint: str) -> CircuitEvent | None:
         """A response came from the endpoint (an answer or an HTTP error); the event when its
         breaker closed."""
-        c = self._circuits.get(endpoint)
-        if c is None:
-            return None
+        c = self._circuits.setdefault(endpoint, _Circuit())
         c.failures = 0
         c.probing = False
+        c.answered = True
         if c.opened_at is None:
             return None
         c.opened_at = None
         return self._event(endpoint, CLOSED, 0)
+
+    def crowded(self, endpoint: str) -> bool:
+        """Whether a call should wait before trying the endpoint: it has not answered yet (since
+        the start, or since its breaker last opened) and `threshold` attempts are already in
+        flight there. A dead endpoint then costs `threshold` failed attempts, not one per call
+        in flight; a live one, the wait for its first answer, once."""
+        c = self._circuits.get(endpoint)
+        return (
+            self.threshold > 0
+            and c is not None
+            and not c.answered
+            and c.opened_at is None
+            and c.trials >= self.threshold
+        )
+
+    def sending(self, endpoint: str) -> bool:
+        """An attempt leaves for the endpoint; True when it counts as a trial (the endpoint has
+        not answered yet): the caller then calls `sent` when the attempt is over."""
+        if not self.threshold:
+            return False
+        c = self._circuits.setdefault(endpoint, _Circuit())
+        if c.answered:
+            return False
+        c.trials += 1
+        return True
+
+    def sent(self, endpoint: str) -> None:
+        """A trial attempt (`sending` said True) is over, whatever its outcome."""
+        c = self._circuits.get(endpoint)
+        if c is not None and c.trials > 0:
+            c.trials -= 1
 
     def release(self, endpoint: str) -> None:
         """The probing call ended without an outcome (it was cancelled): let another call probe."""

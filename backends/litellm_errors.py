@@ -36,6 +36,9 @@ class Failure:
     unreachable: bool = False
     """No response came (a refused connection, an unknown host, a dropped connection): `status`
     is None, and the endpoint's circuit breaker counts it."""
+    responded: bool = True
+    """A response came (an HTTP error, a body that is not JSON); False for a timeout or an
+    unreachable endpoint."""
 
     @classmethod
     def of(cls, e: BaseException, api_key: str | None) -> Failure:
@@ -56,6 +59,7 @@ class Failure:
             retryable=retryable(e),
             misconfigured=refused or status in (401, 403, 404),
             unreachable=cause is not None,
+            responded=not no_response,
         )
 
 

@@ -500,9 +500,9 @@ def run(parts: tuple[str, ...] = PARTS, *, quick: bool = False, progress: Any = 
                 repeats=1 if quick else 3,
                 paths=("aiohttp", "backend", "workers"),
             )
-            out[part]["failover"] = litellm_failover(  # at the backend's default concurrency
-                calls=64 if quick else 192,
-                concurrency=8,
+            out[part]["failover"] = litellm_failover(
+                calls=64 if quick else 640,
+                concurrency=64,
                 repeats=1 if quick else 3,
                 without_breaker=False,
             )

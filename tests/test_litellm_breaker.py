@@ -182,3 +182,33 @@ async def test_without_a_fallback_the_breaker_never_fails_a_call_on_its_own():
     for call in (c, again):
         assert call.error and "after 3 attempts" in call.error
         assert [a.status for a in call.attempts] == [None, None, None]
+
+
+def test_until_an_endpoint_answers_only_threshold_attempts_are_in_flight_there():
+    b = CircuitBreaker(2, 5.0)
+    assert not b.crowded("a")
+    assert b.sending("a") and b.sending("a")
+    assert b.crowded("a")  # two trials in flight: others wait for the first answer
+    b.sent("a")
+    assert not b.crowded("a")
+    b.sending("a")
+    b.reached("a")
+    b.sent("a")
+    b.sent("a")
+    assert not b.sending("a") and not b.crowded("a")  # it answered: no limit
+    assert not CircuitBreaker(0, 5.0).sending("a")
+
+
+async def test_a_dead_primary_costs_threshold_attempts_not_one_per_call_in_flight():
+    port = closed_port()
+    with OpenAICompatServer(delay_s=0.05) as fallback:
+        backend = with_dead_primary(fallback, port, max_concurrency=32)
+        _litellm()
+        out = await backend.generate([ask(f"q{i}") for i in range(64)])
+        assert [c.text for c in out] == [f"q{i}" for i in range(64)]
+        failed = [a for c in out for a in c.attempts if a.error is not None]
+        assert len(failed) == 3  # the trials; the other calls waited, then skipped it
+    with OpenAICompatServer(delay_s=0.1) as live:  # a live endpoint: one wait, then all at once
+        backend = LiteLLMBackend("openai/local", api_base=live.base_url, max_concurrency=16)
+        out = await backend.generate([ask(f"r{i}") for i in range(32)])
+        assert all(c.error is None for c in out) and live.max_in_flight == 16
