@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pedagogy.benchmarks.throughput import rows, store_ratio
 
 
+@pytest.mark.slow
 def test_store_part_reports_both_sides_and_its_targets():
     report = store_ratio(per_round=20, rounds=2)
     assert report["episodes"] == 40 and report["turns"] >= 40
