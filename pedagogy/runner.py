@@ -91,6 +91,25 @@ def open_run_store(db: str):
     return open_store(db)
 
 
+class _OpenedLate:
+    """A new run's store, opened (its SQLite file created and migrated) on first use: the checks,
+    the domain and the models come first, so a run killed while building them (SIGKILL: no
+    cleanup runs) leaves no database file; the file appears just before the run row."""
+
+    def __init__(self, db: str) -> None:
+        self._db, self._store = db, None
+
+    @property
+    def opened(self) -> Any:
+        """The store if it was opened, else None."""
+        return self._store
+
+    def __getattr__(self, name: str) -> Any:
+        if self._store is None:
+            self._store = open_run_store(self._db)
+        return getattr(self._store, name)
+
+
 def build_domain_from(config: RunConfig):
     """The config's domain (`pedagogy.graphs.parts.build_domain_from`, below the front door so
     that replay can build it too); kept here for callers of this name."""
@@ -112,7 +131,8 @@ async def run_loop(
 
     `episode_graph` builds the graph each episode runs through (default: the ready-made one);
     a custom graph must return {"record": EpisodeRecord} like `graphs.episode.record`.
-    A run that fails before writing its run row leaves no new database file behind.
+    A run that fails before writing its run row leaves no new database file behind, and one
+    killed before it (while its checks, domain and models are built) never created one.
     """
     from pedagogy.checks import WORKDIR_FIX, require_writable_db, require_writable_folder
     from pedagogy.memory.store import discard_if_unused, new_sqlite_paths
@@ -121,11 +141,14 @@ async def run_loop(
         require_writable_folder(config.workdir, f"workdir {config.workdir}", WORKDIR_FIX)
     require_writable_db(config.db_url())
     new = new_sqlite_paths(config.db_url())
-    store = open_run_store(config.db_url())
+    late = _OpenedLate(config.db_url()) if resume is None else None
+    store = late if late is not None else open_run_store(config.db_url())
     try:
         return await _run_loop(store, config, resume, emit, episode_graph)
     except BaseException:
-        discard_if_unused(store, new)
+        opened = late.opened if late is not None else store
+        if opened is not None:  # never opened: nothing was created
+            discard_if_unused(opened, new)
         raise
 
 
@@ -301,6 +324,8 @@ async def _run(
             versions,
             hold.holder,
         )
+        if isinstance(store, _OpenedLate):
+            store = store.opened  # the run's own store from here on
         hold.started(run_id)
     else:
         store.set_run_status(run_id, "running")
