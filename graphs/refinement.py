@@ -227,6 +227,7 @@ def generator_examples(session: Session, round_: int) -> tuple[list[DatasetItemR
 async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
     """Fine-tune the LLM generator on the teacher's accepted refinements (this round's and
     earlier), register the new version and reload the generator with it."""
+    from pedagogy.graphs.round_training import retry_decision
     from pedagogy.training.sft import SFTJobConfig, run_sft
 
     store, run_id, round_ = session.store, session.run_id, state["round"]
@@ -234,8 +235,10 @@ async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
     earlier = store.training_job(run_id, round_, "generator")
     if earlier is not None and earlier.status == "completed":
         return {}  # a rerun: this round's generator is trained and was loaded at resume
-    restart = earlier is not None and earlier.status in ("running", "interrupted")
-    if restart:  # its process died: trained again, in place, on the items it stored
+    restart = earlier is not None and earlier.status in ("running", "interrupted", "failed")
+    if restart:  # its process died or it failed: trained again, in place, on its items
+        if earlier.status == "failed":
+            store.record_decisions([retry_decision(earlier)])
         items, new = store.dataset_items(earlier.id), int(earlier.metrics.get("new_examples", 0))
         base = store.get_model_version(earlier.base_version_id or "")
     else:

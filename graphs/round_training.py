@@ -22,7 +22,20 @@ from pedagogy.training.data import mix_examples
 if TYPE_CHECKING:
     from pedagogy.graphs.loop import LoopState
 
-__all__ = ["train"]
+__all__ = ["retry_decision", "train"]
+
+
+def retry_decision(job: TrainingJobRecord) -> DecisionRecord:
+    """The record that `job` failed and is trained again in place."""
+    return DecisionRecord(
+        run_id=job.run_id,
+        round=job.round,
+        kind="retry",
+        policy="resume",
+        subject=job.id,
+        chosen=True,
+        detail={"role": job.role, "error": job.metrics.get("error")},
+    )
 
 
 async def train(state: LoopState, session: Session) -> dict[str, Any]:
@@ -34,11 +47,16 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
         state["round"],
     )
     # The node may run again after a crash: a finished job of the round is its result; one that
-    # was interrupted (its process died) is restarted in place, on the items it stored.
+    # was interrupted (its process died) or failed (an error: the run stopped as failed) is
+    # restarted in place, on the items it stored, so a resumed run trains on what an
+    # uninterrupted one would have and keeps no second set of items beside them. A failure
+    # restarted is recorded as a `retry` decision with its error.
     earlier_job = store.training_job(run_id, round_)
     if earlier_job is not None and earlier_job.status in ("completed", "skipped"):
         return _finished_job(session, earlier_job)
-    restart = earlier_job is not None and earlier_job.status in ("running", "interrupted")
+    restart = earlier_job is not None and earlier_job.status in ("running", "interrupted", "failed")
+    if restart and earlier_job.status == "failed":
+        store.record_decisions([retry_decision(earlier_job)])
     acting = session.config.agent.enabled
     kind = "trajectory_sft" if acting else cfg.kind
     # Each round reads only its own episodes; earlier rounds' examples are kept (a flat cost).

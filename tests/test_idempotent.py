@@ -628,3 +628,39 @@ def test_two_concurrent_resumes_one_is_refused(reference, tmp_path: Path):
     assert a.exitcode == 0, out_a.read_text()[-3000:]
     with open_store(db) as store:
         assert _snapshot(store, run.id) == reference[1]
+
+
+@pytest.mark.slow
+def test_a_failed_job_is_trained_again_in_place_on_resume(reference, tmp_path, monkeypatch):
+    """A job whose training raised (the run stops as failed) is restarted in place when the run
+    is resumed: same job, same items, no second set beside them; the run then ends as the
+    uninterrupted one did, plus one `retry` decision carrying the error."""
+    from pedagogy.training import packed
+
+    real, calls = packed.train_packed, []
+
+    def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("cannot import name 'SFTTrainer'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(packed, "train_packed", fails_once)
+    config = _config_file(tmp_path, "fails")
+    with pytest.raises(Exception, match="SFTTrainer"):
+        _run(config)
+    db = tmp_path / "work" / "pedagogy.db"
+    with open_store(db) as store:
+        (run,) = store.list_runs()
+        (failed,) = store.training_jobs(run.id)
+        assert (run.status, failed.status) == ("failed", "failed")
+        items = [i.id for i in store.dataset_items(failed.id)]
+    assert _run(config, resume=run.id).status == "completed"
+    with open_store(db) as store:
+        snapshot = _snapshot(store, run.id)
+        jobs = store.training_jobs(run.id)
+        assert jobs[0].id == failed.id and [i.id for i in store.dataset_items(failed.id)] == items
+        (retry,) = [d for d in store.decisions(run.id) if d.kind == "retry"]
+        assert retry.subject == failed.id and "SFTTrainer" in retry.detail["error"]
+    snapshot["decisions"] = [d for d in snapshot["decisions"] if d[1] != "retry"]
+    assert snapshot == reference[1]
