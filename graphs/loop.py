@@ -18,7 +18,7 @@ The nodes live by concern: `graphs.session` (the Session and its shared helpers)
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from functools import partial, wraps
 from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -31,6 +31,7 @@ from pedagogy.graphs.refinement import train_generator
 from pedagogy.graphs.round_training import train
 from pedagogy.graphs.session import EventSink, Session
 from pedagogy.graphs.session import _no_events as _no_events  # the runner's default sink
+from pedagogy.memory.anchor import write_anchor
 from pedagogy.memory.crash import crash_point
 from pedagogy.memory.records import DecisionRecord
 
@@ -170,6 +171,23 @@ def _timed(node: Callable[..., Any], session: Session) -> Callable[..., Any]:
     return timed
 
 
+def _anchored(node: Callable[..., Any]) -> Callable[..., Any]:
+    """`node`, the round's last, then the chain's head appended to the run folder's
+    anchors.jsonl (`pedagogy.memory.anchor`): one anchor per round, marked finished when the run
+    ends after it."""
+
+    @wraps(node)
+    async def anchored(state: LoopState, session: Session) -> dict[str, Any]:
+        update = await node(state, session=session)
+        after: LoopState = {**state, **(update or {})}  # type: ignore[typeddict-item]
+        finished = _next_or_end(after, session) == END
+        run_dir = session.models_dir.parent  # the run folder: models/ lies in it
+        write_anchor(session.store, session.run_id, run_dir, state["round"], finished)
+        return update
+
+    return anchored
+
+
 def build_loop_graph(session: Session, checkpointer: Any = None):
     """Compile the loop graph bound to `session` (checkpointed when a checkpointer is given)."""
     g = StateGraph(LoopState)
@@ -178,7 +196,7 @@ def build_loop_graph(session: Session, checkpointer: Any = None):
     g.add_node("run_episodes", _timed(run_episodes, session))
     g.add_node("update_curriculum", _timed(update_curriculum, session))
     g.add_node("train", _timed(train, session))
-    g.add_node("evaluate_and_promote", _timed(evaluate_and_promote, session))
+    g.add_node("evaluate_and_promote", _timed(_anchored(evaluate_and_promote), session))
     g.add_edge(START, "evaluate_base")
     g.add_edge("evaluate_base", "plan_round")
     g.add_edge("plan_round", "run_episodes")

@@ -2,7 +2,9 @@
 
 Each record is `{"messages": [{"role": "user", ...}, {"role": "assistant", ...}], "lineage": {...}}`
 where lineage names the run, episode, turn, problem, training job (None when the record does not
-come from a job) and polarity, so that every exported example can be traced back.
+come from a job) and polarity, so that every exported example can be traced back. The run's
+latest chain anchor (`pedagogy.memory.anchor`) goes with them: NAME.anchor.json beside a .jsonl,
+anchor.json inside an hf folder.
 
 The records are the run's dataset items, i.e. exactly what its completed training jobs trained on
 (a job that was interrupted, failed or skipped is left out). A run that has not completed a job
@@ -26,14 +28,26 @@ from typing import TYPE_CHECKING, Any
 from pedagogy.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pedagogy.memory.anchor import Anchor
     from pedagogy.memory.base import Store
     from pedagogy.memory.records import EpisodeRecord, Trajectory
 
 FORMATS = ("jsonl", "hf")
 
 
-def export_run(store: Store, run_id: str, fmt: str, out: Path | str) -> int:
-    """Write the run's training records to `out` (a .jsonl file, or a directory for "hf").
+def anchor_beside(out: Path | str, fmt: str) -> Path:
+    """Where an export to `out` keeps its anchor: NAME.anchor.json beside a .jsonl file,
+    anchor.json inside an "hf" dataset folder."""
+    out = Path(out)
+    return out / "anchor.json" if fmt == "hf" else out.with_suffix(".anchor.json")
+
+
+def export_run(
+    store: Store, run_id: str, fmt: str, out: Path | str, anchor: Anchor | None = None
+) -> int:
+    """Write the run's training records to `out` (a .jsonl file, or a directory for "hf"), and
+    `anchor` (the run's latest chain anchor) at `anchor_beside(out, fmt)`, so that a recipient
+    can hold the run's chain to it: `pedagogy audit verify RUN --anchor FILE`.
 
     Returns the number of records written.
     """
@@ -63,6 +77,9 @@ def export_run(store: Store, run_id: str, fmt: str, out: Path | str) -> int:
         finally:
             if bars:
                 datasets.enable_progress_bars()
+    if anchor is not None:
+        text = json.dumps(anchor.to_dict(), indent=2, sort_keys=True) + "\n"
+        anchor_beside(out, fmt).write_text(text, encoding="utf-8")
     return len(records)
 
 

@@ -21,7 +21,13 @@ from typer.core import TyperGroup
 
 from pedagogy.cli_bench import bench_agents, bench_learning, bench_throughput
 from pedagogy.cli_common import err_console, fail
-from pedagogy.cli_records import audit_model_cmd, audit_verify_cmd, export, replay
+from pedagogy.cli_records import (
+    audit_anchor_cmd,
+    audit_model_cmd,
+    audit_verify_cmd,
+    export,
+    replay,
+)
 from pedagogy.cli_run import init, run
 from pedagogy.cli_show import runs_, show
 from pedagogy.errors import PedagogyError
@@ -82,6 +88,7 @@ app.command()(replay)
 app.command()(export)
 audit_app.command("model")(audit_model_cmd)
 audit_app.command("verify")(audit_verify_cmd)
+audit_app.command("anchor")(audit_anchor_cmd)
 app.command()(init)
 bench_app.command("learning")(bench_learning)
 bench_app.command("agents")(bench_agents)
