@@ -127,6 +127,9 @@ def test_an_untouched_run_holds_its_anchors(finished: Run, db: str):
     assert done.exit_code == 0, done.output
     assert "anchors: 2" in done.output and "clean" in done.output
     assert not tampered_lines(done.output)
+    as_json = verify(finished, db, "--anchor", str(finished.anchors), "--json")
+    report = json.loads(as_json.output)
+    assert report["clean"] and report["anchor"]["clean"] and report["anchor"]["anchors"] == 2
 
 
 def test_cut_links_and_the_head_moved_back(finished: Run, db: str, raw: sa.Engine):
