@@ -119,12 +119,12 @@ class ChainState:
     tables: dict[str, int] = field(default_factory=dict)
 
 
-def count_key(link: ChainLinkRecord) -> str:
-    """What a link is counted under in an anchor's `tables`: its table, and for a snapshot of
-    a row that is not a link itself, "snapshots:<the row's table>"."""
+def count_keys(link: ChainLinkRecord) -> tuple[str, ...]:
+    """What a link is counted under in an anchor's `tables`: its table, and a snapshot of a row
+    that is not a link itself also under "snapshots:<the row's table>"."""
     if link.table == "snapshots":
-        return f"snapshots:{link.row.get('subject')}"
-    return link.table
+        return link.table, f"snapshots:{link.row.get('subject')}"
+    return (link.table,)
 
 
 def chain_state(store: Store, run_id: str) -> ChainState:
@@ -138,7 +138,7 @@ def chain_state(store: Store, run_id: str) -> ChainState:
     tables: Counter[str] = Counter()
     for link in store.chain_links(run_id):
         if 0 <= link.chain_index < head.length:
-            tables[count_key(link)] += 1
+            tables.update(count_keys(link))
     return ChainState(head.length, head.last_hash, head.keyed, dict(sorted(tables.items())))
 
 
@@ -305,7 +305,7 @@ def check_anchors(store: Store, run_id: str, anchors: list[Anchor]) -> AnchorChe
     per_index: dict[int, Counter[str]] = {}
     for link in store.chain_links(run_id):
         hashes.setdefault(link.chain_index, []).append(link.hash)
-        per_index.setdefault(link.chain_index, Counter())[count_key(link)] += 1
+        per_index.setdefault(link.chain_index, Counter()).update(count_keys(link))
     latest = mine[-1]
     check = AnchorCheck(run_id, len(mine), latest)
     counts: Counter[str] = Counter()
