@@ -45,3 +45,21 @@ def test_throughput_table_and_a_bad_part():
     assert second[3] == "100.00" and second[5] == "-"
     bad = CliRunner().invoke(app, ["bench", "throughput", "--parts", "speed"])
     assert bad.exit_code == 2 and "unknown part(s) ['speed']" in bad.output
+
+
+def test_agent_loop_part_times_both_sides_on_the_same_steps():
+    from pedagogy.benchmarks.throughput import agent_loop_ratio, rows
+
+    report = agent_loop_ratio(episodes=8, train_steps=10)
+    assert report["episodes"] == 8 and report["steps"] >= 8  # each attempt takes a step at least
+    assert report["batches"]["calls"] >= 1
+    assert report["batches"]["mean_rows"] * report["batches"]["calls"] == report["steps"]
+    assert 1 <= report["episodes_did"]["student_steps"] <= 2 * 6  # attempt + re-attempt, max_steps
+    for side in ("loop", "bucketed", "one_batch"):
+        assert report[side]["cpu_s"] > 0 and report[side]["per_cpu_s"] > 0
+    speeds = report["loop"]["per_cpu_s"] / report["bucketed"]["per_cpu_s"]
+    assert report["ratio"] == pytest.approx(speeds)  # the ratio of steps per CPU-s
+    (main, detail) = rows({"agent_loop": report})
+    assert main[0].startswith("agent loop steps per CPU-s (8 episodes") and main[4] == ">= 0.80"
+    assert main[3] == f"{report['ratio']:.2f}" and main[5] in ("met", "NOT met")
+    assert detail[3] == f"{report['vs_one_batch']:.2f}" and detail[5] == "-"
