@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pedagogy.errors import StoreError
+from pedagogy.memory.audit_rows import Snapshots, check_rows
 from pedagogy.memory.chain import (
     KEY_ENV,
     LEGACY_TABLES,
@@ -47,6 +48,7 @@ KINDS = (
     "reordered",
     "rechained-without-key",
     "head-mismatch",
+    "not-keyed",
 )
 _SEARCH_LIMIT = 64
 """Broken links beyond which moved rows are not looked for (a search tries every broken position
@@ -200,6 +202,10 @@ class _Walk:
         self.turn_ids: set[str] = set()
         self.refs: dict[str, int] = {}
         """Turn id -> first index of a row that points at it."""
+        self.snaps: Snapshots = {}
+        """(table, row id) -> index and content of the row's last snapshot."""
+        self.first_run_copy: dict[str, Any] | None = None
+        """The content of the run's first snapshot of its runs row (it says whether keyed)."""
 
     def _check(self, link: ChainLinkRecord, k: int) -> str:
         """ok | plain (a plain hash in a keyed run) | keyed (an HMAC in a run marked unkeyed) |
@@ -226,6 +232,11 @@ class _Walk:
                 self.turn_ids.add(str(link.id))
             elif link.table in _REFERS_TO_TURNS:
                 self.refs.setdefault(str(link.row["turn_id"]), k)
+            elif link.table == "snapshots" and isinstance(link.row["content"], dict):
+                subject, content = link.row["subject"], link.row["content"]
+                self.snaps[(subject, str(link.row["subject_id"]))] = (k, content)
+                if subject == "runs" and self.first_run_copy is None:
+                    self.first_run_copy = content
         statuses = [self._check(link, k) for link in group]
         verified = [i for i, s in enumerate(statuses) if s in ("ok", "plain", "keyed")]
         accepted = verified[0] if verified else 0
@@ -397,6 +408,8 @@ def verify_run(store: Store, run_id: str, key: bytes | None = None) -> AuditRepo
     if group:
         walk.add(group[0].chain_index, group)
     problems += walk.finish()
+    notes = _check_outcome_rows(store, run_id, walk, problems)
+    problems += _check_keyed(run_id, head, walk, key)
     report = AuditReport(
         run_id=run_id,
         keyed=head.keyed,
@@ -406,18 +419,53 @@ def verify_run(store: Store, run_id: str, key: bytes | None = None) -> AuditRepo
         tables={t: walk.tables[t] for t in TABLES},
         problems=problems,
         unchecked=walk.unchecked,
+        notes=notes,
     )
-    if key is not None and not head.keyed:
-        report.notes.append(
-            f"{KEY_ENV} is set, but this run was written without a key: its links are plain "
-            "SHA-256, which a writer of the database could have recomputed"
-        )
     if not walk.searched:
         report.notes.append(
             f"more than {_SEARCH_LIMIT} broken links: moved rows were not told from edited ones"
         )
     if head.keyed and report.links > head.full_from and not walk.verified:
-        report.notes.append(
-            f"no link verifies under this key: is {KEY_ENV} the key the run was written with?"
+        report.notes.insert(
+            0, f"no link verifies under this key: is {KEY_ENV} the key the run was written with?"
         )
     return report
+
+
+def _check_outcome_rows(
+    store: Store, run_id: str, walk: _Walk, problems: list[AuditProblem]
+) -> list[str]:
+    """Compare the run's snapshotted rows with their last chained copies (`audit_rows`)."""
+    if not walk.snaps:
+        return [
+            "the run's outcome rows (config, problems, episodes, versions, jobs, evaluations, "
+            "curriculum) are not on its chain: it was written before migration 0009 and not "
+            "chained by it (a keyed run upgraded without its key)"
+        ]
+    found, notes = check_rows(store.audited_rows(run_id), walk.snaps)  # type: ignore[attr-defined]
+    problems += [AuditProblem(*p) for p in found]
+    return notes
+
+
+def _check_keyed(
+    run_id: str, head: ChainHeadRecord, walk: _Walk, key: bytes | None
+) -> list[AuditProblem]:
+    """A run created keyed says so in its first link, under the key; with a key given, a run
+    that is not keyed fails: it was written without the key, or re-hashed without it."""
+    if head.keyed or walk.keyed_links:
+        return []  # keyed, or HMAC links in a run marked unkeyed (`_Walk._check_head`)
+    said = walk.first_run_copy.get("keyed") if walk.first_run_copy else None
+    if said:
+        detail = (
+            "the run's first link says it was created keyed, but chain_heads says it is not "
+            "(a downgrade)"
+        )
+        return [AuditProblem("head-mismatch", "chain_heads", run_id, None, detail)]
+    if key is not None:
+        detail = (
+            f"{KEY_ENV} is given, but the chain is not keyed: it was written without the key, "
+            "or a keyed run was re-hashed without it (a downgrade); to check it as a run written "
+            f"without a key, unset {KEY_ENV}"
+        )
+        return [AuditProblem("not-keyed", "chain_heads", run_id, None, detail)]
+    return []

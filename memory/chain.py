@@ -25,6 +25,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timezone
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pedagogy.errors import StoreError
@@ -38,9 +40,26 @@ TABLES = (
     "decisions",
     "dataset_items",
     "call_attempts",
+    "snapshots",
 )
 """The chained tables, in the order `chain_links` lists links of one index (only an inserted
 row shares an index)."""
+SNAPSHOT_TABLES = (
+    "runs",
+    "problems",
+    "episodes",
+    "model_versions",
+    "training_jobs",
+    "evaluations",
+    "curriculum_states",
+)
+"""Tables whose rows are chained as snapshots (migration 0009): a `snapshots` link holds the row's
+content when it is written and again at each change (a version's status, a job's end, a
+curriculum state saved again), so `audit verify` compares each row with its last snapshot and
+names the field that changed."""
+UNAUDITED = {"runs": ("status", "error", "finished_at", "lease_holder", "lease_heartbeat")}
+"""Columns a snapshot leaves out: the run's lifecycle and lease change as it is resumed, and
+decide nothing about its outcome."""
 LEGACY_TABLES = ("turns", "tool_calls")
 """The tables of the chain before migration 0006."""
 
@@ -203,6 +222,16 @@ def _dataset_item(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     }
 
 
+def _snapshot(r: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    return {
+        "id": int(r["id"]),
+        "run_id": run_id,
+        "subject": r["subject"],
+        "subject_id": r["subject_id"],
+        "content": r["content"],
+    }
+
+
 _CONTENT: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
     "turns": _turn,
     "tool_calls": _tool_call,
@@ -211,6 +240,7 @@ _CONTENT: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
     "decisions": _decision,
     "dataset_items": _dataset_item,
     "call_attempts": _call_attempt,
+    "snapshots": _snapshot,
 }
 
 
@@ -282,3 +312,93 @@ class ChainWriter:
         row["hash"] = self.last = digest(self.last, text, self.key)
         self.length += 1
         return self.last
+
+
+# --- snapshots of rows that are not links themselves (migration 0009) ----------------------------
+
+
+def _normaliser(column: Any) -> Callable[[Any], Any]:
+    kind = type(column.type).__name__
+    if kind in ("Integer", "BigInteger"):
+        return _int
+    if kind == "Float":
+        return _float
+    if kind == "Boolean":
+        return _bool
+    if kind == "DateTime":
+        return _utc
+    return lambda value: value
+
+
+@cache
+def _columns(table: str) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    from pedagogy.memory import schema
+
+    skip = UNAUDITED.get(table, ())
+    return tuple(
+        (c.name, _normaliser(c))
+        for c in schema.metadata.tables[table].columns
+        if c.name not in skip
+    )
+
+
+def row_content(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The audited columns of a row of one of SNAPSHOT_TABLES, normalised as `content` does (a
+    column the row leaves out is None)."""
+    return {name: norm(row.get(name)) for name, norm in _columns(table)}
+
+
+def audited_columns(table: str) -> tuple[str, ...]:
+    """The columns of a SNAPSHOT_TABLES table that its snapshots hold."""
+    return tuple(name for name, _ in _columns(table))
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two column values are equal as the chain sees them (canonical JSON)."""
+    return _CANONICAL.encode(a) == _CANONICAL.encode(b)
+
+
+def weight_files(path: str | os.PathLike[str]) -> dict[str, str] | None:
+    """sha256 of each file under a model version's folder, by path relative to it; None when the
+    path is not a folder (a hub id, or a folder moved away)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return None
+    hashes = {}
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest_ = hashlib.sha256()
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest_.update(block)
+        hashes[file.relative_to(folder).as_posix()] = digest_.hexdigest()
+    return hashes
+
+
+@dataclass
+class ChainSummary:
+    """Where a run's chain ends and what it holds: what an anchor written outside the database
+    records, so that a re-hashed or truncated chain can be told from it."""
+
+    run_id: str
+    index: int
+    """Index of the last link (-1: no link yet)."""
+    hash: str
+    """Hash of the last link ("" when none)."""
+    keyed: bool
+    tables: dict[str, int]
+    """Chained rows per table (TABLES), and per snapshotted table as "snapshots:<table>"."""
+
+
+def chain_summary(store: Any, run_id: str) -> ChainSummary:
+    """The run's chain head (index and hash of its last link) and its chained rows per table, as
+    stored (`audit verify` says whether they verify). Raises StoreError for an unknown run or a
+    run without a head row."""
+    head = store.chain_head(run_id)
+    if head is None:
+        raise StoreError(
+            f"run {run_id!r} has no chain head row; `pedagogy audit verify {run_id}` says what "
+            "else is missing"
+        )
+    return ChainSummary(
+        run_id, head.length - 1, head.last_hash, head.keyed, store.chain_counts(run_id)
+    )

@@ -39,6 +39,7 @@ from pedagogy.memory.schema_runs import (
     model_versions,
     problems,
     runs,
+    snapshots,
     training_jobs,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "model_versions",
     "problems",
     "runs",
+    "snapshots",
     "tool_calls",
     "training_jobs",
     "turns",

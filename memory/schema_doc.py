@@ -29,6 +29,10 @@ TABLE_DOCS: dict[str, str] = {
     "chain_heads": "The end of each run's hash chain (`pedagogy.memory.chain`), written with "
     "every chained row; its row is also the per-run write lock. `pedagogy audit verify` walks "
     "the chain back from here.",
+    "snapshots": "Chained copies of the rows that decide or record an outcome (the run's "
+    "config and seed, problems, episodes, model versions and each status change, training jobs, "
+    "evaluations, curriculum states), written with the row and at each change: `pedagogy audit "
+    "verify` compares each row with its last copy.",
     "problems": "Every problem posed, practised or held out, keyed by a hash of its content: "
     "the same problem in two runs is one row.",
     "model_versions": "Every model a run made or started from: the base (number 0) and one per "

@@ -139,6 +139,36 @@ chain_heads = Table(
 """The end of each run's hash chain (`pedagogy.memory.chain`); its row is also the per-run write
 lock."""
 
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True, doc="Row number."),
+    Column(
+        "run_id", ID, ForeignKey("runs.id"), nullable=False, doc="The run whose chain holds it."
+    ),
+    Column(
+        "subject",
+        NAME,
+        nullable=False,
+        doc="The table of the row it is a copy of: runs, problems, episodes, model_versions, "
+        "training_jobs, evaluations or curriculum_states.",
+    ),
+    Column("subject_id", ID, nullable=False, doc="That row's id, as text."),
+    Column(
+        "content",
+        JSON,
+        nullable=False,
+        doc="The row's audited columns as written (`chain.row_content`); a run's first also "
+        "`keyed`, a model version's also `files` (sha256 of each file in its folder).",
+    ),
+    *_link(),
+    UniqueConstraint("run_id", "chain_index"),
+    Index(None, "run_id", "subject", "subject_id"),
+)
+"""Chained copies of the rows that decide or record an outcome (migration 0009): written with
+the row and again at each change, so `pedagogy audit verify` compares every such row with its
+last copy and names the field that changed."""
+
 problems = Table(
     "problems",
     metadata,

@@ -4,7 +4,7 @@ inserts of chained rows."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pedagogy.errors import StoreError
 from pedagogy.memory import schema as S
-from pedagogy.memory.chain import KEY_ENV, ChainWriter, audit_key
+from pedagogy.memory.chain import KEY_ENV, ChainWriter, audit_key, row_content, weight_files
 from pedagogy.memory.records import DecisionRecord, ModelVersionRecord
 from pedagogy.memory.store_rows import _UNPLANNED, _insert_plan, _reason, _row, _to_db
 
@@ -139,7 +139,61 @@ class StoreCore:
         for run_id, rows in by_run.items():
             self._insert_links(conn, S.decisions, rows, chains[run_id])
 
-    def _insert_version(self, conn: Connection, version: ModelVersionRecord) -> None:
+    def _insert_version(
+        self, conn: Connection, version: ModelVersionRecord, chain: ChainWriter
+    ) -> None:
+        """Insert the version unless its id is stored, with its snapshot (and its files' hashes)
+        as the next link of `chain`, its run's."""
         t = S.model_versions
         if conn.execute(select(t.c.id).where(t.c.id == version.id)).first() is None:
-            conn.execute(insert(t), [_row(version, created_at=_to_db(version.created_at))])
+            row = _row(version, created_at=_to_db(version.created_at))
+            conn.execute(insert(t), [row])
+            self._snapshot(conn, chain, "model_versions", [row], [self._files(version.path)])
+
+    @staticmethod
+    def _files(path: str) -> dict[str, Any]:
+        return {"files": weight_files(path)}
+
+    def _snapshot(
+        self,
+        conn: Connection,
+        chain: ChainWriter,
+        subject: str,
+        rows: Sequence[Mapping[str, Any]],
+        extra: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        """Chain a copy of each row of `subject` (one of chain.SNAPSHOT_TABLES) as written."""
+        snaps = []
+        for i, row in enumerate(rows):
+            content = row_content(subject, row)
+            if extra is not None:
+                content.update(extra[i])
+            snaps.append(
+                {
+                    "run_id": chain.run_id,
+                    "subject": subject,
+                    "subject_id": str(row["id"]),
+                    "content": content,
+                }
+            )
+        self._insert_links(conn, S.snapshots, snaps, chain)
+
+    def _resnapshot(self, conn: Connection, chain: ChainWriter, subject: str, where: Any) -> None:
+        """Chain a copy of the rows of `subject` that `where` selects, as now stored (after a
+        change). A model version keeps the file hashes of its last copy: its files are those it
+        was made with."""
+        table = S.metadata.tables[subject]
+        rows = [dict(r._mapping) for r in conn.execute(select(table).where(where).order_by("id"))]
+        extra = None
+        if subject == "model_versions" and rows:
+            s = S.snapshots
+            ids = [str(r["id"]) for r in rows]
+            query = (
+                select(s.c.subject_id, s.c.content)
+                .where(s.c.run_id == chain.run_id, s.c.subject == subject)
+                .where(s.c.subject_id.in_(ids))
+                .order_by(s.c.chain_index)
+            )
+            last = {sid: content for sid, content in conn.execute(query)}
+            extra = [{"files": (last.get(i) or {}).get("files")} for i in ids]
+        self._snapshot(conn, chain, subject, rows, extra)

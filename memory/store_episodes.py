@@ -9,11 +9,11 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from pedagogy.errors import StoreError
 from pedagogy.memory import schema as S
-from pedagogy.memory.chain import TABLES, ChainWriter, audit_key
+from pedagogy.memory.chain import SNAPSHOT_TABLES, TABLES, ChainWriter, audit_key
 from pedagogy.memory.records import (
     CallAttemptRecord,
     ChainHeadRecord,
@@ -165,7 +165,27 @@ class EpisodesMixin(StoreCore):
             self._insert_many(conn, table, rows)
         self._insert_links(conn, S.verdicts, verdict_rows, chain)
         self._insert_links(conn, S.explanations, expl_rows, chain)
+        self._chain_problems(conn, chain, [e.problem_id for e in fresh])
+        self._snapshot(conn, chain, "episodes", ep_rows)
         self._save_chains(conn, {run_id: chain})
+
+    def _chain_problems(self, conn: Connection, chain: ChainWriter, ids: list[str]) -> None:
+        """Chain a copy of each problem the run has not chained yet (a problem is shared by the
+        runs that pose it: each run chains it once)."""
+        s, p = S.snapshots, S.problems
+        wanted = list(dict.fromkeys(ids))
+        chained: set[str] = set()
+        mine = (s.c.run_id == chain.run_id) & (s.c.subject == "problems")
+        for chunk in _chunks(wanted):
+            chained.update(
+                conn.scalars(select(s.c.subject_id).where(mine, s.c.subject_id.in_(chunk)))
+            )
+        new = [i for i in wanted if i not in chained]
+        rows: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(new):
+            for r in conn.execute(select(p).where(p.c.id.in_(chunk))):
+                rows[r.id] = dict(r._mapping)
+        self._snapshot(conn, chain, "problems", [rows[i] for i in new if i in rows])
 
     def _require_problems(self, conn: Connection, ids: list[str]) -> None:
         wanted = list(dict.fromkeys(ids))
@@ -304,6 +324,7 @@ class EpisodesMixin(StoreCore):
             "decisions": lambda t: t.c.run_id == run_id,
             "dataset_items": lambda t: t.c.job_id.in_(jobs),
             "call_attempts": lambda t: t.c.run_id == run_id,
+            "snapshots": lambda t: t.c.run_id == run_id,
         }
         with self._engine.connect() as conn:
             self._require_run(conn, run_id)
@@ -319,3 +340,51 @@ class EpisodesMixin(StoreCore):
                 row = dict(r._mapping)
                 del row["chain_index"]
                 yield ChainLinkRecord(name, row["id"], index, row.pop("hash"), row)
+
+    def chain_counts(self, run_id: str) -> dict[str, int]:
+        """The run's chained rows per table (chain.TABLES), and its snapshots per table they copy
+        as "snapshots:<table>" (`chain.chain_summary`)."""
+        counts: dict[str, int] = {}
+        with self._engine.connect() as conn:
+            self._require_run(conn, run_id)
+            for name in TABLES:
+                table = S.metadata.tables[name]
+                query = select(func.count()).select_from(table)
+                if "run_id" in table.c:
+                    query = query.where(table.c.run_id == run_id)
+                elif name == "dataset_items":
+                    jobs = select(S.training_jobs.c.id).where(S.training_jobs.c.run_id == run_id)
+                    query = query.where(table.c.job_id.in_(jobs))
+                else:
+                    episodes = select(S.episodes.c.id).where(S.episodes.c.run_id == run_id)
+                    query = query.where(table.c.episode_id.in_(episodes))
+                counts[name] = int(conn.scalar(query) or 0)
+            s = S.snapshots
+            query = select(s.c.subject, func.count()).where(s.c.run_id == run_id)
+            for subject, n in conn.execute(query.group_by(s.c.subject)):
+                counts[f"snapshots:{subject}"] = int(n)
+        return counts
+
+    def audited_rows(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The run's rows of chain.SNAPSHOT_TABLES as now stored, per table: what `audit verify`
+        compares with their last snapshots. Problems: those the run chained or its episodes
+        pose."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        s, e, p = S.snapshots, S.episodes, S.problems
+        with self._engine.connect() as conn:
+            self._require_run(conn, run_id)
+            for name in SNAPSHOT_TABLES:
+                table = S.metadata.tables[name]
+                if name == "runs":
+                    where = table.c.id == run_id
+                elif name == "problems":
+                    chained = select(s.c.subject_id).where(
+                        s.c.run_id == run_id, s.c.subject == "problems"
+                    )
+                    posed = select(e.c.problem_id).where(e.c.run_id == run_id)
+                    where = p.c.id.in_(chained) | p.c.id.in_(posed)
+                else:
+                    where = table.c.run_id == run_id
+                rows = conn.execute(select(table).where(where).order_by(table.c.id))
+                out[name] = [dict(r._mapping) for r in rows]
+        return out

@@ -23,7 +23,9 @@ class ResultsMixin(StoreCore):
     def save_curriculum_state(self, record: CurriculumStateRecord) -> None:
         t = S.curriculum_states
         row = _row(record)
+        match = (t.c.run_id == record.run_id) & (t.c.round == record.round)
         with self._writing(f"save curriculum state of run {record.run_id!r}") as conn:
+            chain = self._lock_chain(conn, record.run_id)
             name = conn.dialect.name
             if name in ("sqlite", "postgresql"):
                 module = __import__(f"sqlalchemy.dialects.{name}", fromlist=["insert"])
@@ -32,10 +34,10 @@ class ResultsMixin(StoreCore):
                     index_elements=["run_id", "round"], set_={"state": stmt.excluded.state}
                 )
                 conn.execute(stmt)
-                return
-            match = (t.c.run_id == record.run_id) & (t.c.round == record.round)
-            if conn.execute(update(t).where(match).values(state=record.state)).rowcount == 0:
+            elif conn.execute(update(t).where(match).values(state=record.state)).rowcount == 0:
                 conn.execute(insert(t), [row])
+            self._resnapshot(conn, chain, "curriculum_states", match)
+            self._save_chains(conn, {record.run_id: chain})
 
     def curriculum_states(self, run_id: str) -> list[CurriculumStateRecord]:
         t = S.curriculum_states
@@ -74,12 +76,21 @@ class ResultsMixin(StoreCore):
         if not rows:
             return
         with self._writing("record evaluations") as conn:
+            runs = sorted({row["run_id"] for row in rows.values()})
+            chains = {run_id: self._lock_chain(conn, run_id) for run_id in runs}
             versions = sorted({key[0] for key in rows})
             query = select(t.c.model_version_id, t.c.round, t.c.skill, t.c.level)
             for key in conn.execute(query.where(t.c.model_version_id.in_(versions))):
                 rows.pop(tuple(key), None)
-            if rows:
-                conn.execute(insert(t), list(rows.values()))
+            fresh = list(rows.values())
+            for row, row_id in zip(fresh, self._next_ids(conn, t, len(fresh))):
+                row["id"] = row_id
+            if fresh:
+                conn.execute(insert(t), fresh)
+            for run_id, chain in chains.items():
+                mine = [row for row in fresh if row["run_id"] == run_id]
+                self._snapshot(conn, chain, "evaluations", mine)
+            self._save_chains(conn, chains)
 
     def evaluations(self, run_id: str) -> list[EvaluationRecord]:
         t = S.evaluations

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from pedagogy.errors import StoreError
 from pedagogy.memory import schema as S
-from pedagogy.memory.chain import audit_key
+from pedagogy.memory.chain import ChainWriter, audit_key
 from pedagogy.memory.records import ModelVersionRecord, RunRecord
 from pedagogy.memory.store_core import StoreCore
 from pedagogy.memory.store_open import redact_urls
@@ -44,10 +44,16 @@ class RunsMixin(StoreCore):
             if holder is not None:
                 row.update(lease_holder=holder, lease_heartbeat=_now())
             conn.execute(insert(S.runs), [row])
+            key = audit_key()
             head = {"run_id": run.id, "last_hash": "", "length": 0, "full_from": 0}
-            conn.execute(insert(S.chain_heads), [{**head, "keyed": audit_key() is not None}])
+            conn.execute(insert(S.chain_heads), [{**head, "keyed": key is not None}])
+            # Link 0 says whether the run is keyed, under the key: clearing `keyed` afterwards
+            # breaks the chain for anyone who holds the key.
+            chain = ChainWriter(run.id, "", 0, key)
+            self._snapshot(conn, chain, "runs", [row], [{"keyed": key is not None}])
             for version in versions:
-                self._insert_version(conn, version)
+                self._insert_version(conn, version, chain)
+            self._save_chains(conn, {run.id: chain})
 
     def get_run(self, run_id: str) -> RunRecord:
         with self._engine.connect() as conn:
@@ -111,11 +117,14 @@ class RunsMixin(StoreCore):
     def set_run_budget(self, run_id: str, budget: dict[str, Any]) -> None:
         """Replace the `budget` section of a run's stored config (a resume with other limits)."""
         with self._writing(f"set the budget of run {run_id!r}") as conn:
+            chain = self._lock_chain(conn, run_id)
             row = conn.execute(select(S.runs.c.config).where(S.runs.c.id == run_id)).first()
             if row is None:
                 raise self._unknown_run(run_id)
             config = {**row[0], "budget": dict(budget)}
             conn.execute(update(S.runs).where(S.runs.c.id == run_id).values(config=config))
+            self._resnapshot(conn, chain, "runs", S.runs.c.id == run_id)
+            self._save_chains(conn, {run_id: chain})
 
     # --- problems ------------------------------------------------------------------------------
 

@@ -27,12 +27,21 @@ class TrainingMixin(StoreCore):
     def add_model_version(self, version: ModelVersionRecord) -> None:
         """Idempotent on the id; another id with the same (run, role, number) is an error."""
         with self._writing(f"add model version {version.id!r}") as conn:
-            self._insert_version(conn, version)
+            chain = self._lock_chain(conn, version.run_id)
+            self._insert_version(conn, version, chain)
+            self._save_chains(conn, {version.run_id: chain})
 
     def set_model_status(self, version_id: str, status: str) -> None:
+        """A new link of the run's chain holds the version as it now is: its history of status
+        changes is on the chain."""
         t = S.model_versions
         with self._writing(f"set status of model version {version_id!r}") as conn:
-            if conn.execute(update(t).where(t.c.id == version_id).values(status=status)).rowcount:
+            run_id = conn.scalar(select(t.c.run_id).where(t.c.id == version_id))
+            if run_id is not None:
+                chain = self._lock_chain(conn, run_id)
+                conn.execute(update(t).where(t.c.id == version_id).values(status=status))
+                self._resnapshot(conn, chain, "model_versions", t.c.id == version_id)
+                self._save_chains(conn, {run_id: chain})
                 return
         raise self._unknown_version(version_id)
 
@@ -78,12 +87,14 @@ class TrainingMixin(StoreCore):
             & (t.c.attempt == job.attempt)
         )
         with self._writing(f"start training job {job.id!r}") as conn:
-            runs = sorted({d.run_id for d in decisions} | ({job.run_id} if items else set()))
+            runs = sorted({d.run_id for d in decisions} | {job.run_id})
             chains = {run_id: self._lock_chain(conn, run_id) for run_id in runs}
             stored = conn.execute(select(t).where(key)).first()
             if stored is not None:
                 return _record(TrainingJobRecord, stored)
-            conn.execute(insert(t), [_row(job, started_at=_to_db(job.started_at))])
+            row = _row(job, started_at=_to_db(job.started_at))
+            conn.execute(insert(t), [row])
+            self._snapshot(conn, chains[job.run_id], "training_jobs", [row])
             for item in items:
                 item.job_id = job.id
             self._link_items(conn, items, {job.id: job.run_id}, chains)
@@ -109,8 +120,14 @@ class TrainingMixin(StoreCore):
         """Mark an interrupted job running again (its items stay: it trains on them anew)."""
         t = S.training_jobs
         with self._writing(f"restart training job {job_id!r}") as conn:
+            run_id = conn.scalar(select(t.c.run_id).where(t.c.id == job_id))
+            if run_id is None:
+                return
+            chain = self._lock_chain(conn, run_id)
             values = {"status": "running", "finished_at": None, "output_version_id": None}
             conn.execute(update(t).where(t.c.id == job_id).values(**values))
+            self._resnapshot(conn, chain, "training_jobs", t.c.id == job_id)
+            self._save_chains(conn, {run_id: chain})
 
     def interrupt_training_jobs(self, run_id: str) -> list[str]:
         """Mark the run's jobs still `running` (their process died) `interrupted`; their items
@@ -118,6 +135,7 @@ class TrainingMixin(StoreCore):
         t = S.training_jobs
         running = (t.c.run_id == run_id) & (t.c.status == "running")
         with self._writing(f"mark interrupted training jobs of run {run_id!r}") as conn:
+            chain = self._lock_chain(conn, run_id)
             ids = list(conn.scalars(select(t.c.id).where(running).order_by(t.c.id)))
             if ids:
                 conn.execute(
@@ -125,6 +143,8 @@ class TrainingMixin(StoreCore):
                     .where(t.c.id.in_(ids))
                     .values(status="interrupted", finished_at=_now())
                 )
+                self._resnapshot(conn, chain, "training_jobs", t.c.id.in_(ids))
+                self._save_chains(conn, {run_id: chain})
         return ids
 
     def finish_training_job(
@@ -145,9 +165,14 @@ class TrainingMixin(StoreCore):
             "finished_at": _now(),
         }
         with self._writing(f"finish training job {job_id!r}") as conn:
-            if version is not None:
-                self._insert_version(conn, version)
-            if conn.execute(update(t).where(t.c.id == job_id).values(**values)).rowcount:
+            run_id = conn.scalar(select(t.c.run_id).where(t.c.id == job_id))
+            if run_id is not None:
+                chain = self._lock_chain(conn, run_id)
+                conn.execute(update(t).where(t.c.id == job_id).values(**values))
+                self._resnapshot(conn, chain, "training_jobs", t.c.id == job_id)
+                if version is not None:
+                    self._insert_version(conn, version, chain)
+                self._save_chains(conn, {run_id: chain})
                 return
         raise StoreError(
             f"unknown training job {job_id!r} in {self.url}; start it with start_training_job first"

@@ -29,8 +29,10 @@ from pedagogy.errors import StoreError
 from pedagogy.graphs.agent_episode import build_agent_episode_graph
 from pedagogy.graphs.episode import Agents, build_episode_graph
 from pedagogy.memory import (
+    CurriculumStateRecord,
     DatasetItemRecord,
     DecisionRecord,
+    EvaluationRecord,
     ModelVersionRecord,
     RunRecord,
     TrainingJobRecord,
@@ -131,6 +133,16 @@ def write_run(url: str, run_id: str = "run") -> None:
             )
             items.append(DatasetItemRecord("job1", e.id, e.turns[0].id, "negative", "q", "A:0"))
         store.add_dataset_items(items)
+        v1 = ModelVersionRecord(f"{run_id}-v1", run_id, "student", 1, "/m/v1", f"{run_id}-v0")
+        store.finish_training_job("job1", "completed", {"train_loss": 0.5}, v1.id, v1)
+        store.record_evaluations(
+            [
+                EvaluationRecord(run_id, 1, v1.id, "chain_sum", level, 8, 5 + level)
+                for level in (0, 1)
+            ]
+        )
+        store.set_model_status(v1.id, "promoted")
+        store.save_curriculum_state(CurriculumStateRecord(run_id, 1, {"p": [0.5, 0.5]}))
         store.record_decisions([DecisionRecord(run_id, 2, "promotion", "heldout", "v1", False)])
 
 
@@ -183,11 +195,30 @@ def sql(engine: sa.Engine, statement: str, **params: Any) -> None:
 def test_every_row_of_the_run_is_one_link_of_its_keyed_chain(db: str):
     chain = links(db)
     assert [link.chain_index for link in chain] == list(range(len(chain)))
-    # in write order: the decisions made before the episodes were stored come first
-    assert [link.table for link in chain[:4]] == ["decisions"] * 3 + ["turns"]
+    # in write order: the run (keyed), its base version, then the decisions made before the
+    # episodes were stored
+    first = [
+        (link.table, link.row.get("subject") if link.table == "snapshots" else None)
+        for link in chain[:6]
+    ]
+    assert first == [("snapshots", "runs"), ("snapshots", "model_versions")] + [
+        ("decisions", None)
+    ] * 3 + [("turns", None)]
+    assert chain[0].row["content"]["keyed"] is True
     assert (chain[-1].table, chain[-1].row["kind"]) == ("decisions", "promotion")
     tables = {link.table for link in chain}
+    subjects = {link.row["subject"] for link in chain if link.table == "snapshots"}
+    assert subjects == {
+        "runs",
+        "model_versions",
+        "problems",
+        "episodes",
+        "training_jobs",
+        "evaluations",
+        "curriculum_states",
+    }
     assert tables == {
+        "snapshots",
         "turns",
         "tool_calls",
         "verdicts",
@@ -243,8 +274,12 @@ def test_an_unkeyed_run_says_so_and_still_catches_edits(tmp_path: Path):
         write_run(db)
     result = runner.invoke(app, ["audit", "verify", "run", "--db", db], env={KEY_ENV: None})
     assert result.exit_code == 0 and "SHA-256, no key" in result.output
+    # Given a key, a run that is not keyed fails in one line: nothing in the database tells an
+    # honest unkeyed run from a keyed one re-hashed without the key (a downgrade).
     keyed = runner.invoke(app, ["audit", "verify", "run", "--db", db], env={KEY_ENV: KEY})
-    assert keyed.exit_code == 0 and "written without a key" in keyed.output
+    assert keyed.exit_code == 1
+    said = [line for line in keyed.output.splitlines() if "not-keyed " in line.lstrip()[:10]]
+    assert len(said) == 1 and "written without the key" in said[0] and "unset" in said[0]
     item = next(link for link in links(db) if link.table == "dataset_items")
     engine = sa.create_engine(f"sqlite:///{db}")
     sql(engine, "UPDATE dataset_items SET completion = 'A:99' WHERE id = :i", i=item.id)
@@ -645,3 +680,51 @@ def test_no_canary_password_in_postgres_or_the_run_folder(
     assert stored["db"] == make_url(url).render_as_string(hide_password=True)  # "***"
     assert _secrets_in(tmp_path, secrets) == []
     assert not any(s in text for text in outputs for s in secrets)
+
+
+# --- rows chained as snapshots (migration 0009) --------------------------------------------------
+
+
+def test_an_edited_evaluation_is_named_by_row_and_field(db: str, raw: sa.Engine):
+    sql(raw, "UPDATE evaluations SET correct = 8 WHERE level = 1")
+    report = audit(db)
+    assert [(p.kind, p.table) for p in report.problems] == [("edited", "evaluations")]
+    line = report.problems[0].line()
+    assert "(round 1, chain_sum@1, version run-v1) field correct (chained 6, stored 8) changed" in (
+        line
+    )
+
+
+def test_a_status_change_is_a_link_of_its_own(db: str, raw: sa.Engine):
+    copies = [
+        link.row["content"]["status"]
+        for link in links(db)
+        if link.table == "snapshots" and link.row["subject_id"] == "run-v1"
+    ]
+    assert copies == ["candidate", "promoted"]
+    sql(raw, "UPDATE model_versions SET status = 'rolled_back' WHERE id = 'run-v1'")
+    assert [p.line().split(":", 1)[1] for p in audit(db).problems] == [
+        " (student v1) field status (chained 'promoted', stored 'rolled_back') changed"
+    ]
+
+
+def test_upgrading_to_0009_chains_the_rows_already_stored(db_url: str):
+    """A run written at revision 0008 (no snapshots) gets its outcome rows appended to its chain
+    by the upgrade, which says so; from then on an edit of them is caught."""
+    from tests.test_idempotent import _alembic
+
+    write_run(db_url)
+    _alembic(db_url, "downgrade", "0008_natural_keys")
+    assert "snapshots" not in sa.inspect(sa.create_engine(db_url)).get_table_names()
+    with pytest.warns(UserWarning, match="migration 0009 chained the outcome rows of 1 run"):
+        open_store(db_url).close()
+    report = audit(db_url, key=None)
+    assert report.clean, [p.line() for p in report.problems]
+    # the run, 5 problems, 5 episodes, 2 versions, 1 job, 2 evaluations, 1 curriculum state
+    assert report.tables["snapshots"] == 17
+    engine = sa.create_engine(db_url)
+    sql(engine, "UPDATE runs SET seed = 7")
+    engine.dispose()
+    assert [(p.kind, p.table, p.detail) for p in audit(db_url, key=None).problems] == [
+        ("edited", "runs", "(the run) field seed (chained 0, stored 7) changed")
+    ]

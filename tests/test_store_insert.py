@@ -110,7 +110,8 @@ def test_insert_path_errors_are_store_errors(tmp_path: Path):
     try:
         store.create_run(RunRecord("run", "x", {}, 0))
         store.record_turns("run", [TurnRecord(0, "a", "b", "m", {}, "r", id="t")])
-        row = {**_rows("run")[S.turns][1], "id": "t2", "chain_index": 0}  # index taken
+        turn = next(link for link in store.chain_links("run") if link.table == "turns")
+        row = {**_rows("run")[S.turns][1], "id": "t2", "chain_index": turn.chain_index}  # taken
         with pytest.raises(StoreError, match="cannot record turns.*UNIQUE"):
             with store._writing("record turns") as conn:
                 store._insert_many(conn, S.turns, [row])
