@@ -299,8 +299,9 @@ training_jobs = Table(
         Integer,
         nullable=False,
         server_default="0",
-        doc="0, then 1, 2, ... for each retry of a failed job of the same round and role (an "
-        "interrupted job is restarted in place).",
+        doc="0; a failed or interrupted job is restarted in place when the run resumes (a "
+        "retry decision keeps a failure's error). Runs stored before that have 1, 2, ... for "
+        "each retry of a failed job of the same round and role.",
     ),
     Index(None, "run_id"),
     UniqueConstraint("run_id", "round", "role", "attempt"),
