@@ -1,11 +1,14 @@
 """Running a round's episodes: every planned episode not yet recorded, concurrently, behind one
 intervention broker that decides which of them the teacher explains; episodes are written in
 batches keyed by (run, round, index), so a rerun completes the plan without doing one twice.
+With `ray.address` set the episodes run on Ray actors instead (`graphs.rollouts_ray`); the broker
+and the writes stay here.
 """
 
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from pedagogy.domains.base import Problem
@@ -18,6 +21,47 @@ if TYPE_CHECKING:
     from pedagogy.graphs.loop import LoopState
 
 __all__ = ["run_episodes"]
+
+
+class _PlanBatches:
+    """A round's episode records grouped into the store's write batches by plan order, whatever
+    order the episodes finish in, so that which row takes which chain index does not depend on
+    timing: two runs of one config and seed write the same chain.
+
+    Batch k holds the k-th `size` episodes of the plan and is released once all of them have
+    finished and the batch before it was released. Nothing is released before the round's
+    intervention decisions are stored (`decided`), or before the round ends when none comes, so
+    that the decision links precede the round's episode links wherever the decision fell among
+    the episodes' ends. A batch waits for its slowest episode: finished records of later
+    batches are held meanwhile (at most the round's).
+    """
+
+    def __init__(self, indices: list[int], size: int, decided: bool = True) -> None:
+        self._order = sorted(indices)
+        self._size = size
+        self._at = 0
+        self._held: dict[int, EpisodeRecord] = {}
+        self.decided = decided
+        """Whether the round's decisions are stored (or none is coming): batches may be released
+        before the round ends."""
+
+    def add(self, record: EpisodeRecord) -> None:
+        """A finished episode of the plan."""
+        self._held[record.index] = record
+
+    def take(self, final: bool = False) -> list[list[EpisodeRecord]]:
+        """The batches ready to be written, in plan order; `final`: the round's episodes have
+        all finished, and the last batch may be short."""
+        ready: list[list[EpisodeRecord]] = []
+        if not (self.decided or final):
+            return ready
+        while self._at < len(self._order):
+            chunk = self._order[self._at : self._at + self._size]
+            if not all(i in self._held for i in chunk):
+                break
+            ready.append([self._held.pop(i) for i in chunk])
+            self._at += len(chunk)
+        return ready
 
 
 async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
@@ -35,6 +79,10 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
         if saved.get("intervention_policy"):
             policy.load_state(saved["intervention_policy"])
     ids = {item["index"]: episode_id(run_id, round_, item["index"]) for item in todo}
+    # Every episode of the round already decided (a resumed round): no decision is coming.
+    batches = _PlanBatches(
+        list(ids), session.config.episodes.write_batch, set(ids.values()) <= recorded.keys()
+    )
 
     def record_decisions(decisions: list[Any]) -> None:
         store.record_decisions([d.to_record(run_id, round_) for d in decisions])
@@ -48,6 +96,7 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
                 "explained": sum(d.intervene for d in decisions),
             },
         )
+        batches.decided = True
 
     session.agents.teacher.style_for = await session.style_for_round(round_, state["plan"])
     session.agents.teacher.mistakes_for = _mistakes_for(session, round_)
@@ -61,46 +110,60 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
         recorded,
     )
     problems = store.get_problems([item["problem_id"] for item in todo])
-    batch: list[EpisodeRecord] = []
     total = len(state["plan"])
     finished = len(done)
     session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
 
-    async def one(item: dict[str, Any]) -> EpisodeRecord:
-        eid = ids[item["index"]]
-        try:
-            out = await invoke(
-                session.episode_graph,
-                session.graph_factory,
-                session.agents,
-                {
-                    "episode_id": eid,
-                    "run_id": run_id,
-                    "round": round_,
-                    "index": item["index"],
-                    "seed": item["seed"],
-                    "problem": problems[item["problem_id"]],
-                },
-            )
-        finally:
-            await session.agents.broker.finished(eid)
-        return out["record"]
-
-    write_batch = session.config.episodes.write_batch
-    tasks = [asyncio.ensure_future(one(item)) for item in todo]
+    inputs = [
+        {
+            "episode_id": ids[item["index"]],
+            "run_id": run_id,
+            "round": round_,
+            "index": item["index"],
+            "seed": item["seed"],
+            "problem": problems[item["problem_id"]],
+        }
+        for item in todo
+    ]
+    rollouts = session.rollouts
+    if rollouts is not None:  # on Ray actors, the broker still here (graphs.rollouts_ray)
+        records = rollouts.run_round(session, round_, inputs, spent, session.agents.broker)
+    else:
+        records = _in_process(session, inputs)
     try:
-        for fut in asyncio.as_completed(tasks):
-            batch.append(await fut)
-            if len(batch) >= write_batch:
+        async with aclosing(records):
+            async for record in records:
+                batches.add(record)
+                for batch in batches.take():
+                    store.record_episodes(batch)
+                    finished += len(batch)
+                    session.emit(
+                        "episodes_progress", {"round": round_, "done": finished, "total": total}
+                    )
+            for batch in batches.take(final=True):
                 store.record_episodes(batch)
                 finished += len(batch)
-                batch = []
-                session.emit(
-                    "episodes_progress", {"round": round_, "done": finished, "total": total}
-                )
-        if batch:
-            store.record_episodes(batch)
-            finished += len(batch)
+    finally:
+        session.agents.broker = None
+    session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
+    return {"policy_state": policy.state()}
+
+
+async def _in_process(session: Session, inputs: list[dict[str, Any]]):
+    """Run the episodes concurrently in this process; yield each record as it finishes."""
+    broker = session.agents.broker
+
+    async def one(item: dict[str, Any]) -> EpisodeRecord:
+        try:
+            out = await invoke(session.episode_graph, session.graph_factory, session.agents, item)
+        finally:
+            await broker.finished(item["episode_id"])
+        return out["record"]
+
+    tasks = [asyncio.ensure_future(one(item)) for item in inputs]
+    try:
+        for fut in asyncio.as_completed(tasks):
+            yield await fut
     except BaseException:
         # One episode failed (or the run was interrupted): stop the others and collect their
         # outcomes, so the error is reported once instead of as one "Task exception was never
@@ -109,10 +172,6 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    finally:
-        session.agents.broker = None
-    session.emit("episodes_progress", {"round": round_, "done": finished, "total": total})
-    return {"policy_state": policy.state()}
 
 
 def _first_attempt_text(episode: EpisodeRecord) -> str | None:

@@ -65,6 +65,9 @@ class Session:
     """Called before every node: raises when this process lost the run's lease."""
     _pool: TrainingPool | None = field(default=None, init=False, repr=False)
     _history: RoundHistory | None = field(default=None, init=False, repr=False)
+    rollouts: Any = None
+    """Where a round's episodes run when not in this process: a `graphs.rollouts_ray.RayRollouts`
+    (`ray.address`); None: here."""
     base_dir: Path | None = None
     """The directory relative model paths of the run were stored from (runs written before
     paths were stored absolute); None: they are taken as they are."""

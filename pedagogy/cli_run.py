@@ -82,6 +82,14 @@ def run(
         help="Stop before a round once the loop has run this many seconds, resumes added up "
         "(with --resume: replaces the run's limit).",
     ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help='Run each round\'s episodes on Ray actors: "local" starts a cluster on this machine, '
+        "\"auto\" joins this machine's, ray://HOST:PORT a remote one (the config's ray section; "
+        'needs pip install "pedagogy[ray]"). Held-out numbers are the same as without it.',
+    ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No live progress, only the final report."
     ),
@@ -114,6 +122,8 @@ def run(
         limits = {k: v for k, v in limits.items() if v is not None}
         if limits:
             cfg = cfg.with_overrides({"budget": limits})
+        if ray is not None:
+            cfg = cfg.with_overrides({"ray": {"address": ray}})
         db_url = cfg.db_url()
         # The loop's imports (LangGraph, the store, plotting) only once the config holds: a
         # config with a typo fails before paying for them.

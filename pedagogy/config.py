@@ -322,6 +322,23 @@ class BudgetConfig(_Strict):
     """Seconds the loop has run, resumes added up (time lost to a kill is not counted)."""
 
 
+class RayConfig(_Strict):
+    """Where a round's episodes run: in this process (no address), or on Ray actors that each
+    hold a student replica (`pedagogy.graphs.rollouts_ray`; needs `pip install "pedagogy[ray]"`).
+    Not part of what a run is: a resumed run takes these from the command, not from its record."""
+
+    address: str | None = None
+    """None: episodes run in this process. "local": start a Ray cluster on this machine (loopback
+    only, no dashboard); "auto": join the cluster this machine is part of; "ray://HOST:PORT": a
+    remote cluster's client address (its workers must see the run's models folder)."""
+    actors: int = Field(2, ge=1)
+    """Rollout actors, each with its own student replica, started once per run."""
+    cpus_per_actor: float = Field(1.0, gt=0)
+    """CPUs Ray reserves for each actor (its torch threads)."""
+    num_cpus: int | None = Field(None, ge=1)
+    """"local" only: CPUs of the cluster it starts; None: actors x cpus_per_actor."""
+
+
 class EvaluationConfig(_Strict):
     heldout_per_arm: int = Field(100, ge=1)
     """Held-out problems per arm; a small level gives fewer, and never the problems it is
@@ -397,6 +414,7 @@ class RunConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     def db_url(self) -> str:
         return self.db or str(Path(self.workdir) / "pedagogy.db")

@@ -246,7 +246,8 @@ async def _run(
         run_id = resume
         run_dir, base_dir = run_models.resume_dir(stored, run.config.get("db"), run_id, db_url)
         workdir = str(run_dir.parent.parent)  # absolute from here on
-        config = stored.model_copy(update={"db": db_url, "budget": budget, "workdir": workdir})
+        update = {"db": db_url, "budget": budget, "workdir": workdir, "ray": config.ray}
+        config = stored.model_copy(update=update)
     else:
         run_id = _new_run_id()
         config = run_models.absolute_paths(config)
@@ -260,6 +261,11 @@ async def _run(
         require_parts(config, where)
     config, episode_graph = run_checks.resolve_episode_graph(config, episode_graph, where)
     run_checks.check_backend_kinds(config)
+    rollouts = None
+    if config.ray.address is not None:  # a round's episodes on Ray actors; Ray installed?
+        from pedagogy.graphs.rollouts_ray import RayRollouts
+
+        rollouts = RayRollouts(config.ray, assembly.build_agents, episode_graph)
     domain = build_domain_from(config)
     arms = run_checks.domain_arms(config, domain)
     run_checks.check_refinement(config, domain)
@@ -362,6 +368,7 @@ async def _run(
         graph_factory=episode_graph,
         guard=hold.check,
         base_dir=base_dir,
+        rollouts=rollouts,
     )
     status, detail = "failed", None
     try:
@@ -404,6 +411,8 @@ async def _run(
         store.set_run_status(run_id, "failed", f"{type(err).__name__}: {err}")
         raise
     finally:
+        if rollouts is not None:
+            rollouts.close()
         for backend in (student_backend, gen_backend):
             aclose = getattr(backend, "aclose", None)
             if aclose is not None:
