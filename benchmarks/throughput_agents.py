@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pedagogy.benchmarks.throughput import _bucketed_generate, _default_pairs, _timed
 
-__all__ = ["agent_loop_ratio"]
+__all__ = ["agent_episode_throughput", "agent_loop_ratio"]
 
 
 def _acting_config() -> Any:
@@ -64,9 +64,15 @@ def _acting_student(
         tiny = TinyStudentConfig(max_position=-(-context // 64) * 64)
         base = build_tiny_student(Path(tmp) / "v0", tiny, seed=seed)
         # The settings that taught the tiny student well-formed calls in 300 steps
-        # (tests/test_trajectory_sft.py).
+        # (tests/test_trajectory_sft.py); one thread, as two on a busy machine spin (measured,
+        # 30 steps at load 5 on 2 cores: 2.9 CPU-s with one, 21.9 with two).
         config = SFTJobConfig(
-            max_steps=steps, packing=True, seed=seed, learning_rate=3e-3, warmup_steps=20
+            max_steps=steps,
+            packing=True,
+            seed=seed,
+            learning_rate=3e-3,
+            warmup_steps=20,
+            threads=1,
         )
         yield run_trajectory_sft(base, Path(tmp) / "v1", items, config).out_path
 
@@ -76,12 +82,8 @@ def agent_loop_ratio(episodes: int = 200, train_steps: int = 300, seed: int = 0)
     a round at once, against bucketed `generate` of the same student on exactly the requests
     the episodes made; with what the episodes did (steps, tool calls, invalid steps,
     demonstrations) and how the backend batched them."""
-    from pedagogy.assembly import agent_tools, build_agents
-    from pedagogy.backends.scripted import ScriptedBackend
-    from pedagogy.backends.transformers import TransformersBackend, render_prompt
-    from pedagogy.graphs.episode import build_episode_graph
+    from pedagogy.assembly import agent_tools
     from pedagogy.graphs.parts import build_domain_from
-    from pedagogy.graphs.replay_drive import invoke
     from pedagogy.run_models import acting_context
 
     config = _acting_config()
@@ -90,12 +92,35 @@ def agent_loop_ratio(episodes: int = 200, train_steps: int = 300, seed: int = 0)
     problems = [p for p, _ in solved]
     train, held = problems[:-episodes], problems[-episodes:]
     tools = agent_tools(config, domain)
-    context = acting_context(config)
     start = time.perf_counter()
+    context = acting_context(config)
     with _acting_student(domain, tools, train, context, train_steps, seed) as path:
-        # One thread for both sides: CPU-seconds then count work, not threads spinning.
-        backend = TransformersBackend(path, threads=1, max_batch_size=512)
-    setup_s = time.perf_counter() - start
+        setup_s = time.perf_counter() - start
+        out = agent_episode_throughput(path, held, config, warm=train[:1], seed=seed)
+    return {"train_steps": train_steps, "setup_s": setup_s, **out}
+
+
+def agent_episode_throughput(
+    student: str | Path,
+    problems: list[Any],
+    config: Any,
+    *,
+    warm: Sequence[Any] = (),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`agent_loop_ratio` for a given acting student on given problems, under `config` (an
+    acting run's): the episodes of `warm` run first, untimed, so neither side pays the first
+    call's setup."""
+    from pedagogy.assembly import build_agents
+    from pedagogy.backends.scripted import ScriptedBackend
+    from pedagogy.backends.transformers import TransformersBackend, render_prompt
+    from pedagogy.graphs.episode import build_episode_graph
+    from pedagogy.graphs.parts import build_domain_from
+    from pedagogy.graphs.replay_drive import invoke
+
+    domain = build_domain_from(config)
+    # One thread for both sides: CPU-seconds then count work, not threads spinning.
+    backend = TransformersBackend(student, threads=1, max_batch_size=512)
     agents, factory = build_agents(
         config, domain, backend, ScriptedBackend.from_domain(domain), None, build_episode_graph
     )
@@ -118,7 +143,7 @@ def agent_loop_ratio(episodes: int = 200, train_steps: int = 300, seed: int = 0)
     backend.generate = recording  # type: ignore[method-assign]
     backend._run_batch = counting  # type: ignore[method-assign]
 
-    async def round_() -> list[dict[str, Any]]:
+    async def round_(problems: list[Any]) -> list[dict[str, Any]]:
         async def one(i: int, problem: Any) -> dict[str, Any]:
             state = {
                 "episode_id": f"e{i}",
@@ -131,11 +156,15 @@ def agent_loop_ratio(episodes: int = 200, train_steps: int = 300, seed: int = 0)
             return await invoke(graph, factory, agents, state)  # as the loop does
 
         try:
-            return await asyncio.gather(*[one(i, p) for i, p in enumerate(held)])
+            return await asyncio.gather(*[one(i, p) for i, p in enumerate(problems)])
         finally:
             await backend.aclose()
 
-    outs, loop_wall, loop_cpu = _timed(lambda: asyncio.run(round_()))
+    if warm:
+        asyncio.run(round_(list(warm)))
+        seen.clear()
+        batches.clear()
+    outs, loop_wall, loop_cpu = _timed(lambda: asyncio.run(round_(problems)))
     tok = backend.tokenizer
     texts = [render_prompt(tok, messages) for messages, _ in seen]
     lengths = [n for _, n in seen]
@@ -146,9 +175,7 @@ def agent_loop_ratio(episodes: int = 200, train_steps: int = 300, seed: int = 0)
     _, one_wall, one_cpu = _timed(lambda: run_batch_rows(texts, max(lengths, default=1), lengths))
     steps = len(seen)
     return {
-        "episodes": len(held),
-        "train_steps": train_steps,
-        "setup_s": setup_s,
+        "episodes": len(problems),
         "steps": steps,
         "tokens": sum(lengths),
         "episodes_did": _what_they_did(outs),
