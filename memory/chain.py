@@ -255,10 +255,37 @@ def link_text(table: str, row: Mapping[str, Any], run_id: str, index: int) -> st
     body = _CONTENT[table](row, run_id)  # a new dict: ours to extend
     body["table"] = table
     body["chain_index"] = int(index)
+    snapshot = body.get("content")
     try:
+        if type(snapshot) is Encoded:
+            # The same text as encoding the whole body: its keys sorted, "chain_index" first,
+            # "content" second, the rest after; the content's own text made once.
+            del body["chain_index"], body["content"]
+            rest = _CANONICAL.encode(body)
+            return f'{{"chain_index":{int(index)},"content":{snapshot.text},{rest[1:]}'
         return _CANONICAL.encode(body)
     except (TypeError, ValueError) as exc:  # the message is built only when it is needed
         raise _not_json(f"{table} row {row['id']!r}", exc) from exc
+
+
+class Encoded(dict):  # type: ignore[type-arg]
+    """A snapshot's content with its canonical JSON text, made once: its link's hash takes the
+    text as is (`link_text`), and so does the stored column on SQLite (`json_text`, the engine's
+    JSON serializer) instead of encoding the content twice more."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, content: dict[str, Any], what: str) -> None:
+        super().__init__(content)
+        self.text = canonical(content, what)
+
+
+def json_text(value: Any) -> str:
+    """JSON for a JSON column: an `Encoded` value's text, anything else as `json.dumps` (what
+    SQLAlchemy uses without a serializer)."""
+    if type(value) is Encoded:
+        return value.text
+    return json.dumps(value)
 
 
 def digest(previous: str, text: str, key: bytes | None = None) -> str:
@@ -317,7 +344,7 @@ class ChainWriter:
 # --- snapshots of rows that are not links themselves (migration 0009) ----------------------------
 
 
-def _normaliser(column: Any) -> Callable[[Any], Any]:
+def _normaliser(column: Any) -> Callable[[Any], Any] | None:
     kind = type(column.type).__name__
     if kind in ("Integer", "BigInteger"):
         return _int
@@ -327,11 +354,12 @@ def _normaliser(column: Any) -> Callable[[Any], Any]:
         return _bool
     if kind == "DateTime":
         return _utc
-    return lambda value: value
+    return None
 
 
 @cache
-def _columns(table: str) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+def _columns(table: str) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """The audited columns of `table` with their normaliser (None: the value as it is)."""
     from pedagogy.memory import schema
 
     skip = UNAUDITED.get(table, ())
@@ -342,10 +370,27 @@ def _columns(table: str) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
     )
 
 
+@cache
+def _content_plan(
+    table: str,
+) -> tuple[tuple[str, ...], tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    # The columns kept as they are, then those normalised: no call per plain column, as a
+    # snapshot per episode is taken on the loop's hot path.
+    columns = _columns(table)
+    plain = tuple(name for name, norm in columns if norm is None)
+    normed = tuple((name, norm) for name, norm in columns if norm is not None)
+    return plain, normed
+
+
 def row_content(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
     """The audited columns of a row of one of SNAPSHOT_TABLES, normalised as `content` does (a
     column the row leaves out is None)."""
-    return {name: norm(row.get(name)) for name, norm in _columns(table)}
+    plain, normed = _content_plan(table)
+    get = row.get
+    content = {name: get(name) for name in plain}
+    for name, norm in normed:
+        content[name] = norm(get(name))
+    return content
 
 
 def audited_columns(table: str) -> tuple[str, ...]:

@@ -13,7 +13,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pedagogy.errors import StoreError
 from pedagogy.memory import schema as S
-from pedagogy.memory.chain import KEY_ENV, ChainWriter, audit_key, row_content, weight_files
+from pedagogy.memory.chain import (
+    KEY_ENV,
+    ChainWriter,
+    Encoded,
+    audit_key,
+    row_content,
+    weight_files,
+)
 from pedagogy.memory.records import DecisionRecord, ModelVersionRecord
 from pedagogy.memory.store_rows import _UNPLANNED, _insert_plan, _reason, _row, _to_db
 
@@ -168,12 +175,13 @@ class StoreCore:
             content = row_content(subject, row)
             if extra is not None:
                 content.update(extra[i])
+            subject_id = str(row["id"])
             snaps.append(
                 {
                     "run_id": chain.run_id,
                     "subject": subject,
-                    "subject_id": str(row["id"]),
-                    "content": content,
+                    "subject_id": subject_id,
+                    "content": Encoded(content, f"{subject} row {subject_id!r}"),
                 }
             )
         self._insert_links(conn, S.snapshots, snaps, chain)

@@ -142,7 +142,7 @@ class EpisodesMixin(StoreCore):
                 fresh.append(e)
         if not fresh:
             return
-        self._require_problems(conn, [e.problem_id for e in fresh])
+        unchained = self._require_problems(conn, run_id, [e.problem_id for e in fresh])
         now = _now()
         ep_rows, turn_rows, call_rows, verdict_rows, expl_rows = [], [], [], [], []
         attempt_rows: list[dict[str, Any]] = []
@@ -165,39 +165,38 @@ class EpisodesMixin(StoreCore):
             self._insert_many(conn, table, rows)
         self._insert_links(conn, S.verdicts, verdict_rows, chain)
         self._insert_links(conn, S.explanations, expl_rows, chain)
-        self._chain_problems(conn, chain, [e.problem_id for e in fresh])
+        self._chain_problems(conn, chain, unchained)
         self._snapshot(conn, chain, "episodes", ep_rows)
         self._save_chains(conn, {run_id: chain})
 
     def _chain_problems(self, conn: Connection, chain: ChainWriter, ids: list[str]) -> None:
-        """Chain a copy of each problem the run has not chained yet (a problem is shared by the
-        runs that pose it: each run chains it once)."""
-        s, p = S.snapshots, S.problems
-        wanted = list(dict.fromkeys(ids))
-        chained: set[str] = set()
-        mine = (s.c.run_id == chain.run_id) & (s.c.subject == "problems")
-        for chunk in _chunks(wanted):
-            chained.update(
-                conn.scalars(select(s.c.subject_id).where(mine, s.c.subject_id.in_(chunk)))
-            )
-        new = [i for i in wanted if i not in chained]
+        """Chain a copy of each problem of `ids`, which the run has not chained yet (a problem is
+        shared by the runs that pose it: each run chains it once)."""
+        p = S.problems
         rows: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(new):
+        for chunk in _chunks(ids):
             for r in conn.execute(select(p).where(p.c.id.in_(chunk))):
                 rows[r.id] = dict(r._mapping)
-        self._snapshot(conn, chain, "problems", [rows[i] for i in new if i in rows])
+        self._snapshot(conn, chain, "problems", [rows[i] for i in ids if i in rows])
 
-    def _require_problems(self, conn: Connection, ids: list[str]) -> None:
+    def _require_problems(self, conn: Connection, run_id: str, ids: list[str]) -> list[str]:
+        """Of the problems `ids`, those the run has not chained yet, in order; raises StoreError
+        when one is not stored. One query for both: it runs for every batch of episodes."""
+        p, s = S.problems, S.snapshots
         wanted = list(dict.fromkeys(ids))
-        found: set[str] = set()
+        chained = (s.c.run_id == run_id) & (s.c.subject == "problems") & (s.c.subject_id == p.c.id)
+        query = select(p.c.id, s.c.subject_id).select_from(p.outerjoin(s, chained))
+        found: dict[str, bool] = {}
         for chunk in _chunks(wanted):
-            found.update(conn.scalars(select(S.problems.c.id).where(S.problems.c.id.in_(chunk))))
+            for problem_id, chained_id in conn.execute(query.where(p.c.id.in_(chunk))):
+                found[problem_id] = found.get(problem_id, False) or chained_id is not None
         missing = [i for i in wanted if i not in found]
         if missing:
             raise StoreError(
                 f"episodes refer to {len(missing)} problem(s) not stored in {self.url} "
                 f"(first: {missing[0]!r}); call store.add_problems(...) before record_episodes"
             )
+        return [i for i in wanted if not found[i]]
 
     def _attach_children(self, conn: Connection, eps: list[EpisodeRecord], where: Any) -> None:
         """Fill turns, tool calls, verdicts and explanations of `eps`; `where` selects them by

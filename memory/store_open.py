@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from pedagogy.errors import StoreError
+from pedagogy.memory.chain import json_text
 from pedagogy.memory.store_core import StoreCore
 from pedagogy.memory.store_rows import _reason
 
@@ -165,6 +166,7 @@ class OpeningMixin(StoreCore):
                     query = {**parsed.query, "mode": "rw", "uri": "true"}
                     parsed = parsed.set(database=f"file:{quote(str(path))}", query=query)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": _SQLITE_TIMEOUT}
+            kwargs["json_serializer"] = json_text  # a snapshot's content as encoded for its hash
         elif backend == "postgresql" and parsed.get_driver_name() == "psycopg":
             kwargs["connect_args"] = {"connect_timeout": 10}
         try:

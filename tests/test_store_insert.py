@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -135,3 +136,40 @@ def test_a_key_set_that_leaves_out_a_python_default_goes_through_core():
     assert sql.startswith("INSERT INTO t (id, n, d) VALUES (?, ?, ?)")
     assert getter({"d": [1], "n": 2, "id": 1}) == (1, 2, [1])
     assert [i for i, _ in processors] == [2]  # only the JSON column is converted
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {},
+        {"id": "e1", "decisions": {"b": [1, 2.5, None], "a": 'é ✓ "q"'}, "n": 0, "ok": True},
+        {"z": {"y": {"x": []}}, "chain_index": 3, "content": "inner keys as outer ones"},
+    ],
+)
+def test_a_snapshot_content_encoded_once_hashes_and_stores_as_the_plain_content(
+    content, tmp_path: Path
+):
+    """A snapshot's content is encoded once for its link and its stored column (chain.Encoded):
+    the link text is byte for byte that of the plain content, which `audit verify` hashes from
+    the stored row, and the column reads back as the content."""
+    from pedagogy.memory.chain import Encoded, json_text, link_text
+
+    row = {"id": 7, "run_id": "r", "subject": "episodes", "subject_id": "e1"}
+    encoded = Encoded(content, "test")
+    for index in (0, 12345):
+        plain = link_text("snapshots", {**row, "content": content}, "r", index)
+        assert link_text("snapshots", {**row, "content": encoded}, "r", index) == plain
+    assert json_text(encoded) == encoded.text and json_text(content) == json.dumps(content)
+    store = open_store(tmp_path / "s.db")
+    try:
+        store.create_run(RunRecord("r", "n", {}, 0))
+        with store._engine.begin() as conn:
+            conn.execute(
+                sa.insert(S.snapshots),
+                [{**row, "id": 999, "chain_index": 999, "hash": "h", "content": encoded}],
+            )
+            query = sa.select(S.snapshots.c.content).where(S.snapshots.c.id == 999)
+            stored = conn.execute(query).scalar_one()
+        assert stored == content
+    finally:
+        store.close()
