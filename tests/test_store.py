@@ -386,7 +386,8 @@ def test_concurrent_writers_keep_one_chain(store: SQLStore, raw: sa.Engine):
         list(pool.map(store.record_episodes, batches + batches))
     assert count(raw, "episodes") == 40
     assert store.verify_chain("run1") == []
-    chained = ("turns", "verdicts", "explanations")  # one chain, its indices shared by the tables
+    # One chain, its indices shared by the tables (snapshots: the run's, problems', episodes').
+    chained = ("turns", "verdicts", "explanations", "snapshots")
     with raw.connect() as conn:
         union = " UNION ALL ".join(f"SELECT chain_index FROM {t}" for t in chained)
         indices = conn.execute(sa.text(f"{union} ORDER BY chain_index"))
