@@ -103,7 +103,12 @@ def test_an_anchor_per_round_and_one_at_the_end(finished: Run):
         head.last_hash,
         False,
     )
-    assert sum(last.tables.values()) == head.length
+    # Snapshots are counted whole and again per table they copy (`snapshots:<table>`).
+    assert sum(n for t, n in last.tables.items() if ":" not in t) == head.length
+    assert (
+        sum(n for t, n in last.tables.items() if t.startswith("snapshots:"))
+        == last.tables["snapshots"]
+    )
     assert {"turns", "verdicts", "decisions"} <= set(last.tables)
 
 
@@ -133,11 +138,31 @@ def test_an_untouched_run_holds_its_anchors(finished: Run, db: str):
 
 
 def test_cut_links_and_the_head_moved_back(finished: Run, db: str, raw: sa.Engine):
+    from pedagogy.memory import schema
+
     chain = links(db, finished.id)
     cut = len(chain) - 3
     with raw.begin() as conn:
         for link in chain[cut:]:
             conn.execute(sa.text(f"DELETE FROM {link.table} WHERE id = :i"), {"i": link.id})
+            if link.table != "snapshots":
+                continue
+            # A copy of an outcome row cut: the row put back as the earlier links had it (or
+            # removed, if none had it), so that the shorter chain is well formed.
+            subject, now = link.row["subject"], link.row["content"]
+            earlier = [
+                x.row["content"]
+                for x in chain[:cut]
+                if x.table == "snapshots"
+                and (x.row["subject"], x.row["subject_id"]) == (subject, link.row["subject_id"])
+            ]
+            table = schema.metadata.tables[subject]
+            where = table.c.id == now["id"]
+            if earlier:
+                back = {c: v for c, v in earlier[-1].items() if now.get(c) != v}
+                conn.execute(sa.update(table).where(where).values(**back))
+            else:
+                conn.execute(sa.delete(table).where(where))
         conn.execute(
             sa.text("UPDATE chain_heads SET length = :n, last_hash = :h"),
             {"n": cut, "h": chain[cut - 1].hash},
