@@ -142,8 +142,8 @@ def test_tool_calls_round_trip_in_the_episode_transaction(store: SQLStore, raw: 
         assert conn.execute(sa.text("SELECT COUNT(*) FROM tool_calls")).scalar_one() == 2
         turns = conn.execute(sa.text("SELECT chain_index FROM turns")).scalars().all()
         calls = conn.execute(sa.text("SELECT chain_index FROM tool_calls")).scalars().all()
-    # one chain: each call right after the turn that made it
-    assert sorted(turns) == [0, 2, 4] and sorted(calls) == [1, 3]
+    # one chain (link 0: the run's own copy): each call right after the turn that made it
+    assert sorted(turns) == [1, 3, 5] and sorted(calls) == [2, 4]
     with pytest.raises(StoreError, match="exactly one of"):
         store.tool_calls()
 
@@ -214,11 +214,11 @@ def test_the_chain_catches_edited_observations_and_details(store: SQLStore, raw:
         )
         conn.execute(sa.text("DELETE FROM turns WHERE id = :i"), {"i": episodes[1].turns[2].id})
         (first_verdict,) = conn.execute(sa.text("SELECT id FROM verdicts")).scalars().all()
-    # ... and the chain head, which counts the deleted ones, names the last turn or call left
-    assert store.verify_chain("run") == [
-        f"verdicts:{first_verdict}",
-        episodes[1].tool_calls[1].id,
-    ]
+    # ... as does the next link (the episodes' copies follow their turns), and the chain head,
+    # which counts the deleted ones, names the last turn or call left
+    broken = store.verify_chain("run")
+    assert broken[0] == f"verdicts:{first_verdict}" and broken[-1] == episodes[1].tool_calls[1].id
+    assert all(b.startswith("snapshots:") for b in broken[1:-1]) and len(broken) == 3
 
 
 def test_a_tool_call_without_its_turn_writes_nothing(store: SQLStore, raw: sa.Engine):
