@@ -81,7 +81,7 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
                 config=cfg.model_dump(),
                 base_version_id=state["student_version"],
                 metrics={"new_examples": new_examples},
-                attempt=0 if earlier_job is None else earlier_job.attempt + 1,  # after a failure
+                attempt=0,  # a failed or interrupted job is restarted in place, not retried anew
             ),
             chosen,
             decisions,

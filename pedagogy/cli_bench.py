@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pedagogy.cli_common import PLUGIN_HELP, console, err_console, fail, use_plugins
+from pedagogy.cli_common import JOBS_HELP, PLUGIN_HELP, console, err_console, fail, use_plugins
 from pedagogy.errors import PedagogyError
 
 
@@ -51,7 +51,7 @@ def bench_learning(
         None,
         "--jobs",
         min=1,
-        help="Runs at a time, each in its own process pinned to its share of the cores (default: one per usable core; 1: one after another). A run's numbers do not depend on it.",
+        help=JOBS_HELP,
     ),
     plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:
@@ -194,7 +194,7 @@ def bench_agents(
         None,
         "--jobs",
         min=1,
-        help="Runs at a time, each in its own process pinned to its share of the cores (default: one per usable core; 1: one after another). A run's numbers do not depend on it.",
+        help=JOBS_HELP,
     ),
     plugin: list[str] | None = typer.Option(None, "--plugin", metavar="MODULE", help=PLUGIN_HELP),
 ) -> None:

@@ -26,6 +26,10 @@ def fail(err: PedagogyError) -> NoReturn:
     raise typer.Exit(err.exit_code)
 
 
+JOBS_HELP = (
+    "Runs at a time, each in its own process pinned to its share of the cores (default: one per "
+    "usable core; 1: one after another). A run's numbers do not depend on it."
+)
 PLUGIN_HELP = (
     "Import MODULE first (repeatable): a plugin that registers custom domains, graphs, tools, "
     "styles, ... Installed `pedagogy.plugins` entry points load by themselves, and a run's "

@@ -23,31 +23,13 @@ import yaml
 from pedagogy.config import RayConfig, config_from_dict, load_config
 from pedagogy.errors import ConfigError
 from pedagogy.memory import open_store
+from tests.test_idempotent import SMALL
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(
     not HAS_RAY, reason='Ray is not installed: pip install "pedagogy[ray]"'
 )
 
-SMALL: dict[str, Any] = {
-    "name": "small",
-    "rounds": 2,
-    "domain": {
-        "name": "reasoning_gym",
-        "options": {
-            "skills": ["chain_sum"],
-            "compact": True,
-            "levels": {
-                "chain_sum": [{"num_terms": 0, "num_digits": 0}, {"num_terms": 0, "num_digits": 1}]
-            },
-        },
-    },
-    "student": {"options": {"tiny": {}}},
-    "episodes": {"per_round": 16, "write_batch": 4},
-    # Step-bounded training: the same data gives the same weights, run after run.
-    "training": {"max_steps": 4, "max_seconds": 600, "batch_size": 8},
-    "evaluation": {"heldout_per_arm": 8},
-}
 LOCAL = {"address": "local", "actors": 2, "num_cpus": 2}
 
 
