@@ -537,7 +537,10 @@ def _kill_when(proc: Any, trigger: str, delay: float, db: Path) -> str:
             time.sleep(delay)
             if not proc.is_alive():
                 break
-            os.kill(proc.pid, signal.SIGKILL)
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:  # it ended (and was reaped) after the check above
+                break
             proc.join(30)
             return "killed"
         time.sleep(0.02)
