@@ -207,7 +207,10 @@ async def test_a_dead_primary_costs_threshold_attempts_not_one_per_call_in_fligh
         out = await backend.generate([ask(f"q{i}") for i in range(64)])
         assert [c.text for c in out] == [f"q{i}" for i in range(64)]
         failed = [a for c in out for a in c.attempts if a.error is not None]
-        assert len(failed) == 3  # the trials; the other calls waited, then skipped it
+        # The 3 trials; the other calls waited for them, then skipped it. A call whose wait (at
+        # most a second) ran out on a busy machine tries it too (CI once saw 5): never one per
+        # call in flight.
+        assert 3 <= len(failed) <= 8
     with OpenAICompatServer(delay_s=0.1) as live:  # a live endpoint: one wait, then all at once
         backend = LiteLLMBackend("openai/local", api_base=live.base_url, max_concurrency=16)
         out = await backend.generate([ask(f"r{i}") for i in range(32)])
