@@ -57,6 +57,7 @@ __all__ = [
     "ACT_INSTRUCTIONS",
     "DEMOS",
     "STOP",
+    "STOP_LINES",
     "Action",
     "Actor",
     "DemonstrationBackend",
@@ -86,7 +87,10 @@ ACT_INSTRUCTIONS = (
 )
 """The system message of LLM actors (text-only models never see system messages)."""
 STOP = ["\nO:"]
-"""A text model stops after its action line instead of inventing the observation."""
+"""An LLM stops before inventing the observation (the stop strings an API server takes)."""
+STOP_LINES = ["C:", "A:"]
+"""A text model's step ends after its action line (`ChatRequest.stop_lines`): what follows it is
+never read (`parse_action` takes the first action line), so it is not decoded."""
 
 # --- tool runners --------------------------------------------------------------------------------
 
@@ -233,6 +237,11 @@ class Actor:
     instructions: str | None = "auto"
     """System message; auto: none for text models (`WritesTextActions`), else `ACT_INSTRUCTIONS`."""
     stop: list[str] = field(default_factory=lambda: list(STOP))
+    stop_after_action: bool = True
+    """Ask the backend to end each step after its first action line (`STOP_LINES`), so a
+    local model decodes nothing the step does not use (the parsed action is the same). Not
+    asked with `multiline_answer` (an answer runs to the end of the step). False: each step
+    runs to `max_tokens`, EOS or a stop string."""
     multiline_answer: bool = False
     """An answer runs from `A:` to the end of the step (the code domain's functions); False:
     to the end of its line. Runs take it from the domain's `multiline_answers`."""
@@ -301,7 +310,15 @@ class Actor:
             problem=problem,
             purpose="act",
             tools=[tool_spec(t) for t in self.tools.values()] or None,
+            stop_lines=self._stop_lines(),
         )
+
+    def _stop_lines(self) -> list[str] | None:
+        # A multi-line answer runs from its `A:` line to the end of the step, and a `C:` line
+        # after it is part of the answer: no line ends such a step.
+        if not self.stop_after_action or self.multiline_answer:
+            return None
+        return list(STOP_LINES)
 
     # steps
 

@@ -43,17 +43,26 @@ class ChatRequest:
     """What the caller wants (attempt, explain, pose, judge): for logs and scripted backends."""
     tools: list[dict[str, Any]] | None = None
     """OpenAI tools-API entries (`pedagogy.tools.base.tool_spec`) the model may call; None: none."""
+    stop_lines: list[str] | None = None
+    """Line prefixes that end the reply: it stops after its first complete line that starts,
+    leading whitespace aside, with one of them, and keeps that line (an acting step ends after
+    its action line: ["C:", "A:"]). Unlike `stop`, no stop string can say this (the line is kept,
+    and where it ends is known only at its line break). The local backend stops decoding there;
+    a backend that cannot (an OpenAI-compatible server takes plain `stop` strings only) ignores
+    it, and the caller reads the reply only up to that line. None: no such stop."""
 
     def to_record(self) -> dict[str, Any]:
         """JSON-serialisable form stored in the turns table (no problem object, no secrets).
 
-        `tools` is kept when set (it is part of what the model was asked) and left out when None,
-        so the records (and run hashes) of tool-less requests stay as they were.
+        `tools` and `stop_lines` are kept when set (they are part of what the model was asked)
+        and left out when None, so the records (and run hashes) of requests without them stay
+        as they were.
         """
         # Not `asdict(self)`: it would deep-copy the problem (and its metadata) only to drop it.
         d = {f.name: deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "problem"}
-        if d.get("tools") is None:
-            d.pop("tools", None)
+        for optional in ("tools", "stop_lines"):
+            if d.get(optional) is None:
+                d.pop(optional, None)
         if self.problem is not None:
             d["problem_id"] = self.problem.id
         return d

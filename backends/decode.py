@@ -7,6 +7,10 @@ are cut down to the live rows), so a step costs what the rows still writing need
 take the arg-max; a row with a temperature draws from its own seeded generator, so a seeded
 request writes the same text whatever its batch mates are.
 
+A row can also end at its text (`TextStops`, the rules of `stop_index`): at a stop string, or
+after its first complete line that starts with one of given prefixes (an acting step ends after
+its action line, `ChatRequest.stop_lines`). A row that stops there decodes nothing further.
+
 It reproduces greedy `generate` for a model whose generation config adds no logits processing
 (`plain_generation_config`); for a model that asks for more (repetition penalty, banned words,
 a minimum length, ...), the backend keeps calling `generate`.
@@ -14,10 +18,14 @@ a minimum length, ...), the backend keeps calling `generate`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["decode", "length_groups", "plain_generation_config"]
+__all__ = ["TextStops", "decode", "length_groups", "plain_generation_config", "stop_index"]
+
+# What `str.splitlines` breaks lines at: a line ends at any of them (as `parse_action` reads it).
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 # Generation-config fields that change greedy decoding when set away from their defaults.
 _PROCESSING = {
@@ -74,6 +82,108 @@ def plain_generation_config(model: Any) -> bool:
     return all(getattr(config, name, None) in allowed for name, allowed in _PROCESSING.items())
 
 
+def stop_index(text: str, strings: Sequence[str] = (), lines: Sequence[str] = ()) -> int | None:
+    """Where a reply ends under its stop rules, None while none has matched: before the first
+    of the stop `strings`, or just after the first complete line (one its line break ended, as
+    `str.splitlines` breaks lines) that starts, leading whitespace aside, with one of the
+    prefixes `lines`, whichever comes first.
+
+    Text written after that point cannot move it: greedy decoding that stops there keeps
+    everything a longer decode would have kept."""
+    cut: int | None = None
+    for s in strings:
+        i = text.find(s) if s else -1
+        if i != -1 and (cut is None or i < cut):
+            cut = i
+    prefixes = tuple(p for p in lines if p)
+    if prefixes:
+        end = 0
+        for line in text.splitlines(keepends=True):
+            end += len(line)
+            if cut is not None and end > cut:
+                break
+            if line.strip().startswith(prefixes) and line.splitlines()[0] != line:
+                return end
+    return cut
+
+
+_PIECES: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+
+
+def _pieces(tokenizer: Any) -> list[str]:
+    """Each token id's text on its own (cached per tokenizer)."""
+    try:
+        pieces = _PIECES.get(tokenizer)
+    except TypeError:  # a tokenizer that cannot be a weak key is decoded every time
+        pieces = None
+    if pieces is None:
+        ids = [[i] for i in range(len(tokenizer))]
+        pieces = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        try:
+            _PIECES[tokenizer] = pieces
+        except TypeError:
+            pass
+    return pieces
+
+
+class TextStops:
+    """The text stop rules of a batch's rows (`stop_index`), for `decode` and after it.
+
+    `rules[i]` is row i's (stop strings, line prefixes). A rule can only start to match at a
+    token that writes a line break (line prefixes), the last character of a stop string, or a
+    part of a character; the row's text is decoded at such tokens alone, so most tokens cost a
+    set lookup."""
+
+    def __init__(self, tokenizer: Any, rules: Sequence[tuple[Sequence[str], Sequence[str]]]):
+        self.tokenizer = tokenizer
+        self.rules = {
+            i: (tuple(s for s in strings if s), tuple(p for p in lines if p))
+            for i, (strings, lines) in enumerate(rules)
+        }
+        self.rules = {i: rule for i, rule in self.rules.items() if rule[0] or rule[1]}
+        chars = {"\ufffd"}
+        every = False
+        for strings, lines in self.rules.values():
+            chars.update(LINE_BREAKS if lines else "")
+            chars.update(s[-1] for s in strings)
+            # A tokenizer may write a space only before the next piece (sentencepiece): a stop
+            # string that ends in one is looked for after every token.
+            every = every or any(s[-1].isspace() and s[-1] not in LINE_BREAKS for s in strings)
+        self.triggers: set[int] | None = None
+        if self.rules and not every:
+            pieces = _pieces(tokenizer)
+            self.triggers = {i for i, p in enumerate(pieces) if any(c in chars for c in p)}
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def text(self, row: int, tokens: Sequence[int]) -> tuple[str, bool]:
+        """The row's text cut where its rule ends it, and whether the rule did."""
+        text = self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+        rule = self.rules.get(row)
+        cut = None if rule is None else stop_index(text, *rule)
+        return (text, False) if cut is None else (text[:cut], True)
+
+    def ended(self, row: int, tokens: Sequence[int]) -> bool:
+        """Whether the row's rule ends it at its last token (`decode`'s `stop`)."""
+        if row not in self.rules or not tokens:
+            return False
+        if self.triggers is not None and tokens[-1] not in self.triggers:
+            return False
+        return self.text(row, tokens)[1]
+
+    def length(self, row: int, tokens: Sequence[int]) -> int | None:
+        """How many of the row's tokens its rule keeps: up to the first at which it ends the
+        row; None if it never does."""
+        if row not in self.rules:
+            return None
+        for k, token in enumerate(tokens):
+            if self.triggers is None or token in self.triggers:
+                if self.text(row, tokens[: k + 1])[1]:
+                    return k + 1
+        return None
+
+
 def decode(
     model: Any,
     input_ids: Any,
@@ -82,11 +192,14 @@ def decode(
     limits: Sequence[int],
     eos_token_id: int,
     samplers: dict[int, tuple[float, Any]] | None = None,
+    stop: Callable[[int, list[int]], bool] | None = None,
 ) -> list[list[int]]:
     """New tokens per row (EOS included where a row ended on it), at most `limits[i]` each.
 
     `input_ids` are left-padded prompts with their `attention_mask`; `samplers` maps a row to
-    (temperature, torch.Generator) for rows that sample instead of taking the arg-max."""
+    (temperature, torch.Generator) for rows that sample instead of taking the arg-max; `stop`,
+    called with a row and its new tokens after each token that is no EOS, ends the row there
+    when it says True (`TextStops.ended`)."""
     import torch
 
     samplers = samplers or {}
@@ -120,7 +233,11 @@ def decode(
                 if row in finished:
                     continue
                 tokens[row].append(token)
-                if token == eos_token_id or len(tokens[row]) >= limits[row]:
+                if (
+                    token == eos_token_id
+                    or len(tokens[row]) >= limits[row]
+                    or (stop is not None and stop(row, tokens[row]))
+                ):
                     finished.add(row)
             live = [j for j, row in enumerate(rows) if row not in finished]
             if not live:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pedagogy.backends.base import ChatRequest, Completion
-from pedagogy.backends.decode import decode, length_groups, plain_generation_config
+from pedagogy.backends.decode import TextStops, decode, length_groups, plain_generation_config
 from pedagogy.errors import ConfigError, ModelLoadError
 
 __all__ = ["TransformersBackend", "load_model", "quiet_progress", "render_prompt"]
@@ -359,7 +359,8 @@ class TransformersBackend:
         )
 
     def _run_batch(self, requests: list[ChatRequest]) -> list[Completion]:
-        """One `model.generate` for the whole batch, greedy and sampled rows mixed."""
+        """One `model.generate` for the whole batch, greedy and sampled rows mixed; each row
+        ends at its stop strings or after its first stop line (`ChatRequest.stop_lines`)."""
         with self._lock:
             texts = [render_prompt(self._tokenizer, r.messages) for r in requests]
         rows, latency, name, version = self._generate_rows(
@@ -369,23 +370,21 @@ class TransformersBackend:
             _RowSampler(requests, self.device)
             if any(r.temperature > 0 for r in requests)
             else None,
+            stops=[(r.stop or [], r.stop_lines or []) for r in requests],
         )
         self.requests_served += len(requests)
-        out = []
-        for (text, n_new, n_prompt, finish), request in zip(rows, requests):
-            cut = _apply_stop(text, request.stop)
-            out.append(
-                Completion(
-                    text=cut,
-                    model=name,
-                    prompt_tokens=n_prompt,
-                    completion_tokens=n_new,
-                    latency_s=latency,
-                    model_version=version,
-                    finish_reason="stop" if cut != text else finish,
-                )
+        return [
+            Completion(
+                text=text,
+                model=name,
+                prompt_tokens=n_prompt,
+                completion_tokens=n_new,
+                latency_s=latency,
+                model_version=version,
+                finish_reason=finish,
             )
-        return out
+            for text, n_new, n_prompt, finish in rows
+        ]
 
     def _generate_rows(
         self,
@@ -393,11 +392,14 @@ class TransformersBackend:
         max_new_tokens: int,
         limits: list[int] | None = None,
         sampler: Any = None,
+        stops: list[tuple[list[str], list[str]]] | None = None,
     ) -> tuple[list[tuple[str, int, int, str]], float, str, str | None]:
         """One `model.generate` over rendered texts (greedy; rows with temperature > 0 are drawn
         by `sampler`): per row (text, new tokens, prompt tokens, finish reason) cut at
         `limits[i]` new tokens, then the latency and the model name and version that produced
-        them. The finish reason is "stop" at the end-of-sequence token, else "length"."""
+        them. `stops[i]`: row i's (stop strings, stop lines); the row ends where they say
+        (`TextStops`; its text cut before a stop string). The finish reason is "stop" at the
+        end-of-sequence token or a stop, else "length"."""
         import torch
 
         with self._lock:
@@ -411,6 +413,7 @@ class TransformersBackend:
                 return tokenizer.pad({"input_ids": rows}, return_tensors="pt").to(self.device)
 
             row_limits = limits or [max_new_tokens] * len(texts)
+            text_stops = TextStops(tokenizer, stops or [])
             t0 = time.perf_counter()
             if plain_generation_config(model):  # each row stops at its own end
                 # Rows of similar prompt length decode together: a batch mixing short
@@ -420,6 +423,10 @@ class TransformersBackend:
                 new_tokens: list[list[int]] = [[] for _ in texts]
                 for group in length_groups([len(row) for row in ids]):
                     sub = padded([ids[i] for i in group])
+
+                    def ended(j: int, tokens: list[int], group: list[int] = group) -> bool:
+                        return text_stops.ended(group[j], tokens)
+
                     rows = decode(
                         model,
                         sub["input_ids"],
@@ -427,6 +434,7 @@ class TransformersBackend:
                         limits=[min(row_limits[i], max_new_tokens) for i in group],
                         eos_token_id=tokenizer.eos_token_id,
                         samplers={j: drawn[i] for j, i in enumerate(group) if i in drawn},
+                        stop=ended if text_stops else None,
                     )
                     for i, row in zip(group, rows):
                         new_tokens[i] = row
@@ -453,8 +461,10 @@ class TransformersBackend:
             n_new, finish = len(new), "length"
             if tokenizer.eos_token_id in new:
                 n_new, finish = new.index(tokenizer.eos_token_id) + 1, "stop"
-            text = tokenizer.decode(new[:n_new], skip_special_tokens=True)
-            rows.append((text, n_new, int(n_prompt), finish))
+            # Where `decode` stopped the row, or (`generate`) where it would have.
+            n_new = text_stops.length(i, new[:n_new]) or n_new
+            text, stopped = text_stops.text(i, new[:n_new])
+            rows.append((text, n_new, int(n_prompt), "stop" if stopped else finish))
         return rows, latency, name, version
 
     # -- scoring -------------------------------------------------------------------------------
@@ -524,15 +534,3 @@ class _RowSampler:
             scores[i] = float("-inf")
             scores[i, token] = 0.0
         return scores
-
-
-def _apply_stop(text: str, stop: list[str] | None) -> str:
-    if not stop:
-        return text
-    cut = len(text)
-    for s in stop:
-        if s:
-            i = text.find(s)
-            if i != -1:
-                cut = min(cut, i)
-    return text[:cut]

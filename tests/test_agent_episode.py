@@ -31,6 +31,7 @@ from pedagogy.backends.scripted import ScriptedBackend
 from pedagogy.cli import app
 from pedagogy.config import load_config
 from pedagogy.domains.arithmetic import solve_steps
+from pedagogy.domains.base import Problem
 from pedagogy.errors import ConfigError
 from pedagogy.graphs.agent_episode import AgentEpisodeAgents, build_agent_episode_graph
 from pedagogy.graphs.replay import replay_run
@@ -221,6 +222,7 @@ async def test_requests_carry_tools_stop_and_the_conversation(domain):
     rec = (await build_agent_episode_graph(agents).ainvoke(episode_input(p, 0)))["record"]
     first, later = backend.calls[0], backend.calls[-1]
     assert first.purpose == "act" and first.problem is p and "\nO:" in first.stop
+    assert first.stop_lines == ["C:", "A:"]  # a step ends after its action line
     assert first.tools[0]["function"]["name"] == "calculator"
     assert first.messages == [{"role": "user", "content": p.prompt}]
     # the re-attempt sees the demonstration (as text) before the problem, then its own steps
@@ -234,6 +236,18 @@ async def test_requests_carry_tools_stop_and_the_conversation(domain):
     assert (d["attempt_steps"], d["attempt_invalid"], d["attempt_answer"]) == (2, 1, "0")
     assert (d["reattempt_tools"], d["reattempt_answer"]) == (["calculator"], p.answer)
     assert d["demonstration_correct"] and d["agent"]["max_steps"] == 6
+
+
+def test_a_step_is_asked_to_end_after_its_action_line_unless_answers_run_on():
+    problem = Problem("toy", "add", 0, "3+4=", "7")
+    for actor, lines in [
+        (Actor(ScriptedBackend()), ["C:", "A:"]),
+        (Actor(ScriptedBackend(), multiline_answer=True), None),  # a C: line may be code
+        (Actor(ScriptedBackend(), stop_after_action=False), None),
+    ]:
+        request = actor.request(problem, actor.messages(problem, []), seed=0)
+        assert request.stop_lines == lines and request.stop == ["\nO:"]
+        assert ("stop_lines" in request.to_record()) == (lines is not None)
 
 
 async def test_invalid_actions_use_up_max_steps(domain):
