@@ -118,6 +118,7 @@ class LiteLLMBackend:
     _skip_litellm_logging = True
     """Make calls without litellm's success/failure logging while no litellm callback is
     registered (`litellm_support.unlogged`)."""
+    first_answer_wait_s = 1.0  # the most a call waits while an endpoint's trials are out
 
     def __init__(
         self,
@@ -310,14 +311,16 @@ class LiteLLMBackend:
                     )
                     first_error = first_error or (str(e), endpoint, None)
                     continue
-                if admission == "go" and reroute and breaker.crowded(endpoint.label):
-                    await self._first_answer(endpoint.label, timeout)
-                    if self._rerouted(i):  # its breaker opened meanwhile
-                        circuit.skipped.append(endpoint.label)
-                        continue
                 tries = 0
                 while True:
                     tries += 1
+                    if admission == "go" and reroute and breaker.crowded(endpoint.label):
+                        # Before a first attempt and before a retry alike: the trials decide.
+                        await self._first_answer(endpoint.label, timeout)
+                        if self._rerouted(i):  # its breaker opened meanwhile
+                            if tries == 1:
+                                circuit.skipped.append(endpoint.label)
+                            break
                     started, a0 = time.time(), time.perf_counter()
                     try:
                         response = await self._attempt(request, endpoint, api_key, timeout)
@@ -419,9 +422,9 @@ class LiteLLMBackend:
                 self.breaker.sent(endpoint.label)
 
     async def _first_answer(self, label: str, timeout: float) -> None:
-        """Wait (at most a second, or `timeout`) while the endpoint has not answered yet and its
+        """Wait (at most `first_answer_wait_s`, or `timeout`) while the endpoint has not answered yet and its
         trial attempts are in flight; bounded polling, so no event is bound to a loop."""
-        deadline = time.perf_counter() + min(timeout, 1.0)
+        deadline = time.perf_counter() + min(timeout, self.first_answer_wait_s)
         while self.breaker.crowded(label) and time.perf_counter() < deadline:
             await asyncio.sleep(0.005)
 

@@ -10,9 +10,11 @@ any kind (an HTTP error too: the server is up) closes the breaker; another conne
 opens it again for a new cool-down.
 
 Until an endpoint has answered once (at the start, and after its breaker opened), at most
-`threshold` attempts are in flight there; other calls wait for its first answer (at most a
-second) instead of each paying for a refused connection (`crowded`). A live endpoint costs that
-wait once; the startup check (`LiteLLMBackend.check`) usually pays it.
+`threshold` attempts go there, counting those that failed to connect: other calls (and the
+retries of the failed ones) wait for its first answer (at most `LiteLLMBackend.first_answer_wait_s`,
+a second) instead of each paying for a refused connection (`crowded`). A dead endpoint so costs
+`threshold` failed attempts; a live one, that wait once (the startup check,
+`LiteLLMBackend.check`, usually pays it).
 
 The breaker only reroutes: a call whose endpoints are all open tries them all as before, so a
 breaker never fails a call on its own. Each change of state is a `CircuitEvent`: kept in
@@ -165,16 +167,18 @@ class CircuitBreaker:
 
     def crowded(self, endpoint: str) -> bool:
         """Whether a call should wait before trying the endpoint: it has not answered yet (since
-        the start, or since its breaker last opened) and `threshold` attempts are already in
-        flight there. A dead endpoint then costs `threshold` failed attempts, not one per call
-        in flight; a live one, the wait for its first answer, once."""
+        the start, or since its breaker last opened) and its trials in flight plus its
+        connection failures so far reach `threshold`. A dead endpoint then costs exactly
+        `threshold` failed attempts (a failed trial keeps its slot until the breaker opens, so
+        no waiting call takes its place, nor the failed call's own retry); a live one, the wait
+        for its first answer, once."""
         c = self._circuits.get(endpoint)
         return (
             self.threshold > 0
             and c is not None
             and not c.answered
             and c.opened_at is None
-            and c.trials >= self.threshold
+            and c.trials + c.failures >= self.threshold
         )
 
     def sending(self, endpoint: str) -> bool:
