@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, insert, select, update
 
 from pedagogy.memory import schema as S
+from pedagogy.memory.chain import same_value
 from pedagogy.memory.records import (
     CurriculumStateRecord,
     DecisionRecord,
@@ -21,11 +22,17 @@ class ResultsMixin(StoreCore):
     """Curriculum states, policy decisions, evaluations and token accounting."""
 
     def save_curriculum_state(self, record: CurriculumStateRecord) -> None:
+        """Upsert on (run, round), with a snapshot link of the state as saved; saving the state
+        stored changes nothing and adds no link (a node run again after a crash saves what it
+        saved before: its chain stays as an uninterrupted run's)."""
         t = S.curriculum_states
         row = _row(record)
         match = (t.c.run_id == record.run_id) & (t.c.round == record.round)
         with self._writing(f"save curriculum state of run {record.run_id!r}") as conn:
             chain = self._lock_chain(conn, record.run_id)
+            stored = conn.execute(select(t.c.state).where(match)).first()
+            if stored is not None and same_value(stored.state, record.state):
+                return
             name = conn.dialect.name
             if name in ("sqlite", "postgresql"):
                 module = __import__(f"sqlalchemy.dialects.{name}", fromlist=["insert"])

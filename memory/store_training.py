@@ -33,12 +33,17 @@ class TrainingMixin(StoreCore):
 
     def set_model_status(self, version_id: str, status: str) -> None:
         """A new link of the run's chain holds the version as it now is: its history of status
-        changes is on the chain."""
+        changes is on the chain. Setting the status it has changes nothing and adds no link (a
+        node run again after a crash promotes its candidate again: its chain stays as an
+        uninterrupted run's)."""
         t = S.model_versions
         with self._writing(f"set status of model version {version_id!r}") as conn:
             run_id = conn.scalar(select(t.c.run_id).where(t.c.id == version_id))
             if run_id is not None:
                 chain = self._lock_chain(conn, run_id)
+                # Read under the chain's lock: a concurrent writer cannot change it in between.
+                if conn.scalar(select(t.c.status).where(t.c.id == version_id)) == status:
+                    return
                 conn.execute(update(t).where(t.c.id == version_id).values(status=status))
                 self._resnapshot(conn, chain, "model_versions", t.c.id == version_id)
                 self._save_chains(conn, {run_id: chain})

@@ -32,6 +32,7 @@ import yaml
 
 from pedagogy.errors import ConfigError, RunInUse, StoreError
 from pedagogy.memory import (
+    CurriculumStateRecord,
     DatasetItemRecord,
     DecisionRecord,
     EvaluationRecord,
@@ -139,6 +140,32 @@ def test_writes_are_idempotent_on_their_natural_keys(store: SQLStore):
     store.record_evaluations(evals)
     store.record_evaluations([replace(e, correct=0) for e in evals])  # a rerun: first kept
     assert [(e.level, e.correct) for e in store.evaluations("run1")] == [(0, 1), (1, 2)]
+    assert store.verify_chain("run1") == []
+
+
+def test_writing_what_is_stored_adds_no_link(store: SQLStore):
+    """A node run again after a crash promotes its candidate and saves its curriculum state
+    again: no change, so no new snapshot link (its chain stays as an uninterrupted run's)."""
+    make_run(store)
+    v0 = ModelVersionRecord("run1-v0", "run1", "student", 0, "/m", status="candidate")
+    store.add_model_version(v0)
+    state = CurriculumStateRecord("run1", 1, {"results": {"a@0": (1, 2)}, "p": [0.5, 0.25]})
+    store.set_model_status(v0.id, "promoted")
+    store.save_curriculum_state(state)
+    length = store.chain_head("run1").length
+    store.set_model_status(v0.id, "promoted")
+    store.save_curriculum_state(replace(state, state=json.loads(json.dumps(state.state))))
+    assert store.chain_head("run1").length == length
+    store.set_model_status(v0.id, "rolled_back")  # a change: its snapshot is chained
+    store.save_curriculum_state(replace(state, state={**state.state, "p": [0.5, 0.5]}))
+    snapshots = [(link.row["subject"], link.row["content"]) for link in store.chain_links("run1")]
+    assert [(s, c.get("status")) for s, c in snapshots if s == "model_versions"] == [
+        ("model_versions", "candidate"),
+        ("model_versions", "promoted"),
+        ("model_versions", "rolled_back"),
+    ]
+    curriculum = [c["state"]["p"] for s, c in snapshots if s == "curriculum_states"]
+    assert curriculum == [[0.5, 0.25], [0.5, 0.5]]
     assert store.verify_chain("run1") == []
 
 
@@ -347,7 +374,128 @@ def _snapshot(store: SQLStore, run_id: str) -> dict[str, Any]:
         "curriculum": [c.round for c in store.curriculum_states(run_id)],
         "final_weights": _weights(final.path),
         "chain_breaks": store.verify_chain(run_id),
+        "chain": _chain(store, run_id, index, number),
     }
+
+
+_STATUS = ("training_jobs", "model_versions")
+"""Snapshotted tables whose copies say which status the row was in: a job's or a version's
+history of status changes is part of the chain order compared."""
+
+
+def _chain(
+    store: SQLStore, run_id: str, episode: dict[str, str], number: dict[str, tuple[str, int]]
+) -> list[tuple[Any, ...]]:
+    """The run's chain in order: for each chain index, its table and what the row is, without
+    uuids, row numbers or timings (an episode by round/index, a turn by its episode, seq and
+    agent, a job by round/role/attempt, a version by role/number, a snapshot by its subject and
+    that row's natural key), so that which row took which index can be compared between runs."""
+    links = list(store.chain_links(run_id))
+    jobs = {j.id: ("job", j.round, j.role, j.attempt) for j in store.training_jobs(run_id)}
+    versions = {vid: ("version", *key) for vid, key in number.items()}
+    turns: dict[str, Any] = {}
+    outside: Counter[tuple[int, str]] = Counter()
+    for link in links:
+        if link.table == "turns":
+            row = link.row
+            where = episode.get(row["episode_id"])
+            key = (int(row["seq"]), row["agent"])
+            if where is None:  # a turn outside episodes: by its order among its kind
+                where = f"outside #{outside[key]}"
+                outside[key] += 1
+            turns[str(link.id)] = ("turn", where, *key)
+    names = {**episode, **turns, **jobs, **versions}
+
+    def name(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return names.get(value, value.replace(run_id, "RUN"))
+
+    def describe(table: str, row: dict[str, Any], link_id: Any) -> tuple[Any, ...]:
+        if table == "turns":
+            return turns[str(link_id)][1:]
+        if table == "tool_calls":
+            return (name(row["turn_id"]), row["step"], row["tool"])
+        if table in ("verdicts", "explanations"):
+            return (name(row["turn_id"]), row.get("verifier") or row.get("style"))
+        if table == "decisions":
+            subject = (row["round"], row["kind"], row["policy"], name(row["subject"]))
+            return (*subject, name(row["episode_id"]))
+        if table == "dataset_items":
+            return (name(row["job_id"]), name(row["turn_id"]), row["polarity"], row["part"])
+        if table == "call_attempts":
+            return (name(row["turn_id"]), row["n"], row["endpoint"])
+        subject, c = row["subject"], row["content"]
+        if subject == "runs":
+            return (subject,)
+        if subject == "problems":
+            return (subject, row["subject_id"])
+        if subject == "episodes":
+            return (subject, c["round"], c["index"])
+        if subject == "model_versions":
+            return (subject, c["role"], c["number"], c["status"])
+        if subject == "training_jobs":
+            return (subject, c["round"], c["role"], c["attempt"], c["status"])
+        if subject == "evaluations":
+            version = number.get(c["model_version_id"], name(c["model_version_id"]))
+            return (subject, c["round"], version, c["skill"], c["level"])
+        return (subject, c["round"])  # curriculum_states
+
+    return [(link.table, *describe(link.table, link.row, link.id)) for link in links]
+
+
+def _without_restarts(
+    chain: list[tuple[Any, ...]], crashed: tuple[str, ...] = ("interrupted",)
+) -> list[tuple[Any, ...]]:
+    """`chain` (of `_snapshot`) without the links that record a job restarted in place: its
+    snapshot in a `crashed` status and the `running` one of its restart after it. A job that was
+    training when its process died is marked interrupted on resume and running again when `train`
+    restarts it: two links an uninterrupted run does not have, kept on the chain on purpose (they
+    show an auditor that the run crashed while the job trained, and how often). Every other link
+    must take the place it takes in an uninterrupted run, those two left out."""
+    out, status = [], {}
+    for link in chain:
+        if link[:2] == ("snapshots", "training_jobs"):
+            job, now = link[2:5], link[5]
+            before, status[job] = status.get(job), now
+            if now in crashed or (now == "running" and before in crashed):
+                continue
+        out.append(link)
+    return out
+
+
+def _before_upgrade(url: str, run_id: str) -> tuple[int, int]:
+    """Where a downgrade below migration 0009 left the run's chain and how many links the upgrade
+    back to it appends there: the downgrade drops every snapshot link and re-chains the rest (its
+    length: the links kept), and the upgrade copies the rows as it finds them (the run, the
+    problems its episodes pose, its episodes, versions, jobs, evaluations and curriculum states;
+    a process killed inside the upgrade changed none of them)."""
+    ((length,),) = _sql(url, "SELECT length FROM chain_heads WHERE run_id = :r", r=run_id)
+    copies = 1
+    for table in ("episodes", "model_versions", "training_jobs", "evaluations"):
+        copies += _sql(url, f"SELECT count(*) FROM {table} WHERE run_id = :r", r=run_id)[0][0]
+    copies += _sql(url, "SELECT count(*) FROM curriculum_states WHERE run_id = :r", r=run_id)[0][0]
+    query = "SELECT count(DISTINCT problem_id) FROM episodes WHERE run_id = :r"
+    return length, copies + _sql(url, query, r=run_id)[0][0]
+
+
+def _across_upgrade(
+    chain: list[tuple[Any, ...]], reference: list[tuple[Any, ...]], at: int, copies: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The chain of a run whose database was set back below migration 0009 and upgraded again
+    (`_before_upgrade`), and the reference's chain, each without what that round trip changed:
+    the snapshot links written before it (the downgrade dropped them; their history is not
+    stored anywhere else, so the upgrade cannot write them again) and the upgrade's copies of the
+    rows it found, appended at `at`. Everything else keeps its order: the links kept before the
+    downgrade, then every link written after the upgrade (restarts left out, `_without_restarts`)
+    as at the end of the reference's chain."""
+    upgrade = chain[at : at + copies]
+    assert upgrade[:1] == [("snapshots", "runs")], upgrade[:3]
+    assert all(link[0] == "snapshots" for link in upgrade), upgrade
+    after = _without_restarts(chain[at + copies :])
+    cut = len(reference) - len(after)
+    kept = [link for link in reference[:cut] if link[0] != "snapshots"]
+    return chain[:at] + after, kept + reference[cut:]
 
 
 class _Killed(BaseException):
@@ -559,6 +707,7 @@ def test_sigkill_at_random_points_then_resume_ends_as_an_uninterrupted_run(refer
     db = tmp_path / "work" / "pedagogy.db"
     kills: Counter[str] = Counter()
     n, chain, migrated = 0, 0, False
+    upgraded: tuple[int, int] | None = None  # the chain that lived through the downgrade
     while sum(kills.values()) < 20:
         chain += 1
         name = f"chain{chain}"
@@ -573,6 +722,7 @@ def test_sigkill_at_random_points_then_resume_ends_as_an_uninterrupted_run(refer
                 # database is set back to revision 0007 and the resume that upgrades it dies
                 # before the upgrade commits.
                 _alembic(f"sqlite:///{db}", "downgrade", "0007_call_attempts")
+                upgraded = _before_upgrade(f"sqlite:///{db}", runs[0].id)
                 env[crash_hook.ENV] = "migration:1"
                 migrated = True
             argv = ["run", "--db", str(db), "--resume", runs[0].id] if runs else ["run", "-c"]
@@ -597,7 +747,15 @@ def test_sigkill_at_random_points_then_resume_ends_as_an_uninterrupted_run(refer
             kills[trigger] += 1
         (run,) = _runs(db, name)
         with open_store(db) as store:
-            assert _snapshot(store, run.id) == reference[1], f"chain {chain}: {dict(kills)}"
+            got, want = _snapshot(store, run.id), dict(reference[1])
+            if upgraded is not None:
+                got["chain"], want["chain"] = _across_upgrade(
+                    got["chain"], want["chain"], *upgraded
+                )
+                upgraded = None
+            else:
+                got["chain"] = _without_restarts(got["chain"])
+            assert got == want, f"chain {chain}: {dict(kills)}"
             after = store.get_run(run.id)
             assert (run_status(after), after.lease_holder) == ("completed", None)
     assert kills["training"] and kills["promotion"] and kills["migration"] == 1, dict(kills)
@@ -666,4 +824,7 @@ def test_a_failed_job_is_trained_again_in_place_on_resume(reference, tmp_path, m
         (retry,) = [d for d in store.decisions(run.id) if d.kind == "retry"]
         assert retry.subject == failed.id and "SFTTrainer" in retry.detail["error"]
     snapshot["decisions"] = [d for d in snapshot["decisions"] if d[1] != "retry"]
+    # On the chain too: the retry decision, and the job's failed status and its restart.
+    chain = [link for link in snapshot["chain"] if link[:3] != ("decisions", 1, "retry")]
+    snapshot["chain"] = _without_restarts(chain, crashed=("failed",))
     assert snapshot == reference[1]
