@@ -177,6 +177,14 @@ class WritesTextActions(Protocol):
 
 
 @runtime_checkable
+class HasCircuitBreaker(Protocol):
+    """Skips a dead endpoint for a cool-down (`backends.litellm_breaker.CircuitBreaker`): the
+    loop stores each change of state as a `circuit` decision (`take_events`)."""
+
+    breaker: Any
+
+
+@runtime_checkable
 class ScoringBackend(Backend, Scores, Protocol):
     """A backend that can give log-probabilities of a continuation (local models)."""
 

@@ -110,6 +110,14 @@ class CircuitBreaker:
         self._circuits: dict[str, _Circuit] = {}
         self.events: list[CircuitEvent] = []
         """Every change of state so far, in order."""
+        self._taken = 0
+
+    def take_events(self) -> list[CircuitEvent]:
+        """The changes of state since the last call (each handed out once): what the loop
+        stores as decisions after each node."""
+        new = self.events[self._taken :]
+        self._taken = len(self.events)
+        return new
 
     def state(self, endpoint: str) -> str:
         """`closed`, `open` (skipped) or `half_open` (its cool-down is over: the next call that

@@ -159,12 +159,13 @@ def _next_or_end(state: LoopState, session: Session) -> str:
 
 def _timed(node: Callable[..., Any], session: Session) -> Callable[..., Any]:
     """`node` bound to `session`, its update carrying the loop's running time (`elapsed_s`, what
-    `budget.wall_seconds` limits). The run's lease is checked before it; after its writes, the
-    test hook `crash_point` may kill the process before LangGraph checkpoints its update."""
+    `budget.wall_seconds` limits). The run's lease is checked before it; after it, the circuit
+    breakers' changes during it are stored as decisions; after its writes, the test hook `crash_point` may kill the process before LangGraph checkpoints its update."""
 
     async def timed(state: LoopState) -> dict[str, Any]:
         session.guard()
         update = await node(state, session=session)
+        session.record_circuit_events((update or {}).get("round", state.get("round", 0)))
         crash_point(node.__name__)
         return {**(update or {}), "elapsed_s": session.budget.lap(state)}
 

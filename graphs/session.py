@@ -15,7 +15,7 @@ from typing import Any
 from pedagogy.agents.adaptive import cell_key
 from pedagogy.agents.curriculum import build_sampler
 from pedagogy.agents.roles import Generator
-from pedagogy.backends.base import Scores
+from pedagogy.backends.base import HasCircuitBreaker, Scores
 from pedagogy.config import RunConfig
 from pedagogy.domains.base import Domain, Problem, problem_parameters
 from pedagogy.graphs.budget import BudgetGuard
@@ -232,6 +232,40 @@ class Session:
         """Add `values` to the round's stored curriculum record, keeping what is there."""
         merged = {**self.round_state(round_), **values}
         self.store.save_curriculum_state(CurriculumStateRecord(self.run_id, round_, merged))
+
+    def record_circuit_events(self, round_: int) -> None:
+        """Store each endpoint breaker's changes of state since the last node as `circuit`
+        decisions of the round (subject: the endpoint; chosen: whether calls use it again;
+        value: its consecutive connection failures). The turn during which each happened
+        holds it too (`detail["circuit"]`). Backends on Ray actors keep theirs in their turns."""
+        decisions: list[DecisionRecord] = []
+        seen: set[int] = set()
+        parts = {
+            "teacher": self.agents.teacher,
+            "student": self.agents.student,
+            "verifier": self.agents.verifier,
+            "generator": self.generator,
+        }
+        for role, part in parts.items():
+            backend = getattr(part, "backend", None)  # a procedural generator has none
+            if not isinstance(backend, HasCircuitBreaker) or id(backend) in seen:
+                continue
+            seen.add(id(backend))
+            for event in backend.breaker.take_events():
+                decisions.append(
+                    DecisionRecord(
+                        self.run_id,
+                        round_,
+                        "circuit",
+                        "breaker",
+                        event.endpoint,
+                        event.state != "open",
+                        float(event.failures),
+                        {**event.to_detail(), "role": role},
+                    )
+                )
+        if decisions:
+            self.store.record_decisions(decisions)
 
     def record_once(self, round_: int, kind: str, decisions: list[DecisionRecord]) -> None:
         """Store a round's decisions of one kind unless a rerun of the node already did."""

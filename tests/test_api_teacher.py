@@ -9,6 +9,7 @@ from pedagogy.cli import app
 from pedagogy.domains.arithmetic import worked_solution
 from pedagogy.memory.store import open_store
 from pedagogy.testing import OpenAICompatServer
+from tests.test_litellm_breaker import closed_port
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,39 @@ def test_litellm_teacher_end_to_end(quick_config, tmp_path, monkeypatch):
     for f in tmp_path.joinpath("work").rglob("*"):
         if f.is_file():
             assert b"sk-test-secret-123" not in f.read_bytes(), f
+
+
+def test_a_dead_primary_teacher_opens_its_breaker_once_and_the_run_records_it(
+    quick_config, tmp_path
+):
+    port = closed_port()
+    with OpenAICompatServer(teacher) as fallback:
+        cfg = quick_config(
+            rounds=1,
+            teacher={
+                "kind": "litellm",
+                "model": "openai/teacher",
+                "api_base": f"http://127.0.0.1:{port}/v1",
+                "options": {
+                    "fallbacks": [{"model": "openai/teacher", "api_base": fallback.base_url}],
+                    "breaker_cooldown_s": 3600,
+                },
+            },
+        )
+        result = CliRunner().invoke(app, ["run", "--config", str(cfg), "--quiet"])
+        assert result.exit_code == 0, result.output
+    store = open_store(str(tmp_path / "work" / "pedagogy.db"))
+    (run,) = store.list_runs()
+    circuit = store.decisions(run.id, kind="circuit")
+    primary = f"openai/teacher@http://127.0.0.1:{port}/v1"
+    # Opened once (3 connection failures), never probed within the hour's cool-down.
+    assert [
+        (d.subject, d.chosen, d.value, d.detail["state"], d.detail["role"]) for d in circuit
+    ] == [(primary, False, 3.0, "open", "teacher")]
+    eps = store.episodes(run.id, with_turns=True)
+    teacher_turns = [t for e in eps for t in e.turns if t.agent == "teacher"]
+    assert teacher_turns and all(t.error is None for t in teacher_turns)
+    assert store.verify_chain(run.id) == []
 
 
 def test_llm_generator_through_litellm_records_its_calls_as_turns(quick_config, tmp_path):
