@@ -237,8 +237,6 @@ async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
         return {}  # a rerun: this round's generator is trained and was loaded at resume
     restart = earlier is not None and earlier.status in ("running", "interrupted", "failed")
     if restart:  # its process died or it failed: trained again, in place, on its items
-        if earlier.status == "failed":
-            store.record_decisions([retry_decision(earlier)])
         items, new = store.dataset_items(earlier.id), int(earlier.metrics.get("new_examples", 0))
         base = store.get_model_version(earlier.base_version_id or "")
     else:
@@ -260,7 +258,8 @@ async def train_generator(state: LoopState, session: Session) -> dict[str, Any]:
     )
     if restart:
         job = earlier
-        store.restart_training_job(job.id)
+        retry = [retry_decision(job)] if job.status == "failed" else []
+        store.restart_training_job(job.id, retry)  # the decision with the restart, at once
     else:
         job = store.start_training_job(
             TrainingJobRecord(

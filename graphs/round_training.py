@@ -55,8 +55,6 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
     if earlier_job is not None and earlier_job.status in ("completed", "skipped"):
         return _finished_job(session, earlier_job)
     restart = earlier_job is not None and earlier_job.status in ("running", "interrupted", "failed")
-    if restart and earlier_job.status == "failed":
-        store.record_decisions([retry_decision(earlier_job)])
     acting = session.config.agent.enabled
     kind = "trajectory_sft" if acting else cfg.kind
     # Each round reads only its own episodes; earlier rounds' examples are kept (a flat cost).
@@ -66,7 +64,9 @@ async def train(state: LoopState, session: Session) -> dict[str, Any]:
         job, chosen = earlier_job, store.dataset_items(earlier_job.id)
         new = [i for i in chosen if i.episode_id in {e.id for e in episodes}]
         new_examples = int(job.metrics.get("new_examples", len(new)))
-        store.restart_training_job(job.id)
+        # A failed job's `retry` decision goes in with the restart (one transaction).
+        retry = [retry_decision(job)] if job.status == "failed" else []
+        store.restart_training_job(job.id, retry)
     else:
         chosen_new = await _choose_examples(session, state, episodes, problems, items, kind)
         if chosen_new is None:

@@ -121,14 +121,17 @@ class TrainingMixin(StoreCore):
             row = conn.execute(query).first()
         return None if row is None else _record(TrainingJobRecord, row)
 
-    def restart_training_job(self, job_id: str) -> None:
-        """Mark an interrupted job running again (its items stay: it trains on them anew)."""
+    def restart_training_job(self, job_id: str, decisions: Sequence[DecisionRecord] = ()) -> None:
+        """Mark an interrupted or failed job running again (its items stay: it trains on them
+        anew), recording `decisions` (a failed job's `retry`) in the same transaction: a crash
+        cannot leave the decision without the restart, nor record it twice."""
         t = S.training_jobs
         with self._writing(f"restart training job {job_id!r}") as conn:
             run_id = conn.scalar(select(t.c.run_id).where(t.c.id == job_id))
             if run_id is None:
                 return
             chain = self._lock_chain(conn, run_id)
+            self._link_decisions(conn, decisions, {run_id: chain})
             values = {"status": "running", "finished_at": None, "output_version_id": None}
             conn.execute(update(t).where(t.c.id == job_id).values(**values))
             self._resnapshot(conn, chain, "training_jobs", t.c.id == job_id)

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 import yaml
 
 from pedagogy.errors import ConfigError, RunInUse, StoreError
+from pedagogy.graphs.round_training import retry_decision
 from pedagogy.memory import (
     CurriculumStateRecord,
     DatasetItemRecord,
@@ -192,6 +193,28 @@ def test_interrupted_jobs_are_marked_restarted_in_place_and_left_out_of_export(s
     store.finish_training_job("job2", "failed", {"error": "x"}, None)
     retry = store.start_training_job(replace(job2, id="job2b", attempt=1), items2[:1])
     assert (retry.id, store.training_job("run1", 2).id) == ("job2b", "job2b")
+
+
+def test_a_failed_jobs_retry_decision_goes_in_with_its_restart(store: SQLStore):
+    """The `retry` decision and the restart are one transaction: a crash between them cannot
+    leave a decision whose restart is missing, which the next resume would record again."""
+    make_run(store)
+    store.add_model_version(
+        ModelVersionRecord("run1-v0", "run1", "student", 0, "/m", status="base")
+    )
+    job, items, _ = _job_with_items(store)
+    store.start_training_job(job, items)
+    store.finish_training_job("job1", "failed", {"error": "boom"}, None)
+    failed = store.training_job("run1", 1)
+    store.restart_training_job("job1", [retry_decision(failed)])
+    links = list(store.chain_links("run1"))[-2:]
+    assert [(link.table, link.row.get("kind") or link.row.get("subject")) for link in links] == [
+        ("decisions", "retry"),
+        ("snapshots", "training_jobs"),
+    ]
+    assert links[1].row["content"]["status"] == "running"
+    assert [d.detail["error"] for d in store.decisions("run1", kind="retry")] == ["boom"]
+    assert store.verify_chain("run1") == []
 
 
 # --- the run lease -------------------------------------------------------------------------------
