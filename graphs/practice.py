@@ -85,8 +85,13 @@ async def run_episodes(state: LoopState, session: Session) -> dict[str, Any]:
     )
 
     def record_decisions(decisions: list[Any]) -> None:
-        store.record_decisions([d.to_record(run_id, round_) for d in decisions])
-        session.merge_round_state(round_, {"intervention_policy": policy.state()})
+        # The decisions and the policy state they leave: one transaction, so a resume finds both
+        # or neither.
+        session.merge_round_state(
+            round_,
+            {"intervention_policy": policy.state()},
+            [d.to_record(run_id, round_) for d in decisions],
+        )
         session.emit(
             "interventions_decided",
             {

@@ -228,10 +228,14 @@ class Session:
         )
         return dict(stored)
 
-    def merge_round_state(self, round_: int, values: dict[str, Any]) -> None:
-        """Add `values` to the round's stored curriculum record, keeping what is there."""
+    def merge_round_state(
+        self, round_: int, values: dict[str, Any], decisions: list[DecisionRecord] | None = None
+    ) -> None:
+        """Add `values` to the round's stored curriculum record, keeping what is there; the
+        `decisions` they follow from go in with it (one transaction)."""
         merged = {**self.round_state(round_), **values}
-        self.store.save_curriculum_state(CurriculumStateRecord(self.run_id, round_, merged))
+        record = CurriculumStateRecord(self.run_id, round_, merged)
+        self.store.save_curriculum_state(record, decisions or ())
 
     def record_circuit_events(self, round_: int) -> None:
         """Store each endpoint breaker's changes of state since the last node as `circuit`

@@ -126,7 +126,9 @@ class Store(Protocol):
         ...
 
     # curriculum
-    def save_curriculum_state(self, record: CurriculumStateRecord) -> None:
+    def save_curriculum_state(
+        self, record: CurriculumStateRecord, decisions: Sequence[DecisionRecord] = ()
+    ) -> None:
         """Upsert on (run_id, round)."""
         ...
 

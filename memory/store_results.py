@@ -21,17 +21,24 @@ from pedagogy.memory.store_rows import _record, _row
 class ResultsMixin(StoreCore):
     """Curriculum states, policy decisions, evaluations and token accounting."""
 
-    def save_curriculum_state(self, record: CurriculumStateRecord) -> None:
+    def save_curriculum_state(
+        self, record: CurriculumStateRecord, decisions: Sequence[DecisionRecord] = ()
+    ) -> None:
         """Upsert on (run, round), with a snapshot link of the state as saved; saving the state
         stored changes nothing and adds no link (a node run again after a crash saves what it
-        saved before: its chain stays as an uninterrupted run's)."""
+        saved before: its chain stays as an uninterrupted run's). `decisions` of the run (the
+        ones the state follows from) are recorded first, in the same transaction."""
         t = S.curriculum_states
         row = _row(record)
         match = (t.c.run_id == record.run_id) & (t.c.round == record.round)
         with self._writing(f"save curriculum state of run {record.run_id!r}") as conn:
             chain = self._lock_chain(conn, record.run_id)
+            if decisions:
+                self._link_decisions(conn, decisions, {record.run_id: chain})
             stored = conn.execute(select(t.c.state).where(match)).first()
             if stored is not None and same_value(stored.state, record.state):
+                if decisions:
+                    self._save_chains(conn, {record.run_id: chain})
                 return
             name = conn.dialect.name
             if name in ("sqlite", "postgresql"):

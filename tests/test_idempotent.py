@@ -217,6 +217,21 @@ def test_a_failed_jobs_retry_decision_goes_in_with_its_restart(store: SQLStore):
     assert store.verify_chain("run1") == []
 
 
+def test_decisions_saved_with_a_curriculum_state_go_in_with_it_or_not_at_all(store: SQLStore):
+    """The intervention decisions and the policy state they leave are one transaction: a
+    resume finds both or neither (a kill between two writes had left the state behind)."""
+    make_run(store)
+    decision = DecisionRecord("run1", 1, "intervention", "utility", "e1", True, 0.5)
+    bad = CurriculumStateRecord("run1", 1, {"policy": object()})  # cannot be stored
+    with pytest.raises(Exception, match="not JSON serializable"):
+        store.save_curriculum_state(bad, [decision])
+    assert store.decisions("run1") == [] and store.curriculum_states("run1") == []
+    store.save_curriculum_state(CurriculumStateRecord("run1", 1, {"policy": 1}), [decision])
+    links = [(link.table, link.row.get("subject")) for link in store.chain_links("run1")]
+    assert links[-2:] == [("decisions", "e1"), ("snapshots", "curriculum_states")]
+    assert store.verify_chain("run1") == []
+
+
 # --- the run lease -------------------------------------------------------------------------------
 
 
