@@ -99,8 +99,9 @@ turns = Table(
         "request",
         JSON,
         nullable=False,
-        doc="The request as sent: messages, max_tokens, temperature, seed, stop, purpose, tools "
-        "and the problem id (never a key).",
+        doc="The request as sent: messages, max_tokens, temperature, seed, stop, stop_lines (an "
+        "acting step: the reply ends after its first line starting with one of them), purpose, "
+        "tools and the problem id (never a key).",
     ),
     Column(
         "response",
