@@ -132,7 +132,8 @@ async def run_loop(
     `episode_graph` builds the graph each episode runs through (default: the ready-made one);
     a custom graph must return {"record": EpisodeRecord} like `graphs.episode.record`.
     A run that fails before writing its run row leaves no new database file behind, and one
-    killed before it (while its checks, domain and models are built) never created one.
+    killed before it (while its checks, domain and models are built) never created one. The
+    run's store is closed (its connections given back) on every exit.
     """
     from pedagogy.checks import WORKDIR_FIX, require_writable_db, require_writable_folder
     from pedagogy.memory.store import discard_if_unused, new_sqlite_paths
@@ -143,13 +144,21 @@ async def run_loop(
     new = new_sqlite_paths(config.db_url())
     late = _OpenedLate(config.db_url()) if resume is None else None
     store = late if late is not None else open_run_store(config.db_url())
+    finished = False
     try:
-        return await _run_loop(store, config, resume, emit, episode_graph)
-    except BaseException:
+        result = await _run_loop(store, config, resume, emit, episode_graph)
+        finished = True
+        return result
+    finally:
+        # Every exit (completed, budget stop, failure, Ctrl-C) closes the store: a process that
+        # runs several runs (a notebook, a service) must not keep a connection pool per run.
         opened = late.opened if late is not None else store
-        if opened is not None:  # never opened: nothing was created
+        if opened is None:  # never opened: nothing was created
+            pass
+        elif finished:
+            opened.close()
+        else:
             discard_if_unused(opened, new)
-        raise
 
 
 class _Hold:
