@@ -4,7 +4,11 @@ same run as in one process.
 Fast part: the one-line errors (Ray not installed, no address). Slow part, skipped without Ray:
 a tiny step-bounded two-round run with and without `ray.address: local` (a local cluster of 2
 CPUs, two actors) records the same episodes and the same held-out accuracies; and a run whose
-actor is SIGKILLed mid-round still records every planned episode exactly once.
+actor is SIGKILLed mid-round still records every planned episode exactly once. Then two whole
+runs compared by every table's rows (`tests.test_idempotent._snapshot`) with an uninterrupted
+in-process run: a `pedagogy run --ray local` process SIGKILLed while round 1's episodes run on its
+actors and resumed with `--ray local` (no Ray process of the killed run outlives it for long, and
+none disturbs the resume); and a run on Ray actors against a real PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import importlib.util
 import json
 import os
 import signal
+import sqlite3
+import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +30,8 @@ import yaml
 from pedagogy.config import RayConfig, config_from_dict, load_config
 from pedagogy.errors import ConfigError
 from pedagogy.memory import open_store
-from tests.test_idempotent import SMALL
+from tests.test_idempotent import SMALL, _config_file, _pedagogy, _snapshot
+from tests.test_idempotent import _run as _run_file
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(
@@ -161,3 +169,127 @@ def test_an_actor_killed_mid_round_is_replaced_and_every_episode_recorded_once(
     assert result.status == "completed"
     assert killed and made[-1].restarts == 1
     assert _outcomes(result.db_url, result.run_id) == in_process
+
+
+# -- slow: the driver killed and resumed; PostgreSQL ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """An uninterrupted in-process run of `SMALL` (SQLite): its `_snapshot`."""
+    folder = tmp_path_factory.mktemp("reference")
+    result = _run_file(_config_file(folder, "reference"))
+    assert result.status == "completed"
+    with open_store(result.db_url) as store:
+        return _snapshot(store, result.run_id)
+
+
+def _audit_clean(db: str, run_id: str) -> None:
+    from typer.testing import CliRunner
+
+    from pedagogy.cli import app
+    from pedagogy.memory.chain import KEY_ENV
+
+    said = CliRunner().invoke(app, ["audit", "verify", run_id, "--db", db], env={KEY_ENV: None})
+    assert said.exit_code == 0 and "TAMPERED" not in said.output, said.output
+
+
+def _round_under_way(db: Path, round_: int) -> int | None:
+    """None until the round's intervention decisions or first episodes are stored (its
+    episodes are then on the actors); then how many of its episodes are stored."""
+    if not db.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
+            q = "SELECT count(*) FROM {} WHERE round = ?"
+            (episodes,) = conn.execute(q.format("episodes"), (round_,)).fetchone()
+            decided = conn.execute(
+                q.format("decisions") + " AND kind = 'intervention'", (round_,)
+            ).fetchone()[0]
+    except sqlite3.Error:  # no schema yet, or locked for a moment
+        return None
+    return episodes if episodes or decided else None
+
+
+def _name(process: Any) -> str:
+    try:
+        return process.name()
+    except Exception:  # it ended meanwhile
+        return "?"
+
+
+@pytest.mark.slow
+@needs_ray
+@pytest.mark.timeout(900)
+def test_a_ray_driver_killed_mid_round_then_resumed_ends_as_an_uninterrupted_run(
+    reference, tmp_path
+):
+    """`pedagogy run --ray local` is SIGKILLed once round 1's episodes are on its actors (its
+    decisions or first episodes stored, not all of them); `pedagogy run --resume --ray local`
+    then finishes the run: the same rows, held-out numbers, weights and chain order as an
+    uninterrupted in-process run, and a clean audit. The killed driver's Ray processes (its
+    cluster, agents and actors) are all gone, and the resume ran beside whatever was left."""
+    import psutil
+
+    config = _config_file(tmp_path, "killed")
+    db = tmp_path / "work" / "pedagogy.db"
+    driver, out = _pedagogy(tmp_path, 0, "run", "-c", str(config), "--ray", "local", "--quiet")
+    family: list[psutil.Process] = []
+    stored, deadline = None, time.monotonic() + 300
+    while stored is None:
+        assert driver.is_alive(), out.read_text()[-3000:]
+        assert time.monotonic() < deadline, "round 1 never started on the actors"
+        try:
+            family = psutil.Process(driver.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        stored = _round_under_way(db, 1)
+        time.sleep(0.02)
+    names = sorted(_name(p) for p in family)
+    os.kill(driver.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    driver.join(30)
+    assert driver.exitcode == -signal.SIGKILL
+    actors = [n for n in names if n.startswith("ray::RolloutWorker")]  # "...Worker.results"
+    assert len(actors) == 2, names  # its actors were running
+    with open_store(db) as store:
+        (run,) = store.list_runs()
+        episodes = len(store.episodes(run.id, 1))
+    assert episodes < SMALL["episodes"]["per_round"], "killed after round 1's episodes"
+
+    resume, out = _pedagogy(
+        tmp_path, 1, "run", "--db", str(db), "--resume", run.id, "--ray", "local", "--quiet"
+    )
+    resume.join(600)
+    assert resume.exitcode == 0, out.read_text()[-3000:]
+    with open_store(db) as store:
+        assert _snapshot(store, run.id) == reference
+    _audit_clean(str(db), run.id)
+    # Every process of the killed driver's cluster ends: its GCS, raylet and actors with it, and
+    # Ray's two per-node agents once their report of the raylet's death to the (dead) GCS times
+    # out, about a minute after the kill. They sit idle till then and hold nothing of the run.
+    limit = max(1.0, 180 - (time.monotonic() - killed_at))
+    _, alive = psutil.wait_procs(family, timeout=limit)
+    assert not alive, [(p.pid, _name(p)) for p in alive]
+    print(
+        f"killed with {episodes} of round 1's episodes stored; its Ray processes {names}, all "
+        f"gone {time.monotonic() - killed_at:.0f} s after the kill"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@needs_ray
+def test_a_run_on_ray_actors_against_postgresql_ends_as_an_in_process_sqlite_run(
+    reference, tmp_path, postgres_database
+):
+    """The same run on Ray actors, its store on a real PostgreSQL server: every table's rows,
+    held-out numbers, weights and chain order as the in-process SQLite run, and a clean audit."""
+    config = _config_file(tmp_path, "postgres", db=postgres_database)
+    data = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**data, "ray": LOCAL}))
+    result = _run_file(config)
+    assert result.status == "completed"
+    with open_store(postgres_database) as store:
+        assert _snapshot(store, result.run_id) == reference
+    _audit_clean(postgres_database, result.run_id)
