@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timezone
 from functools import cache
+from hashlib import sha256
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +75,38 @@ def audit_key() -> bytes | None:
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 """One encoder for every link: `json.dumps` with these options builds a new one per call."""
 
+_C_ENCODE = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(
+        None,  # no circular check: a cycle recurses until RecursionError (`_encode`)
+        _CANONICAL.default,
+        encode_basestring,  # ensure_ascii=False
+        None,
+        ":",
+        ",",
+        True,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan
+    )
+)
+"""The C encoder `_CANONICAL.encode` builds on each call (`JSONEncoder.iterencode`, one shot),
+built once: the same text without the per-call setup and circular-reference bookkeeping."""
+
+
+def _encode(value: Any) -> str:
+    """`_CANONICAL.encode(value)`, the same text."""
+    if _C_ENCODE is None or not isinstance(value, dict):
+        return _CANONICAL.encode(value)
+    try:
+        return "".join(_C_ENCODE(value, 0))
+    except RecursionError:
+        return _CANONICAL.encode(value)  # a cycle: raises its ValueError as before
+
 
 def canonical(content: Mapping[str, Any], what: str) -> str:
     try:
-        return _CANONICAL.encode(content)
+        return _encode(content)
     except (TypeError, ValueError) as exc:
         raise _not_json(what, exc) from exc
 
@@ -261,9 +291,9 @@ def link_text(table: str, row: Mapping[str, Any], run_id: str, index: int) -> st
             # The same text as encoding the whole body: its keys sorted, "chain_index" first,
             # "content" second, the rest after; the content's own text made once.
             del body["chain_index"], body["content"]
-            rest = _CANONICAL.encode(body)
+            rest = _encode(body)
             return f'{{"chain_index":{int(index)},"content":{snapshot.text},{rest[1:]}'
-        return _CANONICAL.encode(body)
+        return _encode(body)
     except (TypeError, ValueError) as exc:  # the message is built only when it is needed
         raise _not_json(f"{table} row {row['id']!r}", exc) from exc
 
@@ -334,10 +364,14 @@ class ChainWriter:
 
     def link(self, table: str, row: dict[str, Any]) -> str:
         """Make `row` (its column values) the next link: set its chain_index and hash."""
-        row["chain_index"] = self.length
-        text = link_text(table, row, self.run_id, self.length)
-        row["hash"] = self.last = digest(self.last, text, self.key)
-        self.length += 1
+        row["chain_index"] = index = self.length
+        data = (self.last + link_text(table, row, self.run_id, index)).encode()
+        if self.key is None:  # `digest`, without its call
+            self.last = sha256(data).hexdigest()
+        else:
+            self.last = hmac.new(self.key, data, sha256).hexdigest()
+        row["hash"] = self.last
+        self.length = index + 1
         return self.last
 
 

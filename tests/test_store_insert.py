@@ -173,3 +173,32 @@ def test_a_snapshot_content_encoded_once_hashes_and_stores_as_the_plain_content(
         assert stored == content
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"b": 1, "a": [1.5, 0.0, -0.0, float("nan"), float("inf"), 10**20, True, None]},
+        {"ü": 'naïve ✓ \u2028 "quoted"\n', "nested": {"z": {"y": [{"x": 1e-7}]}}},
+        {"tuple": (1, 2), "empty": {}, "list": []},
+        {},
+    ],
+)
+def test_the_prebuilt_link_encoder_gives_the_canonical_text(value):
+    """The C encoder built once (`chain._encode`) writes what `_CANONICAL.encode` wrote: link
+    texts, and so every stored hash, stay byte for byte."""
+    from pedagogy.memory.chain import _CANONICAL, Encoded, _encode
+
+    assert _encode(value) == _CANONICAL.encode(value)
+    assert _encode(Encoded(value, "x")) == _CANONICAL.encode(value)
+
+
+def test_a_cycle_or_an_object_in_a_link_is_a_store_error():
+    from pedagogy.memory.chain import canonical
+
+    cycle: dict = {}
+    cycle["self"] = cycle
+    with pytest.raises(StoreError, match="not JSON-serialisable"):
+        canonical(cycle, "turns row 't1'")
+    with pytest.raises(StoreError, match="not JSON-serialisable"):
+        canonical({"a": object()}, "turns row 't1'")
