@@ -7,7 +7,10 @@ apart what broke, each problem with its table, row and chain index:
 - edited: the row's hash does not match its content.
 - deleted: no row holds an index below the head's length. The hash of a deleted row cannot be
   inverted, so the row is named only when rows that pointed at it remain (a turn its verdicts,
-  explanations or tool calls still refer to).
+  explanations or tool calls still refer to). A row still stored at that index but pointed out
+  of the run (its run_id, or a dataset item's job, a verdict's or explanation's episode, made
+  another run's) is named as edited when the link after it is chained to its hash (or the head
+  ends on it).
 - inserted: a row that was never linked: it shares another row's index, or lies past the head.
 - reordered: the row's hash matches its content at another index (its chain_index was changed).
 - rechained-without-key: in a keyed run, the row's hash is a plain SHA-256 of it: the chain was
@@ -27,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pedagogy.errors import StoreError
-from pedagogy.memory.audit_rows import Snapshots, check_rows
+from pedagogy.memory.audit_rows import OWNER, Snapshots, check_rows, rows_at
 from pedagogy.memory.chain import (
     KEY_ENV,
     LEGACY_TABLES,
@@ -343,6 +346,19 @@ class _Walk:
         )
         return self.problems
 
+    def vouches(self, link: ChainLinkRecord, k: int) -> str | None:
+        """What holds `link`'s stored hash as the run's link at gap `k` (the link after the gap
+        is chained to it, or the head ends on it); None if nothing does."""
+        if k == self.head.length - 1:
+            return "the chain head ends on its hash" if link.hash == self.head.last_hash else None
+        after, status = self.failing.get(k + 1, (None, ""))
+        if after is None or status != "unchecked":
+            return None
+        full_from = self.head.full_from
+        if _expected(link.hash, after, k + 1, self.run_id, full_from, self.mode) != after.hash:
+            return None
+        return "the link after it is chained to its hash"
+
     def _deleted_turns(self, gaps: list[int]) -> dict[int, tuple[str, str]]:
         """Gap index -> ("turns", id) for turns that rows still refer to: each named at the last
         unnamed gap before the first row that refers to it."""
@@ -408,6 +424,7 @@ def verify_run(store: Store, run_id: str, key: bytes | None = None) -> AuditRepo
     if group:
         walk.add(group[0].chain_index, group)
     problems += walk.finish()
+    _name_moved_out(store, walk, problems)
     notes = _check_outcome_rows(store, run_id, walk, problems)
     problems += _check_keyed(run_id, head, walk, key)
     report = AuditReport(
@@ -430,6 +447,29 @@ def verify_run(store: Store, run_id: str, key: bytes | None = None) -> AuditRepo
             0, f"no link verifies under this key: is {KEY_ENV} the key the run was written with?"
         )
     return report
+
+
+def _name_moved_out(store: Store, walk: _Walk, problems: list[AuditProblem]) -> None:
+    """Name the row of a gap that is still stored at its index but no longer with the run's
+    links (its run_id, job or episode pointed elsewhere): the link after the gap is chained to
+    its hash (or the head ends on it), so it is the run's row there, edited."""
+    gaps = {
+        p.chain_index: i
+        for i, p in enumerate(problems)
+        if p.kind == "deleted" and not p.table and p.chain_index is not None
+    }
+    if not gaps or len(gaps) > _SEARCH_LIMIT:
+        return
+    for link in rows_at(store, gaps):
+        k = link.chain_index
+        held = None if problems[gaps[k]].table else walk.vouches(link, k)
+        if held is None:
+            continue
+        column = OWNER.get(link.table, "run_id")
+        detail = f"it was moved out of the run: its {column} is now {link.row[column]!r} ({held})"
+        problems[gaps[k]] = AuditProblem("edited", link.table, link.id, k, detail)
+        if k + 1 in walk.failing:
+            walk.unchecked -= 1  # the link after it is checked now: it follows this one
 
 
 def _check_outcome_rows(

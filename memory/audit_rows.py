@@ -10,15 +10,20 @@ problem: its files cannot be checked, which is not the same as having been chang
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
+
+from sqlalchemy import select
 
 from pedagogy.memory.chain import (
     SNAPSHOT_TABLES,
+    TABLES,
     audited_columns,
     row_content,
     same_value,
     weight_files,
 )
+from pedagogy.memory.records import ChainLinkRecord
 
 Snapshots = dict[tuple[str, str], tuple[int, dict[str, Any]]]
 """(table, row id) -> (chain index, content) of the row's last snapshot."""
@@ -110,3 +115,29 @@ def _check_files(
             continue
         detail = f"({row['role']} v{row['number']}) weight file {name} {change}"
         problems.append(("edited", "model_versions", row["id"], index, detail))
+
+
+OWNER = {"verdicts": "episode_id", "explanations": "episode_id", "dataset_items": "job_id"}
+"""The column that makes a chained row one of its run's links (`Store.chain_links`): its episode's
+run, its job's run, or else its own run_id."""
+
+
+def rows_at(store: Any, indices: Collection[int]) -> list[ChainLinkRecord]:
+    """The rows of the chained tables, of any run, at one of chain `indices`: where a row that left
+    its run's links (its run_id, job or episode changed) still lies. Read from the store's engine
+    (`SQLStore._engine`); none from another `Store`."""
+    engine = getattr(store, "_engine", None)
+    if engine is None or not indices:
+        return []
+    from pedagogy.memory import schema
+
+    found = []
+    with engine.connect() as conn:
+        for name in TABLES:
+            table = schema.metadata.tables[name]
+            query = select(table).where(table.c.chain_index.in_(sorted(indices)))
+            for r in conn.execute(query.order_by(table.c.id)):
+                row = dict(r._mapping)
+                index = row.pop("chain_index")
+                found.append(ChainLinkRecord(name, row["id"], index, row.pop("hash"), row))
+    return found

@@ -351,6 +351,36 @@ def _moved(table: str):
     ]
 
 
+def _repoint(table: str, column: str, to: str, pick=lambda _: True, **also: Any):
+    """Point a row of `table` elsewhere: `column` set to what query `to` gives (:r is the run, :v
+    the column's value as written), and the columns in `also` (a natural key kept unique)."""
+
+    def tamper(t: Tamper) -> ChainLinkRecord:
+        link = t.first(table, pick)
+        changes = dict(also, **{column: t.sql(to, r=t.run, v=link.row[column])[0][0]})
+        sets = ", ".join(f"{c} = :{c}" for c in changes)
+        t.sql(f"UPDATE {table} SET {sets} WHERE id = :i", i=link.id, **changes)
+        return link
+
+    return tamper
+
+
+_ANOTHER_TURN = "SELECT id FROM turns WHERE run_id = :r AND id != :v ORDER BY chain_index"
+_ANOTHER_JOB = "SELECT id FROM training_jobs WHERE run_id = :r AND id != :v ORDER BY id"
+_ANOTHER_RUNS_JOB = "SELECT id FROM training_jobs WHERE run_id != :r ORDER BY id"
+_ANOTHER_RUNS_EPISODE = "SELECT id FROM episodes WHERE run_id != :r ORDER BY id"
+_ANOTHER_RUN = "SELECT id FROM runs WHERE id != :r ORDER BY id"
+
+
+def _moved_out(table: str, column: str):
+    """The row is no longer listed with the run's links: its index is a gap, named by the row
+    still stored there, whose hash the next link was chained to (or the head ends on)."""
+    return lambda t, link: [
+        "edited",
+        f"{table} {link.id} #{link.chain_index}: it was moved out of the run: its {column} ",
+    ]
+
+
 def _swap_turns(t: Tamper) -> tuple[ChainLinkRecord, ChainLinkRecord]:
     chain = t.chain
     i = next(k for k in range(len(chain) - 1) if chain[k].table == chain[k + 1].table == "turns")
@@ -523,11 +553,15 @@ KINDS = [
          _edited("tool_calls")),
     Kind("tool-call-deleted", ("agents",), _delete("tool_calls"), "caught", _deleted),
     Kind("tool-call-moved", ("agents",), _move("tool_calls"), "caught", _moved("tool_calls")),
+    Kind("tool-call-inserted", ("agents",), _insert_on_taken_index("tool_calls"), "caught",
+         _inserted("tool_calls")),
     Kind("verdict-flipped", ("keyed", "plain"), _edit("verdicts", "correct", True,
          lambda link: not link.row["correct"]), "caught", _edited("verdicts")),
     Kind("verdict-deleted", ("keyed",), _delete("verdicts"), "caught", _deleted),
     Kind("verdict-inserted", ("keyed",), _insert_on_taken_index("verdicts"), "caught",
          _inserted("verdicts")),
+    Kind("verdict-to-another-run", ("keyed",), _repoint("verdicts", "episode_id",
+         _ANOTHER_RUNS_EPISODE), "caught", _moved_out("verdicts", "episode_id")),
     Kind("explanation-edited", ("keyed",), _edit("explanations", "style", "hint"), "caught",
          _edited("explanations")),
     Kind("explanation-deleted", ("keyed",), _delete("explanations"), "caught", _deleted),
@@ -541,9 +575,24 @@ KINDS = [
     Kind("dataset-item-deleted", ("keyed",), _delete("dataset_items"), "caught", _deleted),
     Kind("dataset-item-inserted", ("keyed",), _insert_past_head("dataset_items", part=99), "caught",
          _inserted("dataset_items")),
+    Kind("dataset-item-moved", ("keyed",), _move("dataset_items"), "caught",
+         _moved("dataset_items")),
+    Kind("dataset-item-to-another-job", ("keyed",), _repoint("dataset_items", "job_id",
+         _ANOTHER_JOB, part=7), "caught", _edited("dataset_items")),
+    Kind("dataset-item-to-another-run", ("keyed",), _repoint("dataset_items", "job_id",
+         _ANOTHER_RUNS_JOB), "caught", _moved_out("dataset_items", "job_id")),
     Kind("call-attempt-edited", ("agents",), _edit("call_attempts", "status", 200), "caught",
          _edited("call_attempts")),
     Kind("call-attempt-deleted", ("agents",), _delete("call_attempts"), "caught", _deleted),
+    Kind("call-attempt-inserted", ("agents",), _insert_past_head("call_attempts", n=2), "caught",
+         _inserted("call_attempts")),
+    Kind("call-attempt-moved", ("agents",), _move("call_attempts"), "caught",
+         _moved("call_attempts")),
+    Kind("call-attempt-to-another-turn", ("agents",), _repoint("call_attempts", "turn_id",
+         _ANOTHER_TURN), "caught", _edited("call_attempts")),
+    Kind("call-attempt-to-another-run", ("agents",), _repoint("call_attempts", "run_id",
+         _ANOTHER_RUN, lambda link: link.row["n"] == 1), "caught",  # the last link: the head
+         _moved_out("call_attempts", "run_id")),
     Kind("snapshot-edited", ("keyed",), _edit("snapshots", "subject_id", "another"), "caught",
          _edited("snapshots")),
     Kind("snapshot-deleted", ("keyed",), _delete("snapshots", lambda link: link.chain_index > 0),
