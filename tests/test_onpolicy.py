@@ -26,8 +26,12 @@ def _random_logits(seed: int = 0, shape=(3, 5, 11)):
 
 
 def _trl_loss():
+    import warnings
+
     try:
-        from trl.experimental.gkd import GKDTrainer
+        with warnings.catch_warnings():  # TRL warns that its experimental APIs may move
+            warnings.simplefilter("ignore")
+            from trl.experimental.gkd import GKDTrainer
     except ImportError:
         try:
             from trl import GKDTrainer
