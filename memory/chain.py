@@ -309,6 +309,18 @@ class Encoded(dict):  # type: ignore[type-arg]
         super().__init__(content)
         self.text = canonical(content, what)
 
+    @classmethod
+    def of_row(cls, content: dict[str, Any], subject: str, subject_id: str) -> Encoded:
+        """`Encoded(content, f"{subject} row {subject_id!r}")`, the message made only for an
+        error (a snapshot per episode is taken on the loop's hot path)."""
+        value = cls.__new__(cls)
+        dict.update(value, content)
+        try:
+            value.text = _encode(content)
+        except (TypeError, ValueError) as exc:
+            raise _not_json(f"{subject} row {subject_id!r}", exc) from exc
+        return value
+
 
 def json_text(value: Any) -> str:
     """JSON for a JSON column: an `Encoded` value's text, anything else as `json.dumps` (what

@@ -181,7 +181,7 @@ class StoreCore:
                     "run_id": chain.run_id,
                     "subject": subject,
                     "subject_id": subject_id,
-                    "content": Encoded(content, f"{subject} row {subject_id!r}"),
+                    "content": Encoded.of_row(content, subject, subject_id),
                 }
             )
         self._insert_links(conn, S.snapshots, snaps, chain)

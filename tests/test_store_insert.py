@@ -202,3 +202,14 @@ def test_a_cycle_or_an_object_in_a_link_is_a_store_error():
         canonical(cycle, "turns row 't1'")
     with pytest.raises(StoreError, match="not JSON-serialisable"):
         canonical({"a": object()}, "turns row 't1'")
+
+
+def test_a_snapshot_built_from_a_row_is_what_the_constructor_builds():
+    from pedagogy.memory.chain import Encoded
+
+    content = {"id": "e1", "round": 2, "decisions": {"ü": [1.5, None]}}
+    made = Encoded.of_row(content, "episodes", "e1")
+    assert type(made) is Encoded and made == content
+    assert made.text == Encoded(content, "episodes row 'e1'").text
+    with pytest.raises(StoreError, match="episodes row 'e1'"):
+        Encoded.of_row({"x": object()}, "episodes", "e1")
