@@ -255,6 +255,9 @@ class RayRollouts:
         common = dict(log_to_driver=False, logging_level="warning", namespace="pedagogy")
         if s.address == "local":
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            # Ray runs its workers at nice 15 by default; here the actors are the round's work,
+            # and at that priority a busy machine starved them (a round several times slower).
+            os.environ.setdefault("RAY_worker_niceness", "0")
             cpus = s.num_cpus or max(1, int(round(s.actors * s.cpus_per_actor)))
             ray.init(
                 num_cpus=cpus,
