@@ -30,7 +30,9 @@ The backend does none of that work twice: the cost is the price litellm stamped 
 (`litellm_support.response_cost`), litellm's connections are reused (it keeps one client per
 endpoint and event loop), and while no litellm callback is registered its per-call success
 logging is skipped (`litellm_support.unlogged`). `workers=N` spreads the calls over N worker
-processes behind the same `generate` (`litellm_workers`).
+processes behind the same `generate` (`litellm_workers`). `transport="direct"` sends the calls
+to an OpenAI-compatible `api_base` without litellm's client, priced by litellm
+(`litellm_direct`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pedagogy.backends.base import CallAttempt, ChatRequest, Completion, parse_tool_arguments
-from pedagogy.backends.litellm_breaker import CircuitBreaker, CircuitEvent
+from pedagogy.backends.litellm_breaker import CircuitBreaker, CircuitNotes
+from pedagogy.backends.litellm_direct import TRANSPORTS, DirectClient, direct_problems
 from pedagogy.backends.litellm_endpoints import FALLBACK_KEYS, Endpoint, fallback_problems
 from pedagogy.backends.litellm_errors import (
     NO_KEY,
@@ -135,6 +138,7 @@ class LiteLLMBackend:
         workers: int | str = 1,
         breaker_threshold: int = 3,
         breaker_cooldown_s: float = 30.0,
+        transport: str = "litellm",
     ):
         if not isinstance(model, str) or not model:
             raise BackendError(
@@ -157,6 +161,8 @@ class LiteLLMBackend:
                 f"{backoff_s!r}, {max_retry_after_s!r} and {timeout_s!r}"
             )
         problems = fallback_problems(fallbacks)
+        if transport not in TRANSPORTS:
+            problems.append(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         if problems:
             raise BackendError("; ".join(problems))
         self.model = model
@@ -183,6 +189,7 @@ class LiteLLMBackend:
             "max_retry_after_s": max_retry_after_s,
             "breaker_threshold": breaker_threshold,
             "breaker_cooldown_s": breaker_cooldown_s,
+            "transport": transport,
         }
         self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_s)
         """The endpoints' circuit breakers (`litellm_breaker`): after `breaker_threshold`
@@ -198,6 +205,11 @@ class LiteLLMBackend:
             for f in fallbacks or []
         ]
         """The primary endpoint, then the fallbacks, in the order they are tried."""
+        if transport == "direct" and (problems := direct_problems(self.endpoints)):
+            raise BackendError("; ".join(problems))
+        self.transport = transport
+        """`litellm` (litellm's client, any provider) or `direct` (`litellm_direct`)."""
+        self._direct = DirectClient(max_concurrency) if transport == "direct" else None
         self._rng = random.Random()
         self._unpriced = Unpriced()
         # asyncio primitives bind to the loop that first waits on them; keep one per loop so the
@@ -211,6 +223,7 @@ class LiteLLMBackend:
             f"LiteLLMBackend(model={self.model!r}, api_base={self.api_base!r}, "
             f"api_key_env={self.api_key_env!r}, max_concurrency={self.max_concurrency}"
             + (f", workers={self.workers}" if self.workers > 1 else "")
+            + (f", transport={self.transport!r}" if self._direct is not None else "")
             + (f", fallbacks={fallbacks!r})" if fallbacks else ")")
         )
 
@@ -238,9 +251,12 @@ class LiteLLMBackend:
         return self._pool.pids if self._pool is not None else []
 
     def close(self) -> None:
-        """Stop the worker processes, if any (a later `generate` starts new ones)."""
+        """Stop the worker processes and close direct connections, if any (a later `generate`
+        starts new ones)."""
         if self._pool is not None:
             self._pool.close()
+        if self._direct is not None:
+            self._direct.close()
 
     @staticmethod
     def check_request() -> ChatRequest:
@@ -288,7 +304,7 @@ class LiteLLMBackend:
             first_error: tuple[BaseException | str, Endpoint, str | None] | None = None
             timeout = min(self.timeout_s, 10.0) if check else self.timeout_s
             breaker = self.breaker
-            circuit = _CircuitNotes()
+            circuit = CircuitNotes()
             # The breaker only reroutes: with every endpoint open, all are tried as before.
             reroute = not all(breaker.would_skip(e.label) for e in self.endpoints)
             for i, endpoint in enumerate(self.endpoints):
@@ -438,6 +454,8 @@ class LiteLLMBackend:
     async def _call(
         self, request: ChatRequest, endpoint: Endpoint, api_key: str | None, timeout: float
     ) -> Any:
+        if self._direct is not None:
+            return await self._direct.call(request, endpoint, api_key, timeout)
         kwargs: dict[str, Any] = {
             "model": endpoint.model,
             "messages": request.messages,
@@ -554,29 +572,6 @@ class LiteLLMBackend:
                 f"`api_base` in the config"
             )
         return f"{where} failed a test request: {one_line(e, api_key)}"
-
-
-class _CircuitNotes:
-    """What the circuit breaker did during one call: kept in its `detail["circuit"]`."""
-
-    __slots__ = ("events", "skipped")
-
-    def __init__(self) -> None:
-        self.events: list[CircuitEvent] = []
-        self.skipped: list[str] = []
-
-    def add(self, event: CircuitEvent | None) -> None:
-        if event is not None:
-            self.events.append(event)
-
-    def put(self, completion: Completion) -> None:
-        if self.skipped or self.events:
-            note: dict[str, Any] = {}
-            if self.skipped:
-                note["skipped"] = self.skipped
-            if self.events:
-                note["events"] = [e.to_detail() for e in self.events]
-            completion.detail["circuit"] = note
 
 
 def _tool_calls(message: Any) -> list[ToolCall]:

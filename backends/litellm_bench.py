@@ -11,6 +11,7 @@ this process, interleaved so that a change in the machine's load falls on every 
              computed a second time by `litellm.completion_cost`
     backend  `LiteLLMBackend.generate` with `max_concurrency=concurrency`, in this process
     workers  the same with `workers=N`: the calls made by N child processes
+    direct   `LiteLLMBackend` with `transport="direct"` (`litellm_direct`), in this process
 
 The ideal is `concurrency / latency_s` calls a second: every slot always waiting on the server,
 none on the client. Each path gets calls/s, its ratio to the ideal and the client's CPU
@@ -42,7 +43,7 @@ from typing import Any
 from pedagogy.backends.base import ChatRequest
 from pedagogy.errors import BackendError
 
-PATHS = ("httpx", "aiohttp", "before", "backend", "workers")
+PATHS = ("httpx", "aiohttp", "before", "backend", "workers", "direct")
 """What `litellm_throughput` can measure, in the order each repeat runs them."""
 
 
@@ -265,6 +266,7 @@ def _backend(kind: str) -> Callable[[_Setup], Awaitable[_Client]]:
             max_concurrency=setup.concurrency,
             max_retries=0,
             workers=setup.workers if kind == "workers" else 1,
+            transport="direct" if kind == "direct" else "litellm",
         )
 
         async def send(n: int) -> int:
@@ -306,6 +308,7 @@ _PATHS: dict[str, Callable[[_Setup], Awaitable[_Client]]] = {
     "before": _backend("before"),
     "backend": _backend("backend"),
     "workers": _backend("workers"),
+    "direct": _backend("direct"),
 }
 
 

@@ -31,9 +31,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pedagogy.errors import BackendError
+
+if TYPE_CHECKING:
+    from pedagogy.backends.base import Completion
 
 __all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker", "CircuitEvent"]
 
@@ -225,3 +228,26 @@ class CircuitBreaker:
         else:
             _log.info("%s: circuit %s", endpoint, state.replace("_", "-"))
         return event
+
+
+class CircuitNotes:
+    """What the circuit breaker did during one call: kept in its `detail["circuit"]`."""
+
+    __slots__ = ("events", "skipped")
+
+    def __init__(self) -> None:
+        self.events: list[CircuitEvent] = []
+        self.skipped: list[str] = []
+
+    def add(self, event: CircuitEvent | None) -> None:
+        if event is not None:
+            self.events.append(event)
+
+    def put(self, completion: Completion) -> None:
+        if self.skipped or self.events:
+            note: dict[str, Any] = {}
+            if self.skipped:
+                note["skipped"] = self.skipped
+            if self.events:
+                note["events"] = [e.to_detail() for e in self.events]
+            completion.detail["circuit"] = note

@@ -369,7 +369,7 @@ def run(parts: tuple[str, ...] = PARTS, *, quick: bool = False, progress: Any = 
             out[part] = litellm_throughput(
                 calls=64 if quick else 640,
                 repeats=1 if quick else 3,
-                paths=("aiohttp", "backend", "workers"),
+                paths=("aiohttp", "backend", "workers", "direct"),
             )
             out[part]["failover"] = litellm_failover(
                 calls=64 if quick else 640,
@@ -509,12 +509,16 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         )
     if "litellm" in report:
         li = report["litellm"]
-        for path in ("backend", "workers"):
+        for path in ("backend", "workers", "direct"):
             p = li["paths"].get(path)
             if p is None:
                 continue
             ratio = p["ratio_to_ideal"]["median"]
-            label = f"workers={li['workers']}" if path == "workers" else "one process"
+            label = {
+                "backend": "one process",
+                "workers": f"workers={li['workers']}",
+                "direct": "transport: direct, one process",
+            }[path]
             out.append(
                 _row(
                     f"litellm calls/s, {li['concurrency']} at {li['latency_s']:.1f} s ({label})",

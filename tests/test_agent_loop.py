@@ -130,9 +130,11 @@ def _train_a_few_trl_steps(records, run, store, tmp_path):
     assert any(not (a == b).all() for a, b in zip(before, model.parameters()))
 
 
-def test_litellm_teacher_demonstrates_through_function_calling(quick_config, tmp_path):
+@pytest.mark.parametrize("transport", ["litellm", "direct"])
+def test_litellm_teacher_demonstrates_through_function_calling(quick_config, tmp_path, transport):
     """An API teacher acts through the OpenAI tools API over real HTTP: its tool calls run here,
-    the demonstrations are stored with their tokens, and the run replays without a call."""
+    the demonstrations are stored with their tokens, and the run replays without a call. With
+    either transport (`direct`: what a vLLM server as the teacher would use)."""
     from pedagogy.testing import OpenAICompatServer
     from pedagogy.testing_server import tool_agent
 
@@ -140,7 +142,12 @@ def test_litellm_teacher_demonstrates_through_function_calling(quick_config, tmp
         cfg = quick_config(
             rounds=1,
             agent={"enabled": True, "max_steps": 3},
-            teacher={"kind": "litellm", "model": "openai/teacher", "api_base": server.base_url},
+            teacher={
+                "kind": "litellm",
+                "model": "hosted_vllm/teacher" if transport == "direct" else "openai/teacher",
+                "api_base": server.base_url,
+                "options": {"transport": transport},
+            },
             episodes={"per_round": 16, "write_batch": 8},
             training={"max_steps": 5, "max_seconds": 600},
             evaluation={"heldout_per_arm": 4},

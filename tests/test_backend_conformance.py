@@ -16,7 +16,7 @@ def tiny_dir(tmp_path_factory):
     return build_tiny_student(tmp_path_factory.mktemp("tiny") / "m", seed=0)
 
 
-@pytest.fixture(params=["scripted", "transformers", "litellm", "replay"])
+@pytest.fixture(params=["scripted", "transformers", "litellm", "litellm-direct", "replay"])
 def backend(request, tiny_dir):
     kind = request.param
     if kind == "scripted":
@@ -25,11 +25,12 @@ def backend(request, tiny_dir):
         from pedagogy.backends.transformers import TransformersBackend
 
         yield TransformersBackend(str(tiny_dir), version_id="v0")
-    elif kind == "litellm":
+    elif kind.startswith("litellm"):
         from pedagogy.backends.litellm import LiteLLMBackend
 
+        transport = "direct" if kind == "litellm-direct" else "litellm"
         with OpenAICompatServer() as server:
-            yield LiteLLMBackend("openai/local", api_base=server.base_url)
+            yield LiteLLMBackend("openai/local", api_base=server.base_url, transport=transport)
     else:
         turns = [
             TurnRecord(i, "student", "x", "m", {}, f"A:{i}", completion_tokens=1) for i in range(3)

@@ -29,3 +29,13 @@ def test_examples_stay_small():
     end = domain_src.index("register_domain(")
     assert len(domain_src[start:end].strip().splitlines()) <= 40
     assert len((EXAMPLES / "custom_graph.py").read_text().splitlines()) <= 60
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_example_configs_load(path):
+    """Every YAML example passes the checks a run makes when it loads its config (registered
+    names, backend options against the backend's parameters)."""
+    from pedagogy.config import load_config
+
+    cfg = load_config(path)
+    assert cfg.name

@@ -14,10 +14,21 @@ import pytest
 
 from pedagogy.backends.base import Backend, ChatRequest
 from pedagogy.backends.litellm import NO_KEY, LiteLLMBackend
+from pedagogy.backends.litellm_direct import TRANSPORTS
 from pedagogy.errors import BackendError
 from pedagogy.testing_server import OpenAICompatServer
 
 SECRET = "sk-test-SECRET-9f3a7c1e"
+
+TRANSPORT = ["litellm"]
+"""The transport the module's backends use: every test runs with each (`transport` fixture)."""
+
+
+@pytest.fixture(autouse=True, params=TRANSPORTS)
+def transport(request):
+    TRANSPORT[0] = request.param
+    yield request.param
+    TRANSPORT[0] = "litellm"
 
 
 def ask(text: str, **kw) -> ChatRequest:
@@ -27,7 +38,11 @@ def ask(text: str, **kw) -> ChatRequest:
 def backend_for(srv: OpenAICompatServer, **kw) -> LiteLLMBackend:
     kw.setdefault("backoff_s", 0.01)
     kw.setdefault("timeout_s", 5.0)
-    return LiteLLMBackend("openai/local", api_base=srv.base_url, **kw)
+    return make("openai/local", api_base=srv.base_url, **kw)
+
+
+def make(model: str, **kw) -> LiteLLMBackend:
+    return LiteLLMBackend(model, transport=TRANSPORT[0], **kw)
 
 
 def free_closed_port() -> int:
@@ -139,7 +154,7 @@ async def test_timeout_becomes_an_error_completion():
 
 async def test_unreachable_endpoint_fails_check_with_the_url():
     url = f"http://127.0.0.1:{free_closed_port()}/v1"
-    backend = LiteLLMBackend("openai/local", api_base=url)
+    backend = make("openai/local", api_base=url)
     with pytest.raises(BackendError) as err:
         await backend.check()
     msg = str(err.value)
@@ -152,9 +167,7 @@ def test_sync_check_passes_against_a_live_server_and_fails_on_a_dead_one(server)
     assert server.requests[-1]["max_tokens"] == 1
     server.stop()
     with pytest.raises(BackendError, match="unreachable"):
-        LiteLLMBackend(
-            "openai/local", api_base=f"http://127.0.0.1:{free_closed_port()}/v1"
-        ).check_reachable()
+        make("openai/local", api_base=f"http://127.0.0.1:{free_closed_port()}/v1").check_reachable()
 
 
 async def test_sync_check_inside_a_loop_says_to_await(server):
@@ -203,7 +216,7 @@ async def test_local_server_without_key_env_never_gets_the_openai_key(server, mo
 async def test_cost_is_none_for_unmapped_models_and_a_number_for_mapped_ones(server):
     [unknown] = await backend_for(server).generate([ask("one two three")])
     assert unknown.error is None and unknown.cost is None
-    mapped = LiteLLMBackend("openai/gpt-4o-mini", api_base=server.base_url, backoff_s=0.01)
+    mapped = make("openai/gpt-4o-mini", api_base=server.base_url, backoff_s=0.01)
     [known] = await mapped.generate([ask("one two three")])
     assert known.error is None and known.cost is not None and known.cost > 0
     assert server.requests[-1]["model"] == "gpt-4o-mini"

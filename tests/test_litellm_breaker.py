@@ -12,8 +12,19 @@ import pytest
 from pedagogy.backends.base import ChatRequest
 from pedagogy.backends.litellm import LiteLLMBackend, _litellm
 from pedagogy.backends.litellm_breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from pedagogy.backends.litellm_direct import TRANSPORTS
 from pedagogy.errors import BackendError
 from pedagogy.testing_server import OpenAICompatServer
+
+TRANSPORT = ["litellm"]
+"""The transport of the backends with a dead endpoint: those tests run with each."""
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request):
+    TRANSPORT[0] = request.param
+    yield request.param
+    TRANSPORT[0] = "litellm"
 
 
 def ask(text: str) -> ChatRequest:
@@ -104,11 +115,14 @@ def with_dead_primary(fallback: OpenAICompatServer, port: int, **kw) -> LiteLLMB
         api_base=f"http://127.0.0.1:{port}/v1",
         fallbacks=[{"model": "openai/local", "api_base": fallback.base_url}],
         timeout_s=5.0,
+        transport=TRANSPORT[0],
         **kw,
     )
 
 
-async def test_calls_go_to_the_fallback_and_a_probe_closes_the_breaker_when_the_primary_returns():
+async def test_calls_go_to_the_fallback_and_a_probe_closes_the_breaker_when_the_primary_returns(
+    transport,
+):
     port = closed_port()
     with OpenAICompatServer(delay_s=0.05) as fallback:
         backend = with_dead_primary(fallback, port, max_concurrency=8)
@@ -150,7 +164,7 @@ async def test_calls_go_to_the_fallback_and_a_probe_closes_the_breaker_when_the_
             assert len(revived.requests) == 9 and len(fallback.requests) == served
 
 
-async def test_a_failed_probe_reopens_and_the_call_goes_on_to_the_fallback():
+async def test_a_failed_probe_reopens_and_the_call_goes_on_to_the_fallback(transport):
     port = closed_port()
     with OpenAICompatServer() as fallback:
         backend = with_dead_primary(fallback, port, breaker_threshold=1, breaker_cooldown_s=0.2)
@@ -165,7 +179,7 @@ async def test_a_failed_probe_reopens_and_the_call_goes_on_to_the_fallback():
         assert states == [HALF_OPEN, OPEN]
 
 
-async def test_without_a_fallback_the_breaker_never_fails_a_call_on_its_own():
+async def test_without_a_fallback_the_breaker_never_fails_a_call_on_its_own(transport):
     port = closed_port()
     backend = LiteLLMBackend(
         "openai/local",
@@ -173,6 +187,7 @@ async def test_without_a_fallback_the_breaker_never_fails_a_call_on_its_own():
         max_retries=2,
         backoff_s=0.01,
         breaker_threshold=1,
+        transport=TRANSPORT[0],
     )
     [c] = await backend.generate([ask("a")])
     assert backend.breaker.state(backend.endpoints[0].label) == OPEN
@@ -205,7 +220,7 @@ def test_until_an_endpoint_answers_only_threshold_attempts_are_in_flight_there()
     assert not CircuitBreaker(0, 5.0).sending("a")
 
 
-async def test_a_dead_primary_costs_threshold_attempts_not_one_per_call_in_flight():
+async def test_a_dead_primary_costs_threshold_attempts_not_one_per_call_in_flight(transport):
     port = closed_port()
     with OpenAICompatServer(delay_s=0.05) as fallback:
         backend = with_dead_primary(fallback, port, max_concurrency=32)

@@ -228,10 +228,14 @@ async def test_workers_make_the_calls_with_the_same_accounting():
 
 def test_throughput_bench_reports_every_path():
     result = litellm_throughput(
-        concurrency=4, latency_s=0.01, calls=8, repeats=1, paths=("aiohttp", "before", "backend")
+        concurrency=4,
+        latency_s=0.01,
+        calls=8,
+        repeats=1,
+        paths=("aiohttp", "before", "backend", "direct"),
     )
     assert result["ideal_calls_per_s"] == pytest.approx(400)
-    for path in ("aiohttp", "before", "backend"):
+    for path in ("aiohttp", "before", "backend", "direct"):
         summary = result["paths"][path]
         assert summary["errors"] == 0 and len(summary["runs"]) == 1
         for key in ("calls_per_s", "ratio_to_ideal", "cpu_ms_per_call"):

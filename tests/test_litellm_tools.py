@@ -9,6 +9,7 @@ import pytest
 
 from pedagogy.backends.base import ChatRequest, openai_tool_calls, parse_tool_arguments
 from pedagogy.backends.litellm import MISSING_TOOL_NAME, LiteLLMBackend
+from pedagogy.backends.litellm_direct import TRANSPORTS
 from pedagogy.backends.scripted import Reply, ScriptedBackend
 from pedagogy.backends.transformers import render_prompt
 from pedagogy.domains.base import Problem
@@ -29,9 +30,25 @@ CALCULATOR = {
     },
 }
 
+TRANSPORT = ["litellm"]
+"""The transport the module's backends use: every test runs with each (`transport` fixture)."""
+
+
+@pytest.fixture(autouse=True, params=TRANSPORTS)
+def transport(request):
+    TRANSPORT[0] = request.param
+    yield request.param
+    TRANSPORT[0] = "litellm"
+
 
 def backend_for(srv: OpenAICompatServer) -> LiteLLMBackend:
-    return LiteLLMBackend("openai/local", api_base=srv.base_url, backoff_s=0.01, timeout_s=5.0)
+    return LiteLLMBackend(
+        "openai/local",
+        api_base=srv.base_url,
+        backoff_s=0.01,
+        timeout_s=5.0,
+        transport=TRANSPORT[0],
+    )
 
 
 def ask(text: str, **kw) -> ChatRequest:
