@@ -17,6 +17,12 @@ the same per-round teacher settings, so a run gives the same records with or wit
 An actor that dies mid-round (its process killed, its node lost) is replaced, and its share of
 the round runs again on the new one; after the decisions it runs with the decisions already
 made, so every planned episode is recorded exactly once and no decision is asked twice.
+
+Each actor's backends keep their own circuit breakers (a dead API endpoint is skipped on every
+actor after its own `breaker_threshold` failures). After an actor's share of a round, its
+breakers' changes come back to the driver (`take_circuit_events`), which stores them as the
+round's `circuit` decisions like its own, with the actor's number in their detail; the changes
+of an actor that died with them are lost with it (its turns were never recorded either).
 """
 
 from __future__ import annotations
@@ -199,6 +205,19 @@ class RolloutWorker:
         await proxy.all_settled.wait()
         return list(proxy.candidates), list(proxy.finished)
 
+    def take_circuit_events(self) -> list[tuple[str, Any]]:
+        """(role, `CircuitEvent`) for each change of this actor's breakers since last asked."""
+        from pedagogy.backends.base import HasCircuitBreaker
+
+        events: list[tuple[str, Any]] = []
+        seen: set[int] = set()
+        for role in ("teacher", "student", "verifier"):
+            backend = getattr(getattr(self.agents, role, None), "backend", None)
+            if isinstance(backend, HasCircuitBreaker) and id(backend) not in seen:
+                seen.add(id(backend))
+                events.extend((role, event) for event in backend.breaker.take_events())
+        return events
+
     def resolve(self, decisions: dict[str, bool]) -> None:
         """The driver's decisions on this actor's wrong attempts."""
         if self._proxy is not None:
@@ -241,6 +260,7 @@ class RayRollouts:
         self.actors: list[Any] = []
         self.restarts = 0
         """Actors replaced after one died (all rounds)."""
+        self._circuit: list[tuple[int, str, Any]] = []
         self._started_ray = False
         self._worker_cls: Any = None
 
@@ -305,6 +325,12 @@ class RayRollouts:
             ray.shutdown()
             self._started_ray = False
 
+    def take_circuit_events(self) -> list[tuple[int, str, Any]]:
+        """(actor number, role, `CircuitEvent`) for each change of the actors' breakers since
+        last asked, in the order they happened."""
+        events, self._circuit = self._circuit, []
+        return sorted(events, key=lambda e: (e[2].at, e[0]))
+
     # -- a round ------------------------------------------------------------------------------
 
     async def run_round(
@@ -355,7 +381,11 @@ class RayRollouts:
                     answers = await asyncio.gather(*asks)
                     decided = {c[0]: answer for c, answer in zip(candidates, answers)}
                     await actor.resolve.remote(decided)
-                return await actor.results.remote()
+                records = await actor.results.remote()
+                self._circuit.extend(
+                    (k, role, event) for role, event in await actor.take_circuit_events.remote()
+                )
+                return records
             except BaseException as err:
                 if not _actor_died(err) or attempt == RETRIES:
                     raise _cause(err) from None

@@ -240,9 +240,10 @@ class Session:
     def record_circuit_events(self, round_: int) -> None:
         """Store each endpoint breaker's changes of state since the last node as `circuit`
         decisions of the round (subject: the endpoint; chosen: whether calls use it again;
-        value: its consecutive connection failures). The turn during which each happened
-        holds it too (`detail["circuit"]`). Backends on Ray actors keep theirs in their turns."""
-        decisions: list[DecisionRecord] = []
+        value: its consecutive connection failures; detail: the event and the role, and for a
+        backend on a Ray actor the actor's number). The turn during which each happened holds
+        it too (`detail["circuit"]`)."""
+        events: list[tuple[str, Any, dict[str, Any]]] = []
         seen: set[int] = set()
         parts = {
             "teacher": self.agents.teacher,
@@ -255,19 +256,24 @@ class Session:
             if not isinstance(backend, HasCircuitBreaker) or id(backend) in seen:
                 continue
             seen.add(id(backend))
-            for event in backend.breaker.take_events():
-                decisions.append(
-                    DecisionRecord(
-                        self.run_id,
-                        round_,
-                        "circuit",
-                        "breaker",
-                        event.endpoint,
-                        event.state != "open",
-                        float(event.failures),
-                        {**event.to_detail(), "role": role},
-                    )
-                )
+            events.extend((role, event, {}) for event in backend.breaker.take_events())
+        if self.rollouts is not None:  # the breakers of backends on Ray actors
+            events.extend(
+                (role, e, {"actor": k}) for k, role, e in self.rollouts.take_circuit_events()
+            )
+        decisions = [
+            DecisionRecord(
+                self.run_id,
+                round_,
+                "circuit",
+                "breaker",
+                event.endpoint,
+                event.state != "open",
+                float(event.failures),
+                {**event.to_detail(), "role": role, **where},
+            )
+            for role, event, where in events
+        ]
         if decisions:
             self.store.record_decisions(decisions)
 

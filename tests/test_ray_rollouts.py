@@ -298,3 +298,61 @@ def test_a_run_on_ray_actors_against_postgresql_ends_as_an_in_process_sqlite_run
     with open_store(postgres_database) as store:
         assert _snapshot(store, result.run_id) == reference
     _audit_clean(postgres_database, result.run_id)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # Ray on a busy machine: minutes; idle: under a minute
+@needs_ray
+def test_the_breakers_of_backends_on_actors_are_stored_as_the_rounds_decisions(tmp_path):
+    """A teacher whose primary endpoint is dead: each actor's own breaker opens after its own 3
+    connection failures, and the driver stores each opening as a `circuit` decision with the
+    actor's number, as it stores its own breakers' changes."""
+    from pedagogy.testing import OpenAICompatServer
+    from tests.test_api_teacher import teacher
+    from tests.test_litellm_breaker import closed_port
+
+    port = closed_port()
+    primary = f"openai/teacher@http://127.0.0.1:{port}/v1"
+    with OpenAICompatServer(teacher) as fallback:
+        config = _config(tmp_path, LOCAL).model_copy(
+            update={
+                "rounds": 1,
+                "teacher": config_from_dict(
+                    {
+                        "teacher": {
+                            "kind": "litellm",
+                            "model": "openai/teacher",
+                            "api_base": f"http://127.0.0.1:{port}/v1",
+                            "options": {
+                                "fallbacks": [
+                                    {"model": "openai/teacher", "api_base": fallback.base_url}
+                                ],
+                                "breaker_cooldown_s": 3600,
+                            },
+                        }
+                    },
+                    "test",
+                ).teacher,
+            }
+        )
+        result = _run(config)
+    assert result.status == "completed"
+    with open_store(result.db_url) as store:
+        circuit = store.decisions(result.run_id, kind="circuit")
+        episodes = store.episodes(result.run_id, with_turns=True)
+        assert store.verify_chain(result.run_id) == []
+    remote = [d for d in circuit if "actor" in d.detail]
+    # every actor that called the teacher opened its own breaker once, within the hour's cool-down
+    called = {d.detail["actor"] for d in remote}
+    assert remote and called <= {0, 1}
+    assert sorted(
+        (d.detail["actor"], d.subject, d.chosen, d.value, d.detail["state"], d.detail["role"])
+        for d in remote
+    ) == [(k, primary, False, 3.0, "open", "teacher") for k in sorted(called)]
+    opened_in_turns = [
+        t
+        for e in episodes
+        for t in e.turns
+        if any(ev["state"] == "open" for ev in t.detail.get("circuit", {}).get("events", []))
+    ]
+    assert len(opened_in_turns) == len(remote)  # the turn during which each opened says so too
