@@ -19,7 +19,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from pedagogy.cli_bench import bench_agents, bench_learning, bench_throughput
+from pedagogy.cli_bench import bench_agents, bench_learning, bench_rollouts, bench_throughput
 from pedagogy.cli_common import err_console, fail
 from pedagogy.cli_records import (
     audit_anchor_cmd,
@@ -93,6 +93,7 @@ app.command()(init)
 bench_app.command("learning")(bench_learning)
 bench_app.command("agents")(bench_agents)
 bench_app.command("throughput")(bench_throughput)
+bench_app.command("rollouts")(bench_rollouts)
 
 # What moved out of this module keeps working from here, with a DeprecationWarning naming its
 # new home.

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pedagogy.cli_common import JOBS_HELP, PLUGIN_HELP, console, err_console, fail, use_plugins
-from pedagogy.errors import PedagogyError
+from pedagogy.errors import ConfigError, PedagogyError
 
 
 def bench_learning(
@@ -289,3 +289,51 @@ def bench_throughput(
     for row in T.rows(report):
         table.add_row(*row)
     console.print(table)
+
+
+def bench_rollouts(
+    actors: str = typer.Option("1,2,4,8", "--actors", help="Comma-separated Ray actor counts."),
+    episodes: int = typer.Option(128, "--episodes", help="Episodes a round."),
+    latency_s: float = typer.Option(
+        0.2, "--latency-s", help="Seconds the stand-in teacher server takes to answer a call."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print every number as JSON."),
+) -> None:
+    """A round's episodes/s in this process and on 1, 2, 4, 8 Ray actors (needs Ray)."""
+    from pedagogy.benchmarks.rollouts import rollouts_vs_actors
+
+    try:
+        counts = tuple(int(a) for a in actors.split(",") if a.strip())
+    except ValueError:
+        fail(ConfigError(f"--actors takes comma-separated integers like 1,2,4, got {actors!r}"))
+        return
+    try:
+        report = rollouts_vs_actors(
+            counts,
+            episodes=episodes,
+            latency_s=latency_s,
+            progress=lambda text: err_console.print(text, highlight=False),
+        )
+    except PedagogyError as err:
+        fail(err)
+        return
+    if as_json:
+        console.print_json(json.dumps(report))
+        return
+    rows = [
+        [
+            f"{r['actors']} Ray actor(s)" if r["actors"] else "in this process",
+            f"{r['episodes_per_s']:.1f}",
+            f"{r['vs_in_process']:.2f}",
+            f"{r['driver_cpu_ms_per_episode']:.2f}",
+            f"{1000 / r['driver_cpu_ms_per_episode']:.0f}"
+            if r["driver_cpu_ms_per_episode"]
+            else "-",
+        ]
+        for r in report["rows"]
+    ]
+    _print_table(
+        f"round 2 of a run, {report['episodes']} episodes, teacher latency {report['latency_s']:g} s",
+        ["where", "episodes/s", "vs in process", "driver CPU-ms/episode", "driver ceiling/s"],
+        rows,
+    )

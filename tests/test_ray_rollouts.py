@@ -356,3 +356,29 @@ def test_the_breakers_of_backends_on_actors_are_stored_as_the_rounds_decisions(t
         if any(ev["state"] == "open" for ev in t.detail.get("circuit", {}).get("events", []))
     ]
     assert len(opened_in_turns) == len(remote)  # the turn during which each opened says so too
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@needs_ray
+def test_bench_rollouts_times_round_two_in_process_and_on_actors():
+    from pedagogy.benchmarks.rollouts import rollouts_vs_actors
+
+    report = rollouts_vs_actors((1,), episodes=8, latency_s=0.05)
+    assert [r["actors"] for r in report["rows"]] == [0, 1]
+    for row in report["rows"]:
+        assert row["episodes"] == 8 and row["episodes_per_s"] > 0
+        assert row["driver_cpu_ms_per_episode"] > 0
+    assert report["rows"][0]["vs_in_process"] == 1.0
+
+
+def test_bench_rollouts_refuses_bad_sizes_in_one_line():
+    from typer.testing import CliRunner
+
+    from pedagogy.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "rollouts", "--actors", "1,two"])
+    assert result.exit_code == 2 and "--actors takes comma-separated integers" in result.output
+    if HAS_RAY:
+        result = CliRunner().invoke(app, ["bench", "rollouts", "--actors", "0"])
+        assert result.exit_code == 2 and "every actor count >= 1" in result.output
