@@ -33,9 +33,14 @@ async def evaluate_version(session: Session, version_id: str, round_: int) -> fl
     if stored:  # the node ran again after its writes (a resume): the numbers it recorded
         records = stored
     elif actor is not None:  # an acting student is measured acting, with real tools
-        from pedagogy.training.evaluate import evaluate_agent
+        from pedagogy.training.evaluate import evaluate_agent, flatten, tally_agent
 
-        acted = await evaluate_agent(actor, session.domain, session.heldout)
+        if session.rollouts is not None:  # shared out to the Ray actors, seeds kept
+            per_problem = await session.rollouts.evaluate(session, session.heldout, 0, True)
+            keys = [k for k, _ in flatten(session.heldout)]
+            acted = tally_agent(session.heldout, keys, per_problem)
+        else:
+            acted = await evaluate_agent(actor, session.domain, session.heldout)
         records = [
             EvaluationRecord(
                 session.run_id, round_, version_id, skill, level, r.n, r.correct, r.metrics()
@@ -45,9 +50,16 @@ async def evaluate_version(session: Session, version_id: str, round_: int) -> fl
     else:
         # The practice budget unless configured otherwise: a longer one hides cut-off answers.
         budget = session.config.evaluation.max_tokens or session.agents.student.max_tokens
-        results = await evaluate(
-            session.student_backend, session.domain, session.heldout, max_tokens=budget
-        )
+        if session.rollouts is not None:  # shared out to the Ray actors
+            from pedagogy.training.evaluate import flatten, tally
+
+            ok = await session.rollouts.evaluate(session, session.heldout, budget, False)
+            keys = [k for k, _ in flatten(session.heldout)]
+            results = tally(session.heldout, keys, ok)
+        else:
+            results = await evaluate(
+                session.student_backend, session.domain, session.heldout, max_tokens=budget
+            )
         records = [
             EvaluationRecord(session.run_id, round_, version_id, skill, level, n, correct)
             for (skill, level), (correct, n) in sorted(results.items())

@@ -1,6 +1,9 @@
 """A round's episodes on Ray actors: each actor holds a replica of the student, started once per
 run, and runs its share of the round's episodes; the records come back to the driver, which
-writes them as it always does (keyed by run, round and index) and keeps evaluation.
+writes them as it always does (keyed by run, round and index). Held-out evaluation is shared out
+the same way (`evaluate`): each actor measures its share of the held-out problems with the
+student version the driver holds, problem i with seed i as in one process, and the driver counts
+the results per arm and records them.
 
 What an actor needs is rebuilt from the run's config and the student's current model path: the
 domain, the backends and the agents (through the `build_agents` the front door gives, so that
@@ -140,7 +143,7 @@ class RolloutWorker:
 
         config = config_from_dict(recipe.config, "the run's config (on a Ray actor)")
         load_plugins(config.plugins, "the run's config")
-        domain = build_domain_from(config)
+        self.domain = domain = build_domain_from(config)
         options = {k: v for k, v in config.student.options.items() if k != "tiny"}
         update: dict[str, Any] = {"options": options}
         if student_path is not None:
@@ -176,9 +179,7 @@ class RolloutWorker:
         """Start a round's share of episodes (`items`: the episode graph's inputs)."""
         from pedagogy.graphs.replay_drive import invoke
 
-        version = getattr(self.student, "version_id", None)
-        if ctx.student_path is not None and ctx.student_version != version:
-            self.student.reload(ctx.student_path, ctx.student_version)  # a promoted student
+        self._load(ctx.student_path, ctx.student_version)
         teacher = self.agents.teacher
         teacher.new_round(ctx.spent)
         teacher.style_for, teacher.mistakes_for = ctx.style_for, ctx.mistakes_for
@@ -193,6 +194,32 @@ class RolloutWorker:
             return out["record"]
 
         self._tasks = [asyncio.ensure_future(one(item)) for item in items]
+
+    def _load(self, path: str | None, version: str | None) -> None:
+        """Serve the student version the driver has (a promoted one, or a candidate)."""
+        if path is not None and version != getattr(self.student, "version_id", None):
+            self.student.reload(path, version)
+
+    async def evaluate(
+        self,
+        path: str | None,
+        version: str | None,
+        items: list[tuple[int, Any]],
+        max_tokens: int,
+        acting: bool,
+    ) -> list[Any]:
+        """This actor's share of the held-out set, `items` as (index, problem): per problem,
+        whether its answer verifies, or for an acting student its trajectory's
+        `AgentProblemResult` (run with the problem's index as its seed, as in one process)."""
+        from pedagogy.training.evaluate import evaluate_agent_problems, evaluate_problems
+
+        self._load(path, version)
+        problems = [p for _, p in items]
+        if acting:
+            actor = getattr(self.agents, "eval_actor", None) or self.agents.actor
+            seeds = [i for i, _ in items]
+            return list(await evaluate_agent_problems(actor, self.domain, problems, seeds))
+        return await evaluate_problems(self.student, self.domain, problems, max_tokens)
 
     async def settled(self) -> tuple[list[tuple[str, int, Any, str]], list[str]]:
         """Once each episode finished or handed in a wrong attempt: (the wrong attempts as
@@ -362,6 +389,46 @@ class RayRollouts:
             for run in runs:
                 run.cancel()
             await asyncio.gather(*runs, return_exceptions=True)
+
+    async def evaluate(
+        self, session: Session, heldout: dict[Any, list[Any]], max_tokens: int, acting: bool
+    ) -> list[Any]:
+        """The held-out set shared out to the actors by index, each serving the student version
+        the driver holds: per problem of `training.evaluate.flatten(heldout)`, in its order,
+        what `evaluate_problems` (or for an acting student `evaluate_agent_problems`) gives."""
+        from pedagogy.training.evaluate import flatten
+
+        student = session.student_backend
+        path = getattr(student, "model", None)
+        version = getattr(student, "version_id", None)
+        self.start(session.config, path, version)
+        flat = flatten(heldout)
+        n = len(self.actors)
+        shares = [
+            (k, [(i, flat[i][1]) for i in range(k, len(flat), n)])
+            for k in range(n)
+            if k < len(flat)
+        ]
+
+        async def share(k: int, items: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+            for attempt in range(RETRIES + 1):
+                try:
+                    out = await self.actors[k].evaluate.remote(
+                        path, version, items, max_tokens, acting
+                    )
+                    return [(i, r) for (i, _), r in zip(items, out, strict=True)]
+                except BaseException as err:
+                    if not _actor_died(err) or attempt == RETRIES:
+                        raise _cause(err) from None
+                    self.restarts += 1
+                    self.actors[k] = self._new_actor(path, version)
+            raise PedagogyError("unreachable")  # the loop returns or raises
+
+        results: list[Any] = [None] * len(flat)
+        for part in await asyncio.gather(*(share(k, items) for k, items in shares)):
+            for i, r in part:
+                results[i] = r
+        return results
 
     async def _share(
         self, k: int, items: list[dict[str, Any]], ctx: RoundContext, broker: Any

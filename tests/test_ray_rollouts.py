@@ -382,3 +382,64 @@ def test_bench_rollouts_refuses_bad_sizes_in_one_line():
     if HAS_RAY:
         result = CliRunner().invoke(app, ["bench", "rollouts", "--actors", "0"])
         assert result.exit_code == 2 and "every actor count >= 1" in result.output
+
+
+def test_an_actors_share_of_the_held_out_set_is_measured_as_in_one_process(tmp_path):
+    """`RolloutWorker.evaluate` (the body of a Ray actor, here without Ray): the held-out set
+    shared out by index, problem i run with seed i, counts per arm exactly what the driver's
+    own evaluation counts, for an acting student (real tools, seeded steps) and a text one."""
+    from pedagogy.assembly import build_agents
+    from pedagogy.graphs.episode import build_episode_graph
+    from pedagogy.graphs.rollouts_ray import Recipe, RolloutWorker
+    from pedagogy.run_checks import domain_arms
+    from pedagogy.run_models import acting_context, local_model
+    from pedagogy.training.evaluate import (
+        build_heldout,
+        evaluate,
+        evaluate_agent,
+        flatten,
+        tally,
+        tally_agent,
+    )
+
+    data = json.loads(json.dumps(SMALL))
+    # sampled steps on held-out problems (SAG): the seeds decide them, so a share must keep each
+    # problem's own seed
+    data["agent"] = {"enabled": True, "max_steps": 3, "sag_n": 3}
+    (tmp_path / "acting.yaml").write_text(yaml.safe_dump(data))
+    config = load_config(tmp_path / "acting.yaml")
+    path = local_model(
+        config.student, tmp_path / "student", 0, "student", context=acting_context(config)
+    )
+    worker = RolloutWorker(
+        Recipe(config.model_dump(), build_agents, build_episode_graph), path, "v0"
+    )
+    heldout = build_heldout(worker.domain, domain_arms(config, worker.domain), 6, seed=5)
+    flat = flatten(heldout)
+    keys = [k for k, _ in flat]
+
+    def shared(acting: bool, budget: int) -> list:
+        out: list = [None] * len(flat)
+        for k in range(2):  # two actors' shares, by index
+            items = [(i, flat[i][1]) for i in range(k, len(flat), 2)]
+            results = asyncio.run(worker.evaluate(path, "v0", items, budget, acting))
+            for (i, _), r in zip(items, results):
+                out[i] = r
+        return out
+
+    actor = getattr(worker.agents, "eval_actor", None) or worker.agents.actor
+    seeds: list[tuple[str, int]] = []
+    run = actor.run
+
+    async def recording(problem, **kw):
+        seeds.append((problem.prompt, kw["seed"]))
+        return await run(problem, **kw)
+
+    actor.run = recording
+    whole = asyncio.run(evaluate_agent(actor, worker.domain, heldout))
+    whole_seeds, seeds[:] = sorted(seeds), []
+    assert tally_agent(heldout, keys, shared(True, 0)) == whole
+    assert sorted(seeds) == whole_seeds == sorted((p.prompt, i) for i, (_, p) in enumerate(flat))
+    assert sum(r.n for r in whole.values()) == len(flat) > 0
+    text = asyncio.run(evaluate(worker.student, worker.domain, heldout, max_tokens=16))
+    assert tally(heldout, keys, shared(False, 16)) == text

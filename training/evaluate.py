@@ -28,9 +28,16 @@ if TYPE_CHECKING:
     from pedagogy.domains.base import Domain
 
 __all__ = [
+    "AgentProblemResult",
+    "answer_budget",
     "build_heldout",
     "evaluate",
     "evaluate_agent",
+    "evaluate_agent_problems",
+    "evaluate_problems",
+    "flatten",
+    "tally",
+    "tally_agent",
     "AgentArmResult",
     "heldout_prompts",
     "accuracy",
@@ -161,6 +168,52 @@ def _max_tokens(domain: Domain, problems: Sequence[Problem]) -> int:
     return max(lengths, default=DEFAULT_MAX_TOKENS) + 8
 
 
+def flatten(heldout: dict[Arm, list[Problem]]) -> list[tuple[Arm, Problem]]:
+    """The held-out problems in evaluation order, each with its arm: problem i of this list is
+    evaluated with seed i wherever it runs (one process, or shared out to Ray actors)."""
+    return [(_arm_key(arm), p) for arm, arm_problems in heldout.items() for p in arm_problems]
+
+
+async def evaluate_problems(
+    backend: Backend, domain: Domain, problems: Sequence[Problem], max_tokens: int
+) -> list[bool]:
+    """Whether each problem's greedy answer verifies, from one batched generate (a completion
+    that came back with an error counts as wrong)."""
+    if not problems:
+        return []
+    requests = [
+        ChatRequest(
+            messages=[{"role": "user", "content": p.prompt}],
+            max_tokens=max_tokens,
+            temperature=0.0,
+            problem=p,
+            purpose="evaluate",
+        )
+        for p in problems
+    ]
+    completions = await backend.generate(requests)
+    return [
+        completion.error is None and domain.verify(problem, completion.text).correct
+        for problem, completion in zip(problems, completions, strict=True)
+    ]
+
+
+def answer_budget(domain: Domain, heldout: dict[Arm, list[Problem]], max_tokens: int | None) -> int:
+    """`max_tokens`, or when None the longest worked solution's length (`evaluate`)."""
+    return max_tokens or _max_tokens(domain, [p for _, p in flatten(heldout)])
+
+
+def tally(
+    heldout: dict[Arm, list[Problem]], keys: Sequence[Arm], ok: Sequence[bool]
+) -> dict[Arm, tuple[int, int]]:
+    """(correct, n) per arm from each flattened problem's result."""
+    result: dict[Arm, tuple[int, int]] = {_arm_key(arm): (0, 0) for arm in heldout}
+    for key, good in zip(keys, ok, strict=True):
+        correct, n = result[key]
+        result[key] = (correct + int(good), n + 1)
+    return result
+
+
 async def evaluate(
     backend: Backend,
     domain: Domain,
@@ -174,32 +227,12 @@ async def evaluate(
     completion that came back with an error counts as wrong. `max_tokens`: the answers'
     budget; None: sized to the longest worked solution (the loop passes the student's own).
     """
-    keys: list[Arm] = []
-    problems: list[Problem] = []
-    for arm, arm_problems in heldout.items():
-        for problem in arm_problems:
-            keys.append(_arm_key(arm))
-            problems.append(problem)
-    result: dict[Arm, tuple[int, int]] = {_arm_key(arm): (0, 0) for arm in heldout}
-    if not problems:
-        return result
-    budget = max_tokens or _max_tokens(domain, problems)
-    requests = [
-        ChatRequest(
-            messages=[{"role": "user", "content": p.prompt}],
-            max_tokens=budget,
-            temperature=0.0,
-            problem=p,
-            purpose="evaluate",
-        )
-        for p in problems
-    ]
-    completions = await backend.generate(requests)
-    for key, problem, completion in zip(keys, problems, completions, strict=True):
-        correct, n = result[key]
-        ok = completion.error is None and domain.verify(problem, completion.text).correct
-        result[key] = (correct + int(ok), n + 1)
-    return result
+    flat = flatten(heldout)
+    if not flat:
+        return {_arm_key(arm): (0, 0) for arm in heldout}
+    budget = answer_budget(domain, heldout, max_tokens)
+    ok = await evaluate_problems(backend, domain, [p for _, p in flat], budget)
+    return tally(heldout, [k for k, _ in flat], ok)
 
 
 def accuracy(results: dict[Arm, tuple[int, int]]) -> dict[Arm, float]:
@@ -236,6 +269,58 @@ class AgentArmResult:
         }
 
 
+@dataclass
+class AgentProblemResult:
+    """An acting student's trajectory on one held-out problem, as `AgentArmResult` counts it."""
+
+    steps: int
+    tool_calls: int
+    invalid: int
+    answered: bool
+    correct: bool
+
+
+async def evaluate_agent_problems(
+    actor: Actor, domain: Domain, problems: Sequence[Problem], seeds: Sequence[int]
+) -> list[AgentProblemResult]:
+    """Each problem's greedy trajectory (with real tools), run concurrently with its seed."""
+    trajectories = await asyncio.gather(
+        *(actor.run(p, kind="evaluate", seed=seed) for p, seed in zip(problems, seeds, strict=True))
+    )
+    out = []
+    for problem, steps in zip(problems, trajectories, strict=True):
+        last = steps[-1] if steps else None
+        answered = last is not None and last.action.kind == "answer" and not last.turn.error
+        out.append(
+            AgentProblemResult(
+                steps=len(steps),
+                tool_calls=sum(s.action.kind == "call" for s in steps),
+                invalid=sum(s.action.kind == "invalid" for s in steps),
+                answered=answered,
+                correct=answered
+                and last is not None
+                and domain.verify(problem, f"A:{last.action.answer}").correct,
+            )
+        )
+    return out
+
+
+def tally_agent(
+    heldout: dict[Arm, list[Problem]], keys: Sequence[Arm], results: Sequence[AgentProblemResult]
+) -> dict[Arm, AgentArmResult]:
+    """Per-arm results from each flattened problem's trajectory."""
+    out: dict[Arm, AgentArmResult] = {_arm_key(arm): AgentArmResult() for arm in heldout}
+    for key, one in zip(keys, results, strict=True):
+        r = out[key]
+        r.n += 1
+        r.steps += one.steps
+        r.tool_calls += one.tool_calls
+        r.invalid += one.invalid
+        r.unanswered += int(not one.answered)
+        r.correct += int(one.correct)
+    return out
+
+
 async def evaluate_agent(
     actor: Actor, domain: Domain, heldout: dict[Arm, list[Problem]]
 ) -> dict[Arm, AgentArmResult]:
@@ -243,27 +328,10 @@ async def evaluate_agent(
 
     Greedy, concurrent trajectories: each step is one `generate` call, so a batching backend
     (transformers) runs the steps of all problems together. The answer is the trajectory's final
-    `A:` action, verified by the domain.
+    `A:` action, verified by the domain. Problem i of `flatten(heldout)` runs with seed i.
     """
-    keys: list[Arm] = []
-    problems: list[Problem] = []
-    for arm, arm_problems in heldout.items():
-        for problem in arm_problems:
-            keys.append(_arm_key(arm))
-            problems.append(problem)
-    result: dict[Arm, AgentArmResult] = {_arm_key(arm): AgentArmResult() for arm in heldout}
-    trajectories = await asyncio.gather(
-        *(actor.run(p, kind="evaluate", seed=i) for i, p in enumerate(problems))
+    flat = flatten(heldout)
+    results = await evaluate_agent_problems(
+        actor, domain, [p for _, p in flat], list(range(len(flat)))
     )
-    for key, problem, steps in zip(keys, problems, trajectories, strict=True):
-        r = result[key]
-        r.n += 1
-        r.steps += len(steps)
-        r.tool_calls += sum(s.action.kind == "call" for s in steps)
-        r.invalid += sum(s.action.kind == "invalid" for s in steps)
-        last = steps[-1] if steps else None
-        if last is None or last.action.kind != "answer" or last.turn.error:
-            r.unanswered += 1
-            continue
-        r.correct += int(domain.verify(problem, f"A:{last.action.answer}").correct)
-    return result
+    return tally_agent(heldout, [k for k, _ in flat], results)
