@@ -470,6 +470,36 @@ class TransformersBackend:
     # -- scoring -------------------------------------------------------------------------------
 
     def _score_batch(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
+        token_lp, rows, starts = self._continuation_logprobs(prompts, continuations)
+        return [float(token_lp[i, starts[i] - 1 : len(r) - 1].sum()) for i, r in enumerate(rows)]
+
+    def token_logprobs(
+        self, prompts: Sequence[str], continuations: Sequence[str]
+    ) -> list[list[float]]:
+        """The log-probability of each token of each continuation given its (already rendered)
+        prompt: what `score` sums, token by token (a distillation teacher's per-token scores).
+
+        Synchronous and batched (`max_batch_size` rows per forward), like `score`.
+        """
+        if len(prompts) != len(continuations):
+            raise ConfigError(
+                f"token_logprobs got {len(prompts)} prompts but {len(continuations)} "
+                "continuations; pass one continuation per prompt"
+            )
+        out: list[list[float]] = []
+        for start in range(0, len(prompts), self.max_batch_size):
+            stop = start + self.max_batch_size
+            token_lp, rows, starts = self._continuation_logprobs(
+                prompts[start:stop], continuations[start:stop]
+            )
+            out.extend(token_lp[i, starts[i] - 1 : len(r) - 1].tolist() for i, r in enumerate(rows))
+        return out
+
+    def _continuation_logprobs(
+        self, prompts: Sequence[str], continuations: Sequence[str]
+    ) -> tuple[Any, list[list[int]], list[int]]:
+        """One forward over prompt + continuation rows: the log-probability of every row's
+        token given those before it, the rows' ids and where each continuation starts."""
         import torch
 
         with self._lock:
@@ -499,10 +529,7 @@ class TransformersBackend:
             logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
             target = ids[:, 1:]
             token_lp = logprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        scores = []
-        for i, r in enumerate(rows):
-            scores.append(float(token_lp[i, starts[i] - 1 : len(r) - 1].sum()))
-        return scores
+        return token_lp, rows, starts
 
 
 class _RowSampler:

@@ -37,10 +37,13 @@ class Store(Protocol):
         run: RunRecord,
         versions: Sequence[ModelVersionRecord] = (),
         holder: str | None = None,
+        *,
+        decisions: Sequence[DecisionRecord] = (),
     ) -> None:
         """Also starts the run's hash chain, keyed when PEDAGOGY_AUDIT_KEY is set. The password
         of any URL in `run.config` (a database's, an endpoint's) is masked before it is stored.
-        Its base model `versions` and, given a `holder`, its lease are written with it."""
+        Its base model `versions`, `decisions` made before it started (its teacher model's
+        held-out accuracy) and, given a `holder`, its lease are written with it."""
         ...
 
     def get_run(self, run_id: str) -> RunRecord:

@@ -176,7 +176,7 @@ class ModelVersionRecord:
     id: str
     run_id: str
     role: str
-    """student | generator"""
+    """student | generator | teacher (the embedded teacher model: number 0, never trained)"""
     number: int
     """0 = the base model; 1, 2, ... per training job."""
     path: str

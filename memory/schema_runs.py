@@ -208,7 +208,13 @@ model_versions = Table(
     metadata,
     Column("id", ID, primary_key=True, doc="The version id, e.g. <run>-student-v0."),
     Column("run_id", ID, ForeignKey("runs.id"), nullable=False, doc="The run that made it."),
-    Column("role", NAME, nullable=False, doc="student | generator: the model it is a version of."),
+    Column(
+        "role",
+        NAME,
+        nullable=False,
+        doc="student | generator | teacher (the embedded teacher model, only number 0): the model "
+        "it is a version of.",
+    ),
     Column(
         "number",
         Integer,

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, insert, select, update
 from pedagogy.errors import StoreError
 from pedagogy.memory import schema as S
 from pedagogy.memory.chain import ChainWriter, audit_key
-from pedagogy.memory.records import ModelVersionRecord, RunRecord
+from pedagogy.memory.records import DecisionRecord, ModelVersionRecord, RunRecord
 from pedagogy.memory.store_core import StoreCore
 from pedagogy.memory.store_open import redact_urls
 from pedagogy.memory.store_rows import _chunks, _now, _record, _row, _to_db
@@ -30,9 +30,12 @@ class RunsMixin(StoreCore):
         run: RunRecord,
         versions: Sequence[ModelVersionRecord] = (),
         holder: str | None = None,
+        *,
+        decisions: Sequence[DecisionRecord] = (),
     ) -> None:
-        """Also its base model `versions` and, given a `holder`, its lease (`memory.lease`),
-        in the same transaction: a run row always has its base versions."""
+        """Also its base model `versions`, `decisions` made before it started and, given a
+        `holder`, its lease (`memory.lease`), in the same transaction: a run row always has its
+        base versions."""
         created = _to_db(run.created_at)
         with self._writing(f"create run {run.id!r}") as conn:
             if conn.execute(select(S.runs.c.id).where(S.runs.c.id == run.id)).first():
@@ -53,6 +56,8 @@ class RunsMixin(StoreCore):
             self._snapshot(conn, chain, "runs", [row], [{"keyed": key is not None}])
             for version in versions:
                 self._insert_version(conn, version, chain)
+            if decisions:
+                self._link_decisions(conn, decisions, {run.id: chain})
             self._save_chains(conn, {run.id: chain})
 
     def get_run(self, run_id: str) -> RunRecord:

@@ -86,8 +86,11 @@ def show(
         with read_store(db) as store:
             use_plugins(plugin, store, run_id)
             summary = run_summary(store, run_id)
+            teacher = teacher_summary(store, run_id)
     except PedagogyError as err:
         fail(err)
+    if teacher is not None:
+        summary["teacher"] = teacher
     if plot is not None:
         plot_learning_curve(summary, plot)
     if heatmap is not None:
@@ -122,6 +125,11 @@ def show(
             str(rd.get("explained", 0)),
         )
     console.print(table)
+    if teacher is not None:
+        arms = " ".join(f"{a} {v:.2f}" for a, v in teacher["heldout"].items())
+        console.print(
+            f"teacher: {teacher['model']} {teacher['key']} · held-out {arms}", highlight=False
+        )
     vt = Table("version", title="model versions (ids for `pedagogy audit model`)")
     vt.add_column("id", no_wrap=True)  # whole: `audit model` takes it
     for name in ("status", "job", "path"):
@@ -163,6 +171,22 @@ def show(
     console.print(
         f"episodes {c['episodes']} · correct first try {c['correct_first']} · explained {c['explained']} · training jobs {c['training_jobs']}"
     )
+
+
+def teacher_summary(store: Any, run_id: str) -> dict[str, Any] | None:
+    """The run's teacher model (`teacher.model: tiny-teacher`): its name, cache key, version and
+    held-out accuracy per arm, from its `teacher_heldout` decisions; None for other teachers."""
+    rows = store.decisions(run_id, round=0, kind="teacher_heldout")
+    if not rows:
+        return None
+    first = rows[0]
+    return {
+        "model": first.policy,
+        "key": first.detail.get("key"),
+        "version": first.detail.get("version"),
+        "heldout": {d.subject: d.value for d in rows},
+        "n": {d.subject: d.detail.get("n") for d in rows},
+    }
 
 
 def _print_usage(summary: dict[str, Any]) -> None:

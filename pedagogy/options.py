@@ -106,8 +106,11 @@ def option_problems(
 
 _SUPPLIED_BY_CONFIG = ("model", "api_base", "api_key_env", "max_concurrency")
 """A backend's parameters filled from its config section's own keys, not from `options`."""
-_RUNNER_KEYS: dict[str, tuple[tuple[str, Any], ...]] = {"transformers": (("tiny", dict),)}
-"""Backend options the runner reads before building (`tiny`: the tiny student's sizes)."""
+_RUNNER_KEYS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "transformers": (("tiny", dict), ("tiny_teacher", dict))
+}
+"""Backend options the runner reads before building (`tiny`: the tiny student's sizes;
+`tiny_teacher`: the embedded teacher's shape and training, `pedagogy.training.teacher_model`)."""
 
 
 def config_option_problems(config: RunConfig) -> list[str]:
@@ -124,6 +127,7 @@ def config_option_problems(config: RunConfig) -> list[str]:
             spec = OptionsSpec(target, _SUPPLIED_BY_CONFIG, _RUNNER_KEYS.get(backend.kind, ()))
             what = f"backend kind {backend.kind!r}"
             problems += option_problems(f"{where}.options", what, spec, backend.options)
+    problems += teacher_model_problems(config)
     domain_target = domain_options_target(config.domain.name)
     if domain_target is not None:
         what = f"domain {config.domain.name!r}"
@@ -144,6 +148,48 @@ def config_option_problems(config: RunConfig) -> list[str]:
         problems += option_problems(
             "episodes.intervention_options", what, spec, config.episodes.intervention_options
         )
+    return problems
+
+
+def teacher_model_problems(config: RunConfig) -> list[str]:
+    """What is wrong with the embedded teacher's settings (`teacher.model: tiny-teacher`): its
+    `options.tiny_teacher` (each key and value), the name given to another role, and what the
+    tiny teacher cannot do (act with tools, write refinements)."""
+    from pedagogy.errors import ConfigError
+    from pedagogy.training.teacher_model import TEACHER_MODEL, TinyTeacherConfig
+
+    problems: list[str] = []
+    for where, backend in _backends(config):
+        named = backend.kind == "transformers" and backend.model == TEACHER_MODEL
+        given = "tiny_teacher" in backend.options
+        if named and where != "teacher":
+            problems.append(
+                f"{where}.model: {TEACHER_MODEL!r} is the embedded teacher; only teacher.model "
+                "can name it (the student's embedded model is 'tiny')"
+            )
+        elif given and not named:
+            problems.append(
+                f"{where}.options.tiny_teacher is read only with {where}.model: {TEACHER_MODEL!r} "
+                f"(kind transformers); set the model or remove the option"
+            )
+        elif named and isinstance(backend.options.get("tiny_teacher", {}), dict):
+            try:
+                TinyTeacherConfig.from_options(
+                    backend.options.get("tiny_teacher"), f"{where}.options.tiny_teacher"
+                )
+            except ConfigError as err:
+                problems.append(str(err))
+    if config.teacher.model == TEACHER_MODEL and config.teacher.kind == "transformers":
+        if config.agent.enabled:
+            problems.append(
+                f"teacher.model {TEACHER_MODEL!r} writes text solutions and cannot demonstrate "
+                "with tools yet; use agent.enabled: false or teacher.kind: scripted"
+            )
+        if config.curriculum.refine > 0 and config.curriculum.refine_by == "teacher":
+            problems.append(
+                f"curriculum.refine_by: teacher — the {TEACHER_MODEL} cannot write new problems; "
+                "use refine_by: domain"
+            )
     return problems
 
 

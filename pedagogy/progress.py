@@ -48,6 +48,20 @@ class LiveProgress:
             self.run_id = data["run_id"]
             verb = "resuming" if data["resumed"] else "started"
             self._line(f"{verb} run [bold]{data['run_id']}[/] · db {data['db']}")
+        elif kind == "teacher_training":
+            if "examples" in data:
+                self._line(
+                    f"teacher model: training {data['steps']} steps on {data['examples']} worked "
+                    "solutions (once; cached for later runs)"
+                )
+            else:
+                self._line(
+                    f"teacher model: step {data['step']}/{data['steps']} loss {data['loss']:.3f}"
+                )
+        elif kind == "teacher_ready":
+            arms = " ".join(f"{a}={v:.2f}" for a, v in data["heldout"].items())
+            how = "built" if data["built"] else "loaded"
+            self._line(f"teacher model {how} ({data['key']}): held-out {arms}")
         elif kind == "evaluated":
             arms = " ".join(f"{a}={v:.2f}" for a, v in data["per_arm"].items())
             self._line(f"round {data['round']}: held-out mean {data['mean']:.2f} · {arms}")

@@ -8,6 +8,7 @@ the run was started in (runs stored before workdirs were made absolute), recover
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,120 @@ def local_model(backend_cfg, path: Path, seed: int, role: str, context: int = 0)
         ) from None
     build_tiny_student(path, tiny, seed=seed)
     return str(path)
+
+
+@dataclass
+class Teacher:
+    """The teacher's backend config as the run builds it, and for the embedded teacher model
+    (`teacher.model: tiny-teacher`) the built model and its version's id."""
+
+    config: Any
+    model: Any = None
+    """The `pedagogy.training.teacher_model.TeacherModel`, or None for any other teacher."""
+    version_id: str | None = None
+
+
+def teacher_model(
+    config: RunConfig,
+    domain: Any,
+    arms: list[str],
+    run_id: str,
+    *,
+    emit: Any = None,
+    context: int = 0,
+) -> Teacher:
+    """The teacher: model 'tiny-teacher' loads the embedded teacher from
+    `<workdir>/teachers/<key>/`, or builds it there (minutes, once per key), its context at
+    least `context` tokens unless set explicitly; any other teacher as configured."""
+    from pedagogy.training.teacher_model import (
+        TEACHER_MODEL,
+        TeacherSpec,
+        TinyTeacherConfig,
+        ensure_teacher,
+    )
+
+    cfg = config.teacher
+    if cfg.kind != "transformers" or cfg.model != TEACHER_MODEL:
+        return Teacher(cfg)
+    options = dict(cfg.options.get("tiny_teacher") or {})
+    if context > TinyTeacherConfig.max_position and "max_position" not in options:
+        options["max_position"] = -(-context // 64) * 64
+    tiny = TinyTeacherConfig.from_options(options, "teacher.options.tiny_teacher")
+    spec = TeacherSpec(
+        domain={"name": config.domain.name, "options": config.domain.options},
+        arms=tuple(arms),
+        heldout_per_arm=config.evaluation.heldout_per_arm,
+        heldout_seed=config.evaluation.seed,
+    )
+    built = ensure_teacher(Path(config.workdir) / "teachers", tiny, spec, domain, emit=emit)
+    rest = {k: v for k, v in cfg.options.items() if k != "tiny_teacher"}
+    backend = cfg.model_copy(update={"model": str(built.path), "options": rest})
+    return Teacher(backend, built, f"{run_id}-teacher-v0")
+
+
+def teacher_backend(teacher: Teacher, domain: Any) -> Any:
+    """The teacher's backend; the embedded teacher model's is asked each explain request's
+    problem (`ReadsTheProblem`) and reports its version in every turn."""
+    from pedagogy.backends.registry import build_backend
+
+    backend = build_backend(teacher.config, domain)
+    if teacher.model is None:
+        return backend
+    from pedagogy.training.teacher_model import ReadsTheProblem
+
+    backend = ReadsTheProblem(backend)
+    backend.version_id = teacher.version_id
+    return backend
+
+
+def teacher_records(run_id: str, teacher: Teacher) -> tuple[list[Any], list[Any]]:
+    """A new run's records of its embedded teacher model: its version (role 'teacher', number
+    0, its cache folder; the folder's files are hashed onto the run's chain) and its held-out
+    accuracy per arm as `teacher_heldout` decisions of round 0; ([], []) for other teachers."""
+    from pedagogy.memory.records import DecisionRecord, ModelVersionRecord
+    from pedagogy.training.teacher_model import TEACHER_MODEL
+
+    model = teacher.model
+    if model is None or teacher.version_id is None:
+        return [], []
+    version = ModelVersionRecord(
+        id=teacher.version_id,
+        run_id=run_id,
+        role="teacher",
+        number=0,
+        path=str(model.path),
+        status="base",
+    )
+    decisions = [
+        DecisionRecord(
+            run_id=run_id,
+            round=0,
+            kind="teacher_heldout",
+            policy=TEACHER_MODEL,
+            subject=arm,
+            value=correct / n if n else 0.0,
+            detail={"version": teacher.version_id, "key": model.key, "correct": correct, "n": n},
+        )
+        for arm, (correct, n) in model.heldout.items()
+    ]
+    return [version], decisions
+
+
+def check_resumed_teacher(store: Any, run_id: str, teacher: Teacher) -> None:
+    """Warn when a resumed run's embedded teacher is not the one it started with (its key
+    changed: other library versions, or its cached folder was replaced)."""
+    import warnings
+
+    if teacher.model is None:
+        return
+    stored = [v for v in store.model_versions(run_id, "teacher") if v.number == 0]
+    if stored and Path(stored[0].path).name != teacher.model.key:
+        warnings.warn(
+            f"run {run_id} started with the teacher model {stored[0].path}; it continues with "
+            f"{teacher.model.path} (its key changed: other library versions?): the rest of the "
+            "run is taught by another teacher",
+            stacklevel=2,
+        )
 
 
 def acting_context(config: RunConfig) -> int:

@@ -281,7 +281,10 @@ async def _run(
     samples = run_checks.sample_arms(domain, arms)
     run_checks.check_teacher_explains(config, domain, samples)
     run_checks.warn_cut_answers(config, samples)
-    teacher_backend = build_backend(config.teacher, domain)
+    teacher = run_models.teacher_model(
+        config, domain, arms, run_id, emit=emit, context=run_models.domain_context(config, samples)
+    )
+    teacher_backend = run_models.teacher_backend(teacher, domain)
     checks: list[Any] = []
     await run_checks.check_reachable(teacher_backend, "teacher", checks)
     gen_cfg, gen_version = run_models.generator_model(
@@ -333,16 +336,20 @@ async def _run(
                     status="base",
                 )
             )
-        # One transaction: the run, its base versions and this process's lease on it.
+        teacher_versions, teacher_decisions = run_models.teacher_records(run_id, teacher)
+        # One transaction: the run, its base versions, its teacher model's held-out accuracy
+        # and this process's lease on it.
         store.create_run(
             RunRecord(run_id, config.name, config.model_dump(), config.seed),
-            versions,
+            versions + teacher_versions,
             hold.holder,
+            decisions=teacher_decisions,
         )
         if isinstance(store, _OpenedLate):
             store = store.opened  # the run's own store from here on
         hold.started(run_id)
     else:
+        run_models.check_resumed_teacher(store, run_id, teacher)
         store.set_run_status(run_id, "running")
         if config.budget != stored.budget:  # limits raised for the rest of the run
             store.set_run_budget(run_id, config.budget.model_dump())
@@ -422,7 +429,8 @@ async def _run(
     finally:
         if rollouts is not None:
             rollouts.close()
-        for backend in (student_backend, gen_backend):
+        embedded_teacher = teacher_backend if teacher.model is not None else None
+        for backend in (student_backend, gen_backend, embedded_teacher):
             aclose = getattr(backend, "aclose", None)
             if aclose is not None:
                 await aclose()
