@@ -291,7 +291,17 @@ def loop_ratio(episodes: int = 400, train_steps: int = 300, seed: int = 0) -> di
     }
 
 
-PARTS = ("training", "decoding", "loop", "agent_loop", "replay", "growth", "store", "litellm")
+PARTS = (
+    "training",
+    "decoding",
+    "loop",
+    "agent_loop",
+    "replay",
+    "growth",
+    "store",
+    "litellm",
+    "viewer",
+)
 """What `run` measures, in this order."""
 
 
@@ -363,6 +373,10 @@ def run(parts: tuple[str, ...] = PARTS, *, quick: bool = False, progress: Any = 
             from pedagogy.benchmarks.throughput_store import store_ratio
 
             out[part] = store_ratio(per_round=200, rounds=3) if quick else store_ratio()
+        elif part == "viewer":
+            from pedagogy.benchmarks.throughput_viewer import episodes_page
+
+            out[part] = episodes_page(10_000, 2_000, 3) if quick else episodes_page()
         elif part == "litellm":
             from pedagogy.backends.litellm_bench import litellm_failover, litellm_throughput
 
@@ -507,6 +521,19 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
                 s["ratio"] >= 0.9 and s["store"]["per_cpu_s"] >= 20_000,
             )
         )
+    if "viewer" in report:
+        v = report["viewer"]
+        for name, ms in v["pages"].items():
+            out.append(
+                _row(
+                    f"viewer episodes page at {v['episodes']} episodes, {name} (median ms)",
+                    f"{ms['median']:.0f} ms",
+                    "",
+                    None,
+                    "< 300 ms",
+                    ms["median"] < 300,
+                )
+            )
     if "litellm" in report:
         li = report["litellm"]
         for path in ("backend", "workers", "direct"):

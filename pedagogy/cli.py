@@ -29,6 +29,7 @@ from pedagogy.cli_records import (
     replay,
 )
 from pedagogy.cli_run import init, run
+from pedagogy.cli_serve import serve
 from pedagogy.cli_show import runs_, show
 from pedagogy.errors import PedagogyError
 from pedagogy.moved import moved_names
@@ -90,6 +91,7 @@ audit_app.command("model")(audit_model_cmd)
 audit_app.command("verify")(audit_verify_cmd)
 audit_app.command("anchor")(audit_anchor_cmd)
 app.command()(init)
+app.command()(serve)
 bench_app.command("learning")(bench_learning)
 bench_app.command("agents")(bench_agents)
 bench_app.command("throughput")(bench_throughput)

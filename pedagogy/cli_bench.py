@@ -262,7 +262,7 @@ def bench_throughput(
     parts: str | None = typer.Option(
         None,
         "--parts",
-        help="Comma-separated measures (default: all of training,decoding,loop,agent_loop,replay,growth,store,litellm).",
+        help="Comma-separated measures (default: all of training,decoding,loop,agent_loop,replay,growth,store,litellm,viewer).",
     ),
     quick: bool = typer.Option(False, "--quick", help="Small sizes, for a check in seconds."),
     as_json: bool = typer.Option(False, "--json", help="Print every number as JSON."),

@@ -1,0 +1,149 @@
+"""`pedagogy serve`: a read-only web viewer over a run store (SQLite or PostgreSQL).
+
+Server-rendered pages (FastAPI and Jinja2; charts as inline SVG, `viewer.charts`), no script
+and no build step. Every page reads the store through its readers (`open_store(url,
+create=False)`: never creates a database; an older schema is upgraded in place as every opener
+does) and writes nothing:
+
+    /                         the runs: status, rounds, held-out mean, episodes
+    /runs/{run}               a run: config, library versions, versions, held-out curves per
+                              level, the curriculum's probabilities per round (a heatmap),
+                              decisions per round, tokens and cost per role and arm, warnings
+    /runs/{run}/audit         `audit verify` of the run's hash chain
+    /runs/{run}/episodes      its episodes, filtered (round, arm, outcome, explained, tool) and
+                              paged by key (`viewer.data.episode_page`)
+    /episodes/{episode}       an episode's turns in order: request, response, tool calls and
+                              observations, verdicts, the explanation as shown, tokens, latency
+    /versions/{version}       a model version: its parent chain, the jobs and data that made it,
+                              its evaluations
+    /compare?a=RUN&b=RUN      two runs' per-level curves on one chart and their config diff
+
+An unknown id answers 404 with the page that lists what exists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from pedagogy.errors import StoreError
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+__all__ = ["create_app"]
+
+
+def create_app(db_url: str) -> Any:
+    """The viewer's ASGI app over the store at `db_url` (opened once, read-only use)."""
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
+    from fastapi.templating import Jinja2Templates
+
+    from pedagogy.memory.store import open_store, redact_urls
+    from pedagogy.viewer import pages
+
+    store = open_store(db_url, create=False)
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, default=str)
+    app = FastAPI(
+        title="pedagogy viewer", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.state.store = store
+    shown_db = redact_urls(db_url)
+
+    def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Any:
+        return templates.TemplateResponse(
+            request, name, {"db": shown_db, **context}, status_code=status
+        )
+
+    def missing(request: Request, what: str, back: str, back_label: str) -> Any:
+        return render(
+            request, "missing.html", {"what": what, "back": back, "back_label": back_label}, 404
+        )
+
+    @app.get("/", response_class=HTMLResponse)
+    def runs(request: Request) -> Any:
+        return render(request, "runs.html", {"runs": pages.runs(store)})
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def run(request: Request, run_id: str) -> Any:
+        try:
+            context = pages.run(store, run_id)
+        except StoreError:
+            return missing(request, f"run {run_id}", "/", "the runs")
+        return render(request, "run.html", context)
+
+    @app.get("/runs/{run_id}/audit", response_class=HTMLResponse)
+    def audit(request: Request, run_id: str) -> Any:
+        try:
+            context = pages.audit(store, run_id)
+        except StoreError as err:
+            if "unknown run" in str(err) or "no run" in str(err):
+                return missing(request, f"run {run_id}", "/", "the runs")
+            context = {"run_id": run_id, "error": str(err), "problems": [], "clean": False}
+        return render(request, "audit.html", context)
+
+    @app.get("/runs/{run_id}/episodes", response_class=HTMLResponse)
+    def episodes(
+        request: Request,
+        run_id: str,
+        round: str = "",
+        arm: str = "",
+        outcome: str = "",
+        explained: str = "",
+        tool: str = "",
+        after: str = "",
+    ) -> Any:
+        try:
+            context = pages.episodes(store, run_id, round, arm, outcome, explained, tool, after)
+        except StoreError:
+            return missing(request, f"run {run_id}", "/", "the runs")
+        except ValueError as err:
+            return render(
+                request,
+                "missing.html",
+                {
+                    "what": str(err),
+                    "back": f"/runs/{run_id}/episodes",
+                    "back_label": "the unfiltered list",
+                },
+                400,
+            )
+        return render(request, "episodes.html", context)
+
+    @app.get("/episodes/{episode_id}", response_class=HTMLResponse)
+    def episode(request: Request, episode_id: str) -> Any:
+        try:
+            context = pages.episode(store, episode_id)
+        except StoreError:
+            return missing(request, f"episode {episode_id}", "/", "the runs")
+        return render(request, "episode.html", context)
+
+    @app.get("/versions/{version_id}", response_class=HTMLResponse)
+    def version(request: Request, version_id: str) -> Any:
+        try:
+            context = pages.version(store, version_id)
+        except StoreError:
+            return missing(request, f"model version {version_id}", "/", "the runs")
+        return render(request, "version.html", context)
+
+    @app.get("/compare", response_class=HTMLResponse)
+    def compare(request: Request, a: str = "", b: str = "") -> Any:
+        try:
+            context = pages.compare(store, a, b)
+        except StoreError:
+            return missing(request, f"runs {a!r} and {b!r}", "/", "the runs")
+        return render(request, "compare.html", context)
+
+    return app
