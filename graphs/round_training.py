@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from pedagogy.backends.base import Scores
 from pedagogy.graphs.session import Session
-from pedagogy.memory.records import DecisionRecord, ModelVersionRecord, TrainingJobRecord
+from pedagogy.memory.records import (
+    DecisionRecord,
+    ModelVersionRecord,
+    TrainingJobRecord,
+    TurnRecord,
+)
 from pedagogy.training.data import mix_examples
 
 if TYPE_CHECKING:
@@ -113,13 +118,16 @@ async def _choose_examples(
     are new, and the filter's decisions (stored with the job); None: too few new ones."""
     cfg, run_id, round_ = session.config.training, session.run_id, state["round"]
     acting = session.config.agent.enabled
-    # Trainers of (prompt, completion) examples or trajectories learn from positives only.
-    negatives = _shape_of(kind) in ("preferences", "unpaired")
+    # Trainers of (prompt, completion) examples or trajectories learn from positives only; an
+    # on-policy trainer from every practised prompt (the student samples its own completions).
+    shape = _shape_of(kind)
+    negatives = shape in ("preferences", "unpaired", "prompts")
     usable = [i for i in items if negatives or i.polarity == "positive"]
     new_ids = {e.id for e in episodes}  # the round's own episodes
     new = [i for i in usable if i.episode_id in new_ids]
     decisions: list[DecisionRecord] = []
-    if sum(i.polarity == "positive" for i in new) < cfg.min_new_examples:
+    counted = len(new) if shape == "prompts" else sum(i.polarity == "positive" for i in new)
+    if counted < cfg.min_new_examples:
         session.emit("training_skipped", {"round": round_, "new_examples": len(new)})
         return None
     if cfg.filter and not acting and isinstance(session.student_backend, Scores):
@@ -198,9 +206,48 @@ async def _fit(
         "new_examples": new_examples,
         **getattr(result, "metrics", {}),
     }
+    if result.samples:  # an on-policy job's samples and the teacher's scores, on the chain
+        store.record_turns(session.run_id, _sample_turns(session, job, student_path, result))
     store.finish_training_job(job.id, "completed", metrics, version.id, version)
     session.emit("training_finished", {"round": round_, **metrics})
     return {"candidate": {"id": version.id, "path": str(out_path), "job_id": job.id}}
+
+
+def _sample_turns(
+    session: Session, job: TrainingJobRecord, student_path: str, result: Any
+) -> list[TurnRecord]:
+    """An on-policy job's kept samples as student turns outside any episode: the prompt as the
+    request (purpose `onpolicy`, the job, its attempt and the step), the sampled completion as
+    the response, and in `detail` its token ids and the teacher's log-probability of each."""
+    turns = []
+    for i, s in enumerate(result.samples):
+        turns.append(
+            TurnRecord(
+                seq=i,
+                agent="student",
+                backend="transformers",
+                model=student_path,
+                model_version=job.base_version_id,
+                request={
+                    "messages": [{"role": "user", "content": s["prompt"]}],
+                    "purpose": "onpolicy",
+                    "job_id": job.id,
+                    "attempt": job.attempt,
+                    "step": s["step"],
+                    "on_policy": s["on_policy"],
+                },
+                response=s["completion"],
+                completion_tokens=len(s["token_ids"]),
+                seed=s["seed"],
+                episode_id=None,
+                detail={
+                    "token_ids": s["token_ids"],
+                    "teacher_logprobs": s["teacher_logprobs"],
+                    "teacher": session.teacher_path,
+                },
+            )
+        )
+    return turns
 
 
 _NO_DATA = {
@@ -208,6 +255,7 @@ _NO_DATA = {
     "preferences": "no (correct, wrong) pairs",
     "unpaired": "no examples",
     "trajectories": "no trajectories",
+    "prompts": "no prompts",
 }
 
 
@@ -224,6 +272,14 @@ def _data(shape: str, chosen: list, segments: dict) -> list:
         return [segments[(i.episode_id, i.turn_id)] for i in chosen]
     if shape == "examples":
         return [(i.prompt, i.completion) for i in chosen if i.polarity == "positive"]
+    if shape == "prompts":  # each prompt once, with a verified completion where there is one
+        completions: dict[str, str | None] = {}
+        for i in chosen:
+            if i.polarity == "positive":
+                completions[i.prompt] = i.completion
+            else:
+                completions.setdefault(i.prompt, None)
+        return list(completions.items())
     from pedagogy.training.preference import preference_pairs
 
     return preference_pairs(chosen, unpaired=shape == "unpaired")
@@ -257,6 +313,10 @@ def _job_config(session: Session, trainer: Any, shape: str, round_: int, student
         common["beta"] = cfg.beta
     if not (isinstance(cls, type) and issubclass(cls, SFTJobConfig)):
         return None
+    from pedagogy.training.onpolicy_trainer import OnPolicyJobConfig
+
+    if issubclass(cls, OnPolicyJobConfig):
+        common.update(cfg.onpolicy.model_dump(), teacher_path=session.teacher_path)
     return cls(**common)
 
 

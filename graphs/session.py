@@ -65,6 +65,9 @@ class Session:
     """Called before every node: raises when this process lost the run's lease."""
     _pool: TrainingPool | None = field(default=None, init=False, repr=False)
     _history: RoundHistory | None = field(default=None, init=False, repr=False)
+    teacher_path: str | None = None
+    """The teacher's local model folder when it is a `transformers` model (an on-policy job's
+    teacher); None for other teachers."""
     rollouts: Any = None
     """Where a round's episodes run when not in this process: a `graphs.rollouts_ray.RayRollouts`
     (`ray.address`); None: here."""

@@ -264,6 +264,24 @@ idle CPU cores (22 steps/s at batch 16) 500 steps take about 23 s; on a shared m
 jobs reached 102-317 steps, and 500 take 45-90 s (README, "Budgets and reproducible runs")."""
 
 
+class OnPolicyConfig(_Strict):
+    """`training.kind: onpolicy` (on-policy distillation, GKD): the student samples, the
+    teacher (a local `transformers` model sharing its tokenizer) scores every sampled token."""
+
+    beta: float = Field(1.0, ge=0, le=1)
+    """The generalised JSD's interpolation: 1 the reverse KL (student || teacher), 0 the
+    forward KL, 0.5 the symmetric JSD."""
+    lmbda: float = Field(1.0, ge=0, le=1)
+    """Share of steps that sample from the student; the others train on the examples' own
+    completions (off-policy)."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature, and the one the divergence compares the distributions at."""
+    max_new_tokens: int = Field(64, ge=1)
+    """Tokens a sampled completion may take."""
+    keep_samples: int = Field(4, ge=0)
+    """Sampled completions per step stored as turns (with the teacher's per-token scores)."""
+
+
 class TrainingConfig(_Strict):
     every_rounds: int = Field(1, ge=1)
     min_new_examples: int = Field(1, ge=0)
@@ -306,6 +324,8 @@ class TrainingConfig(_Strict):
     """sft and trajectory SFT: train in a plain torch loop on packed batches (each step's
     examples laid end to end, no padding, no TRL); false: TRL's SFTTrainer on padded batches.
     Same loss and optimiser."""
+    onpolicy: OnPolicyConfig = Field(default_factory=OnPolicyConfig)
+    """`kind: onpolicy`'s settings."""
 
 
 class BudgetConfig(_Strict):

@@ -46,6 +46,17 @@ def check_backend_kinds(config: RunConfig) -> None:
             f"student.kind {config.student.kind!r}: the student must be a trainable local model; "
             "use kind: transformers (model: tiny, a local directory or a hub id)"
         )
+    if config.training.kind == "onpolicy" and config.teacher.kind != "transformers":
+        raise ConfigError(
+            f"training.kind onpolicy needs a teacher model that scores the student's tokens, "
+            f"but teacher.kind is {config.teacher.kind!r}; use teacher.kind transformers (model: "
+            "tiny-teacher, or a local model sharing the student's tokenizer)"
+        )
+    if config.training.kind == "onpolicy" and config.agent.enabled:
+        raise ConfigError(
+            "training.kind onpolicy trains on text answers; an acting student (agent.enabled) "
+            "trains with trajectory_sft"
+        )
     for role, sub in (("generator", config.generator), ("verifier", config.verifier)):
         if (
             sub.kind != ("procedural" if role == "generator" else "programmatic")

@@ -385,6 +385,7 @@ async def _run(
         guard=hold.check,
         base_dir=base_dir,
         rollouts=rollouts,
+        teacher_path=teacher.config.model if teacher.config.kind == "transformers" else None,
     )
     status, detail = "failed", None
     try:

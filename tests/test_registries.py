@@ -72,7 +72,7 @@ def test_the_part_registries_are_registries(restore_registries):
     from pedagogy.training import trainers
 
     assert isinstance(trainers._REGISTRY, Registry) and isinstance(BACKENDS, Registry)
-    assert trainers.known_trainers() == ["dpo", "redi", "sft", "trajectory_sft"]
+    assert trainers.known_trainers() == ["dpo", "onpolicy", "redi", "sft", "trajectory_sft"]
     with pytest.raises(UnknownNameError, match=r"unknown backend 'gpt5000'.*register_backend"):
         check_backend_kind("gpt5000")
     register_backend("mine", BACKENDS["scripted"])
@@ -218,7 +218,10 @@ def test_a_typo_in_training_kind_fails_at_load_naming_the_trainers(quick_config,
     cfg = quick_config(training={"kind": "stf"})
     result = runner.invoke(app, ["run", "--config", str(cfg), "--quiet"])
     assert result.exit_code == 2, result.output
-    assert "training.kind: unknown trainer 'stf'; choose one of: dpo, redi, sft" in result.output
+    assert (
+        "training.kind: unknown trainer 'stf'; choose one of: dpo, onpolicy, redi, sft"
+        in result.output
+    )
     assert "register_trainer" in result.output
     assert not (tmp_path / "work").exists()  # nothing written
 

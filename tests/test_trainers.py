@@ -20,7 +20,7 @@ from pedagogy.training.trainers import (
     register_trainer,
 )
 
-BUILTINS = ["dpo", "redi", "sft", "trajectory_sft"]
+BUILTINS = ["dpo", "onpolicy", "redi", "sft", "trajectory_sft"]
 
 PAIRS = [(f"{a}+{b}=", f"A:{a + b}") for a in range(4) for b in range(4)]
 TRIPLES = [(p, c, f"A:{int(c[2:]) + 1}") for p, c in PAIRS]
@@ -30,7 +30,13 @@ TRAJECTORIES = [
     for a in range(4)
     for b in range(4)
 ]  # fmt: skip
-ITEMS = {"sft": PAIRS, "dpo": TRIPLES, "redi": TRIPLES, "trajectory_sft": TRAJECTORIES}
+ITEMS = {
+    "sft": PAIRS,
+    "dpo": TRIPLES,
+    "redi": TRIPLES,
+    "trajectory_sft": TRAJECTORIES,
+    "onpolicy": PAIRS,
+}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +64,9 @@ def _weights(path):
 
 def test_unknown_trainer_lists_the_known_ones():
     assert set(BUILTINS) <= set(known_trainers())
-    with pytest.raises(UnknownNameError, match=r"unknown trainer 'ppo'; choose one of: dpo, redi"):
+    with pytest.raises(
+        UnknownNameError, match=r"unknown trainer 'ppo'; choose one of: dpo, onpolicy, redi"
+    ):
         build_trainer("ppo")
 
 
@@ -114,8 +122,13 @@ def test_builtin_trainer_conforms(kind, base, tmp_path):
 
     trainer = build_trainer(kind)
     assert isinstance(trainer, Trainer) and trainer.kind == kind
+    extra = {}
+    if kind == "onpolicy":  # a teacher with the student's tokenizer and other weights
+        from pedagogy.training.tiny import build_tiny_student
+
+        extra = {"teacher_path": str(build_tiny_student(tmp_path / "teacher", seed=1))}
     config = trainer.config_class(
-        max_steps=4, batch_size=4, logging_steps=1, warmup_steps=0, threads=1, seed=0
+        max_steps=4, batch_size=4, logging_steps=1, warmup_steps=0, threads=1, seed=0, **extra
     )
     rows: list[dict] = []
     out = tmp_path / kind

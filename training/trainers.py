@@ -74,9 +74,13 @@ class TrainResult:
     """The registered name of the trainer that ran the job."""
     metrics: dict[str, float] = field(default_factory=dict)
     """What only this kind of job measures (e.g. `truncated` trajectories)."""
+    samples: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """What an on-policy job sampled and how the teacher scored it (`onpolicy`), for the run to
+    store as turns on its chain; [] for other jobs. Not in `to_dict`."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("samples", None)
         d["out_path"] = str(self.out_path)
         return d
 
@@ -90,7 +94,9 @@ class Trainer(Protocol):
     completion) pairs of verified positives, the default and `sft`'s; "preferences",
     `PreferencePair`s of a correct and a wrong completion of one prompt (`dpo`); "unpaired",
     preference pairs plus positives without a wrong partner (`redi`); "trajectories", an acting
-    student's segments (`trajectory_sft`). A custom trainer registered by a plugin gets
+    student's segments (`trajectory_sft`); "prompts", (prompt, completion or None) for every
+    practised problem, right or wrong, with a verified completion where there is one
+    (`onpolicy`: the student samples its own). A custom trainer registered by a plugin gets
     "examples" unless it says otherwise. Its job config is `config_class` filled from the
     `training` section (steps, learning rate, batch size, LoRA, seed) when that is
     `SFTJobConfig` or a subclass; else `train(config=None)`, its own defaults."""
@@ -116,13 +122,14 @@ class Trainer(Protocol):
         ...
 
 
-DATA_SHAPES = ("examples", "preferences", "unpaired", "trajectories")
+DATA_SHAPES = ("examples", "preferences", "unpaired", "trajectories", "prompts")
 """What a trainer's items are in a run (`Trainer`'s `data`)."""
 _BUILT_IN_DATA = {
     "sft": "examples",
     "dpo": "preferences",
     "redi": "unpaired",
     "trajectory_sft": "trajectories",
+    "onpolicy": "prompts",
 }
 
 
@@ -161,6 +168,12 @@ def _redi(**options: Any) -> Trainer:
     return REDI(**options)
 
 
+def _onpolicy(**options: Any) -> Trainer:
+    from pedagogy.training.onpolicy_trainer import OnPolicyTrainer
+
+    return OnPolicyTrainer(**options)
+
+
 def _trajectory_sft(**options: Any) -> Trainer:
     from pedagogy.training.trajectory import TrajectorySFT
 
@@ -169,7 +182,13 @@ def _trajectory_sft(**options: Any) -> Trainer:
 
 _REGISTRY: Registry[TrainerFactory] = Registry(
     "trainer",
-    {"sft": _sft, "dpo": _dpo, "redi": _redi, "trajectory_sft": _trajectory_sft},
+    {
+        "sft": _sft,
+        "dpo": _dpo,
+        "redi": _redi,
+        "trajectory_sft": _trajectory_sft,
+        "onpolicy": _onpolicy,
+    },
     register_with="register_trainer",
 )
 """The trainers by name; `training.kind` names one (checked when a config loads)."""
