@@ -154,6 +154,15 @@ def test_a_run_taught_by_onpolicy_distillation_stores_samples_and_scores_on_its_
         for t in samples:
             assert len(t.detail["teacher_logprobs"]) == len(t.detail["token_ids"])
         assert store.verify_chain(run.id) == []
+    from fastapi.testclient import TestClient
+
+    from pedagogy.viewer.app import create_app
+
+    with TestClient(create_app(db)) as viewer:  # the samples, as the viewer lists them
+        page = viewer.get(f"/runs/{run.id}/calls?purpose=onpolicy").text
+    assert page.count("<tr>") == 1 + len(samples)
+    means = [sum(t.detail["teacher_logprobs"]) / len(t.detail["teacher_logprobs"]) for t in samples]
+    assert all(f"{m:.2f}" in page for m in means)
     audit = runner.invoke(app, ["audit", "verify", run.id, "--db", db])
     assert audit.exit_code == 0, audit.output
     replayed = runner.invoke(app, ["replay", run.id, "--db", db, "--json"])

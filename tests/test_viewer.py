@@ -101,6 +101,12 @@ def test_every_page_type_answers_and_writes_nothing(stored, client):
     assert page.status_code == 200 and episode.problem_id
     compare = client.get(f"/compare?a={run_id}&b={run_id}")
     assert compare.status_code == 200 and "same config" in compare.text
+    calls = client.get(f"/runs/{run_id}/calls")
+    with open_store(stored["db"], create=False) as store:
+        outside = store.turns_outside_episodes(run_id)
+    assert calls.status_code == 200
+    assert calls.text.count("<tr>") - (1 if outside else 0) == len(outside)
+    assert client.get(f"/runs/{run_id}/calls?page=x").status_code == 400
     assert _counts(stored["db"]) == before
 
 
@@ -244,6 +250,7 @@ def test_every_page_type_in_headless_chromium_without_console_errors(stored, ser
         visit("episode")
         visit("version", f"{served}/versions/{stored['versions'][-1].id}")
         visit("compare", f"{served}/compare?a={run_id}&b={run_id}")
+        visit("calls", f"{served}/runs/{run_id}/calls")
         visit("missing", f"{served}/episodes/nope", status=404)
         assert driver.find_element(By.ID, "missing").text.startswith("No episode nope")
     finally:

@@ -12,6 +12,8 @@ does) and writes nothing:
     /runs/{run}/audit         `audit verify` of the run's hash chain
     /runs/{run}/episodes      its episodes, filtered (round, arm, outcome, explained, tool) and
                               paged by key (`viewer.data.episode_page`)
+    /runs/{run}/calls         its model calls outside episodes (checks, generator, refinements,
+                              on-policy samples with the teacher's scores)
     /episodes/{episode}       an episode's turns in order: request, response, tool calls and
                               observations, verdicts, the explanation as shown, tokens, latency
     /versions/{version}       a model version: its parent chain, the jobs and data that made it,
@@ -121,6 +123,21 @@ def create_app(db_url: str) -> Any:
                 400,
             )
         return render(request, "episodes.html", context)
+
+    @app.get("/runs/{run_id}/calls", response_class=HTMLResponse)
+    def calls(request: Request, run_id: str, purpose: str = "", page: str = "") -> Any:
+        try:
+            context = pages.calls(store, run_id, purpose, page)
+        except StoreError:
+            return missing(request, f"run {run_id}", "/", "the runs")
+        except ValueError as err:
+            return render(
+                request,
+                "missing.html",
+                {"what": str(err), "back": f"/runs/{run_id}/calls", "back_label": "page 1"},
+                400,
+            )
+        return render(request, "calls.html", context)
 
     @app.get("/episodes/{episode_id}", response_class=HTMLResponse)
     def episode(request: Request, episode_id: str) -> Any:

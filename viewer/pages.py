@@ -14,7 +14,7 @@ from pedagogy.errors import StoreError
 from pedagogy.viewer.charts import heat_fill, line_chart
 from pedagogy.viewer.data import OUTCOMES, EpisodeFilter, episode_page, run_exists
 
-__all__ = ["audit", "compare", "episode", "episodes", "run", "runs", "version"]
+__all__ = ["audit", "calls", "compare", "episode", "episodes", "run", "runs", "version"]
 
 
 def runs(store: Any) -> list[dict[str, Any]]:
@@ -236,3 +236,42 @@ def config_diff(
         elif va != vb:
             out.append((name, va, vb))
     return out
+
+
+CALLS_PER_PAGE = 100
+
+
+def calls(store: Any, run_id: str, purpose: str, page: str) -> dict[str, Any]:
+    """The run's model calls outside episodes, in chain order, a page at a time: the startup
+    checks, an LLM generator's calls, the teacher's refinements, an on-policy job's samples
+    (with the teacher's mean log-probability of their tokens)."""
+    if not run_exists(store, run_id):
+        raise StoreError(f"unknown run {run_id!r}")
+    if page and not page.isdigit():
+        raise ValueError(f"page must be a number, got {page!r}")
+    turns = store.turns_outside_episodes(run_id)
+    purposes = sorted({str(t.request.get("purpose") or "") for t in turns})
+    if purpose:
+        turns = [t for t in turns if t.request.get("purpose") == purpose]
+    n = int(page or 0)
+    shown = turns[n * CALLS_PER_PAGE : (n + 1) * CALLS_PER_PAGE]
+    rows = []
+    for t in shown:
+        scores = (t.detail or {}).get("teacher_logprobs")
+        rows.append(
+            {
+                "turn": t,
+                "purpose": t.request.get("purpose") or "",
+                "step": t.request.get("step"),
+                "teacher_mean": sum(scores) / len(scores) if scores else None,
+            }
+        )
+    return {
+        "run_id": run_id,
+        "rows": rows,
+        "purposes": purposes,
+        "purpose": purpose,
+        "page": n,
+        "total": len(turns),
+        "more": (n + 1) * CALLS_PER_PAGE < len(turns),
+    }
