@@ -12,6 +12,8 @@ from pedagogy.memory.records import (
     CurriculumStateRecord,
     DatasetItemRecord,
     DecisionRecord,
+    EpisodeFilter,
+    EpisodePage,
     EpisodeRecord,
     EvaluationRecord,
     ModelVersionRecord,
@@ -94,6 +96,16 @@ class Store(Protocol):
     def episodes(
         self, run_id: str, round: int | None = None, with_turns: bool = False
     ) -> list[EpisodeRecord]: ...
+    def episodes_page(
+        self,
+        run_id: str,
+        flt: EpisodeFilter | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 50,
+    ) -> EpisodePage:
+        """The next `limit` episodes (no turns) after (round, index) `after`, filtered."""
+        ...
+
     def get_episode(self, episode_id: str) -> EpisodeRecord:
         """With turns, verdicts and explanations."""
         ...

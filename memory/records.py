@@ -171,6 +171,45 @@ class EpisodeRecord:
         return trajectories_of(self.turns, self.tool_calls)
 
 
+@dataclass(frozen=True)
+class EpisodeFilter:
+    """Which of a run's episodes `Store.episodes_page` lists; None: any."""
+
+    round: int | None = None
+    arm: str | None = None
+    outcome: str | None = None
+    explained: bool | None = None
+    tool: bool | None = None
+    """Whether the episode made a tool call (an acting student's, or a demonstration's)."""
+
+    def query(self) -> dict[str, str]:
+        """As URL query parameters (the viewer's next-page links)."""
+        out: dict[str, str] = {}
+        if self.round is not None:
+            out["round"] = str(self.round)
+        if self.arm:
+            out["arm"] = self.arm
+        if self.outcome:
+            out["outcome"] = self.outcome
+        if self.explained is not None:
+            out["explained"] = "yes" if self.explained else "no"
+        if self.tool is not None:
+            out["tool"] = "yes" if self.tool else "no"
+        return out
+
+
+@dataclass
+class EpisodePage:
+    """One page of a run's episodes (without their turns), in (round, index) order."""
+
+    rows: list[EpisodeRecord]
+    after: tuple[int, int] | None
+    """The (round, index) the next page starts after; None on the last page."""
+    arms: list[str]
+    """Every arm and round of the run's episodes (for filters)."""
+    rounds: list[int]
+
+
 @dataclass
 class ModelVersionRecord:
     id: str

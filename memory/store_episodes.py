@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from pedagogy.errors import StoreError
 from pedagogy.memory import schema as S
@@ -19,6 +19,8 @@ from pedagogy.memory.records import (
     ChainHeadRecord,
     ChainLinkRecord,
     DecisionRecord,
+    EpisodeFilter,
+    EpisodePage,
     EpisodeRecord,
     ExplanationRecord,
     ToolCallRecord,
@@ -233,6 +235,46 @@ class EpisodesMixin(StoreCore):
                 ids = query.with_only_columns(t.c.id).scalar_subquery()
                 self._attach_children(conn, eps, lambda table: table.c.episode_id.in_(ids))
         return eps
+
+    def episodes_page(
+        self,
+        run_id: str,
+        flt: EpisodeFilter | None = None,
+        after: tuple[int, int] | None = None,
+        limit: int = 50,
+    ) -> EpisodePage:
+        """The next `limit` episodes of the run after (round, index) `after`, filtered, paged by
+        key through the (run_id, round, index) unique index: page 1,000 of a 100k-episode run
+        costs what page 1 does. Turns are not loaded."""
+        e, flt = S.episodes, flt or EpisodeFilter()
+        query = select(e).where(e.c.run_id == run_id)
+        if after is not None:
+            r, i = after
+            query = query.where(or_(e.c.round > r, and_(e.c.round == r, e.c["index"] > i)))
+        if flt.round is not None:
+            query = query.where(e.c.round == flt.round)
+        if flt.arm:
+            query = query.where(e.c.arm == flt.arm)
+        if flt.outcome:
+            query = query.where(e.c.outcome == flt.outcome)
+        if flt.explained is not None:
+            query = query.where(e.c.explained == flt.explained)
+        if flt.tool is not None:
+            called = select(S.tool_calls.c.id).where(S.tool_calls.c.episode_id == e.c.id).exists()
+            query = query.where(called if flt.tool else ~called)
+        query = query.order_by(e.c.round, e.c["index"]).limit(limit + 1)
+        mine = e.c.run_id == run_id
+        with self._engine.connect() as conn:
+            self._require_run(conn, run_id)
+            rows = [_record(EpisodeRecord, r) for r in conn.execute(query)]
+            arms = list(conn.scalars(select(e.c.arm).where(mine).distinct().order_by(e.c.arm)))
+            rounds = list(
+                conn.scalars(select(e.c.round).where(mine).distinct().order_by(e.c.round))
+            )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = (rows[-1].round, rows[-1].index) if more and rows else None
+        return EpisodePage(rows, last, arms, rounds)
 
     def get_episode(self, episode_id: str) -> EpisodeRecord:
         with self._engine.connect() as conn:

@@ -121,24 +121,24 @@ def test_unknown_ids_are_404_pages_and_bad_filters_400(stored, client):
 
 
 def test_episodes_page_by_key_without_gaps_or_repeats_and_filters_filter(stored, client):
-    from pedagogy.viewer.data import EpisodeFilter, episode_page
+    from pedagogy.memory.records import EpisodeFilter
 
     run_id, episodes = stored["run_id"], stored["episodes"]
     with open_store(stored["db"], create=False) as store:
         seen, after = [], None
         while True:
-            page = episode_page(store, run_id, EpisodeFilter(), after, limit=5)
-            seen += [(r["round"], r["index"]) for r in page.rows]
+            page = store.episodes_page(run_id, EpisodeFilter(), after, limit=5)
+            seen += [(r.round, r.index) for r in page.rows]
             if page.after is None:
                 break
             after = page.after
         assert seen == [(e.round, e.index) for e in episodes]  # in order, each once
-        explained = episode_page(store, run_id, EpisodeFilter(explained=True), limit=1000)
-        assert {r["id"] for r in explained.rows} == {e.id for e in episodes if e.explained}
-        used = episode_page(store, run_id, EpisodeFilter(tool=True), limit=1000)
-        assert {r["id"] for r in used.rows} == {e.id for e in episodes if e.tool_calls}
-        unused = episode_page(store, run_id, EpisodeFilter(tool=False), limit=1000)
-        assert {r["id"] for r in unused.rows} == {e.id for e in episodes if not e.tool_calls}
+        explained = store.episodes_page(run_id, EpisodeFilter(explained=True), limit=1000)
+        assert {r.id for r in explained.rows} == {e.id for e in episodes if e.explained}
+        used = store.episodes_page(run_id, EpisodeFilter(tool=True), limit=1000)
+        assert {r.id for r in used.rows} == {e.id for e in episodes if e.tool_calls}
+        unused = store.episodes_page(run_id, EpisodeFilter(tool=False), limit=1000)
+        assert {r.id for r in unused.rows} == {e.id for e in episodes if not e.tool_calls}
         assert used.rows
     html = client.get(f"/runs/{run_id}/episodes?round=2&explained=yes").text
     listed = set(re.findall(r'href="/episodes/([0-9a-f]+)"', html))

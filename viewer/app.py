@@ -11,7 +11,7 @@ does) and writes nothing:
                               decisions per round, tokens and cost per role and arm, warnings
     /runs/{run}/audit         `audit verify` of the run's hash chain
     /runs/{run}/episodes      its episodes, filtered (round, arm, outcome, explained, tool) and
-                              paged by key (`viewer.data.episode_page`)
+                              paged by key (`Store.episodes_page`)
     /runs/{run}/calls         its model calls outside episodes (checks, generator, refinements,
                               on-policy samples with the teacher's scores)
     /episodes/{episode}       an episode's turns in order: request, response, tool calls and

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from pedagogy.errors import StoreError
+from pedagogy.memory.records import EpisodeFilter
 from pedagogy.viewer.charts import heat_fill, line_chart
-from pedagogy.viewer.data import OUTCOMES, EpisodeFilter, episode_page, run_exists
+
+OUTCOMES = ("correct_first", "correct_after_explanation", "wrong", "error")
+"""An episode's possible outcomes (the episodes list's filter)."""
 
 __all__ = ["audit", "calls", "compare", "episode", "episodes", "run", "runs", "version"]
 
@@ -159,7 +162,7 @@ def episodes(
             key = (int(r), int(i))
         except ValueError:
             raise ValueError(f"after must be ROUND.INDEX, got {after!r}") from None
-    page = episode_page(store, run_id, flt, key)
+    page = store.episodes_page(run_id, flt, key)
     next_query = None
     if page.after is not None:
         next_query = {**flt.query(), "after": f"{page.after[0]}.{page.after[1]}"}
@@ -275,3 +278,11 @@ def calls(store: Any, run_id: str, purpose: str, page: str) -> dict[str, Any]:
         "total": len(turns),
         "more": (n + 1) * CALLS_PER_PAGE < len(turns),
     }
+
+
+def run_exists(store: Any, run_id: str) -> bool:
+    try:
+        store.get_run(run_id)
+    except StoreError:
+        return False
+    return True
