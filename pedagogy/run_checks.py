@@ -52,6 +52,11 @@ def check_backend_kinds(config: RunConfig) -> None:
             f"but teacher.kind is {config.teacher.kind!r}; use teacher.kind transformers (model: "
             "tiny-teacher, or a local model sharing the student's tokenizer)"
         )
+    if config.training.kind == "onpolicy" and config.training.lora:
+        raise ConfigError(
+            "training.kind onpolicy trains the whole student; LoRA is not supported for it yet: "
+            "set training.lora false, or train with sft"
+        )
     if config.training.kind == "onpolicy" and config.agent.enabled:
         raise ConfigError(
             "training.kind onpolicy trains on text answers; an acting student (agent.enabled) "

@@ -101,6 +101,11 @@ def test_onpolicy_needs_a_teacher_model_before_the_run_starts(quick_config, tmp_
     result = CliRunner().invoke(app, ["run", "--config", str(cfg), "--quiet"])
     assert result.exit_code == 2 and "training.kind onpolicy needs a teacher model" in result.output
     assert not (tmp_path / "work" / "pedagogy.db").exists()
+    teacher = {"kind": "transformers", "model": "tiny-teacher"}
+    cfg = quick_config(teacher=teacher, training={"kind": "onpolicy", "lora": True})
+    result = CliRunner().invoke(app, ["run", "--config", str(cfg), "--quiet"])
+    assert result.exit_code == 2 and "LoRA is not supported" in result.output
+    assert not (tmp_path / "work" / "pedagogy.db").exists()
 
 
 def test_the_settings_are_checked_when_the_config_loads():

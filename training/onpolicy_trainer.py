@@ -82,6 +82,11 @@ class OnPolicyTrainer:
             )
         if not items:
             raise TrainingError(f"on-policy distillation of {str(base_path)!r}: no prompts")
+        if config.lora:
+            raise ConfigError(
+                "training.kind onpolicy trains the whole student; LoRA is not supported for it "
+                "yet: set training.lora false, or train with sft"
+            )
         if config.max_steps is None:
             raise ConfigError("training.max_steps must be set for onpolicy (steps sample)")
         job = Job(self.kind, base_path, output_dir, config, progress)
