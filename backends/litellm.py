@@ -47,7 +47,12 @@ from typing import TYPE_CHECKING, Any
 
 from pedagogy.backends.base import CallAttempt, ChatRequest, Completion, parse_tool_arguments
 from pedagogy.backends.litellm_breaker import CircuitBreaker, CircuitNotes
-from pedagogy.backends.litellm_direct import TRANSPORTS, DirectClient, direct_problems
+from pedagogy.backends.litellm_direct import (
+    TRANSPORTS,
+    DirectClient,
+    direct_problems,
+    request_fields,
+)
 from pedagogy.backends.litellm_endpoints import FALLBACK_KEYS, Endpoint, fallback_problems
 from pedagogy.backends.litellm_errors import (
     NO_KEY,
@@ -458,20 +463,11 @@ class LiteLLMBackend:
             return await self._direct.call(request, endpoint, api_key, timeout)
         kwargs: dict[str, Any] = {
             "model": endpoint.model,
-            "messages": request.messages,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
+            **request_fields(request),
             "timeout": timeout,
             "max_retries": 0,  # the OpenAI SDK retries twice by default; we retry ourselves
             "drop_params": True,  # providers that reject e.g. `seed` get the call without it
         }
-        if request.seed is not None:
-            kwargs["seed"] = request.seed
-        if request.stop:
-            kwargs["stop"] = request.stop
-        if request.tools:
-            kwargs["tools"] = request.tools
-            kwargs["tool_choice"] = "auto"
         if endpoint.api_base:
             kwargs["api_base"] = endpoint.api_base
         if api_key is not None:

@@ -77,22 +77,27 @@ class HTTPStatusError(Exception):
         self.headers = headers
 
 
-def request_body(request: ChatRequest, model: str) -> dict[str, Any]:
-    """The OpenAI chat-completions body litellm sends for this request (provider prefix off)."""
-    body: dict[str, Any] = {
-        "model": model.split("/", 1)[1],
+def request_fields(request: ChatRequest) -> dict[str, Any]:
+    """The request's OpenAI chat fields: what litellm is given, and what the direct transport
+    sends (messages, max_tokens, temperature; seed, stop and tools when set)."""
+    fields: dict[str, Any] = {
         "messages": request.messages,
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
     }
     if request.seed is not None:
-        body["seed"] = request.seed
+        fields["seed"] = request.seed
     if request.stop:
-        body["stop"] = request.stop
+        fields["stop"] = request.stop
     if request.tools:
-        body["tools"] = request.tools
-        body["tool_choice"] = "auto"
-    return body
+        fields["tools"] = request.tools
+        fields["tool_choice"] = "auto"
+    return fields
+
+
+def request_body(request: ChatRequest, model: str) -> dict[str, Any]:
+    """The OpenAI chat-completions body litellm sends for this request (provider prefix off)."""
+    return {"model": model.split("/", 1)[1], **request_fields(request)}
 
 
 class DirectClient:

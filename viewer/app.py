@@ -26,12 +26,12 @@ An unknown id answers 404 with the page that lists what exists.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
+from fastapi import Query, Request
 
 from pedagogy.errors import StoreError
 
@@ -69,10 +69,25 @@ def create_app(db_url: str) -> Any:
             request, name, {"db": shown_db, **context}, status_code=status
         )
 
-    def missing(request: Request, what: str, back: str, back_label: str) -> Any:
-        return render(
-            request, "missing.html", {"what": what, "back": back, "back_label": back_label}, 404
-        )
+    def page(
+        request: Request,
+        template: str,
+        build: Callable[[], dict[str, Any]],
+        what: str,
+        retry: tuple[str, str] | None = None,
+    ) -> Any:
+        """`template` with the context `build` makes; an unknown id (StoreError) is a 404 page
+        naming `what`, a bad query parameter (ValueError) a 400 page linking to `retry`."""
+        try:
+            return render(request, template, build())
+        except StoreError:
+            back, label, what_, status = "/", "the runs", what, 404
+        except ValueError as err:
+            if retry is None:
+                raise
+            (back, label), what_, status = retry, str(err), 400
+        context = {"what": what_, "back": back, "back_label": label}
+        return render(request, "missing.html", context, status)
 
     @app.get("/", response_class=HTMLResponse)
     def runs(request: Request) -> Any:
@@ -80,21 +95,12 @@ def create_app(db_url: str) -> Any:
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     def run(request: Request, run_id: str) -> Any:
-        try:
-            context = pages.run(store, run_id)
-        except StoreError:
-            return missing(request, f"run {run_id}", "/", "the runs")
-        return render(request, "run.html", context)
+        return page(request, "run.html", lambda: pages.run(store, run_id), f"run {run_id}")
 
     @app.get("/runs/{run_id}/audit", response_class=HTMLResponse)
     def audit(request: Request, run_id: str) -> Any:
-        try:
-            context = pages.audit(store, run_id)
-        except StoreError as err:
-            if "unknown run" in str(err) or "no run" in str(err):
-                return missing(request, f"run {run_id}", "/", "the runs")
-            context = {"run_id": run_id, "error": str(err), "problems": [], "clean": False}
-        return render(request, "audit.html", context)
+        build = lambda: pages.audit(store, run_id)  # noqa: E731
+        return page(request, "audit.html", build, f"run {run_id}")
 
     @app.get("/runs/{run_id}/episodes", response_class=HTMLResponse)
     def episodes(
@@ -107,60 +113,39 @@ def create_app(db_url: str) -> Any:
         tool: str = "",
         after: str = "",
     ) -> Any:
-        try:
-            context = pages.episodes(store, run_id, round, arm, outcome, explained, tool, after)
-        except StoreError:
-            return missing(request, f"run {run_id}", "/", "the runs")
-        except ValueError as err:
-            return render(
-                request,
-                "missing.html",
-                {
-                    "what": str(err),
-                    "back": f"/runs/{run_id}/episodes",
-                    "back_label": "the unfiltered list",
-                },
-                400,
-            )
-        return render(request, "episodes.html", context)
+        return page(
+            request,
+            "episodes.html",
+            lambda: pages.episodes(store, run_id, round, arm, outcome, explained, tool, after),
+            f"run {run_id}",
+            (f"/runs/{run_id}/episodes", "the unfiltered list"),
+        )
 
     @app.get("/runs/{run_id}/calls", response_class=HTMLResponse)
-    def calls(request: Request, run_id: str, purpose: str = "", page: str = "") -> Any:
-        try:
-            context = pages.calls(store, run_id, purpose, page)
-        except StoreError:
-            return missing(request, f"run {run_id}", "/", "the runs")
-        except ValueError as err:
-            return render(
-                request,
-                "missing.html",
-                {"what": str(err), "back": f"/runs/{run_id}/calls", "back_label": "page 1"},
-                400,
-            )
-        return render(request, "calls.html", context)
+    def calls(
+        request: Request, run_id: str, purpose: str = "", page_: str = Query("", alias="page")
+    ) -> Any:
+        return page(
+            request,
+            "calls.html",
+            lambda: pages.calls(store, run_id, purpose, page_),
+            f"run {run_id}",
+            (f"/runs/{run_id}/calls", "page 1"),
+        )
 
     @app.get("/episodes/{episode_id}", response_class=HTMLResponse)
     def episode(request: Request, episode_id: str) -> Any:
-        try:
-            context = pages.episode(store, episode_id)
-        except StoreError:
-            return missing(request, f"episode {episode_id}", "/", "the runs")
-        return render(request, "episode.html", context)
+        build = lambda: pages.episode(store, episode_id)  # noqa: E731
+        return page(request, "episode.html", build, f"episode {episode_id}")
 
     @app.get("/versions/{version_id}", response_class=HTMLResponse)
     def version(request: Request, version_id: str) -> Any:
-        try:
-            context = pages.version(store, version_id)
-        except StoreError:
-            return missing(request, f"model version {version_id}", "/", "the runs")
-        return render(request, "version.html", context)
+        build = lambda: pages.version(store, version_id)  # noqa: E731
+        return page(request, "version.html", build, f"model version {version_id}")
 
     @app.get("/compare", response_class=HTMLResponse)
     def compare(request: Request, a: str = "", b: str = "") -> Any:
-        try:
-            context = pages.compare(store, a, b)
-        except StoreError:
-            return missing(request, f"runs {a!r} and {b!r}", "/", "the runs")
-        return render(request, "compare.html", context)
+        build = lambda: pages.compare(store, a, b)  # noqa: E731
+        return page(request, "compare.html", build, f"runs {a!r} and {b!r}")
 
     return app
